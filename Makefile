@@ -1,0 +1,161 @@
+# libhma - top-level Makefile.
+#   make            library (lib/libhma.so.1.0.0, lib/libhma.a) and examples/hma
+#   make run        the main job on the built-in toy checkpoint pair
+#   make test       every test (installs missing Debian packages first)
+#   make bench      benchmarks (not part of make test)
+#   make install PREFIX=/usr/local DESTDIR=   /   make uninstall   /   make clean
+#   make SAN=asan test    the same tests under ASan+UBSan (build in build/asan)
+#   make SAN=tsan test-concurrency   concurrency tests under TSan
+
+VERSION_MAJOR := $(shell sed -n 's/^\#define HMA_VERSION_MAJOR \([0-9]*\).*/\1/p' include/hma.h)
+VERSION_MINOR := $(shell sed -n 's/^\#define HMA_VERSION_MINOR \([0-9]*\).*/\1/p' include/hma.h)
+VERSION_PATCH := $(shell sed -n 's/^\#define HMA_VERSION_PATCH \([0-9]*\).*/\1/p' include/hma.h)
+VERSION := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
+
+CC ?= cc
+PREFIX ?= /usr/local
+DESTDIR ?=
+LIBDIR_INSTALL ?= $(PREFIX)/lib
+INCDIR_INSTALL ?= $(PREFIX)/include
+PYTHON ?= /usr/bin/python3
+
+# Sanitizer builds live in their own folders so that they never mix with the
+# normal objects.
+SAN ?=
+ifeq ($(SAN),)
+BUILD ?= build
+LIBOUT ?= lib
+SANFLAGS :=
+else ifeq ($(SAN),asan)
+BUILD := build/asan
+LIBOUT := build/asan/lib
+SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+else ifeq ($(SAN),tsan)
+BUILD := build/tsan
+LIBOUT := build/tsan/lib
+SANFLAGS := -fsanitize=thread -fno-omit-frame-pointer
+else
+$(error SAN must be empty, asan or tsan)
+endif
+
+OPT ?= -O2
+# -ffp-contract=off: no fused multiply-add behind our back, so every SIMD path
+# and the scalar path round identically (bit-exact results).
+BASEFLAGS := -std=c11 -D_GNU_SOURCE $(OPT) -g -pthread -ffp-contract=off $(SANFLAGS)
+WARN := -Wall -Wextra -Werror
+LIBWARN := $(WARN) -Wconversion -Wno-sign-conversion -Wshadow -Wstrict-prototypes
+LIB_CFLAGS := $(BASEFLAGS) $(LIBWARN) -fPIC -fvisibility=hidden -DHMA_BUILDING_LIBRARY -Iinclude -Isrc $(CFLAGS)
+APP_CFLAGS := $(BASEFLAGS) $(WARN) -Iinclude $(CFLAGS)
+LIBS := -lopenblas -lzstd -lpthread -lm
+LDFLAGS ?=
+
+LIB_SRC := $(sort $(wildcard src/*.c))
+LIB_OBJ := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(LIB_SRC))
+# Per-file ISA flags: these files are only entered after a run-time CPU check.
+$(BUILD)/obj/kernels_avx2.o: ISAFLAGS := -mavx2 -mf16c -mfma
+$(BUILD)/obj/kernels_avx512.o: ISAFLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16 -mf16c -mfma
+
+SONAME := libhma.so.$(VERSION_MAJOR)
+SHARED := $(LIBOUT)/libhma.so.$(VERSION)
+STATIC := $(LIBOUT)/libhma.a
+
+EX_SRC := $(sort $(wildcard examples/hma*.c)) examples/toyllm.c
+HMA_BIN := $(if $(SAN),$(BUILD)/examples/hma,examples/hma)
+
+TEST_SRC := $(sort $(wildcard tests/test_*.c))
+TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
+ITEST_SRC := $(sort $(wildcard tests/internal/test_*.c))
+ITEST_BIN := $(patsubst tests/internal/%.c,$(BUILD)/tests/internal/%,$(ITEST_SRC))
+TESTUTIL := tests/testutil.c
+
+.PHONY: all lib deps run test test-unit test-concurrency bench install uninstall clean check-header fuzz
+all: lib $(HMA_BIN)
+lib: $(SHARED) $(LIBOUT)/libhma.so.$(VERSION_MAJOR) $(LIBOUT)/libhma.so $(STATIC)
+
+# ---- dependencies (Debian 12) ----------------------------------------------
+DEB_PKGS := build-essential pkg-config libopenblas-dev libzstd-dev libcmocka-dev \
+            python3 python3-numpy valgrind abigail-tools clang
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "make deps: installing$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null || exit 1; \
+	fi
+
+# ---- library -----------------------------------------------------------------
+$(BUILD)/obj/%.o: src/%.c src/*.h include/hma.h | $(BUILD)/obj
+	$(CC) $(LIB_CFLAGS) $(ISAFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/obj $(BUILD)/tests/internal $(LIBOUT) $(BUILD)/examples:
+	@mkdir -p $@
+
+$(SHARED): $(LIB_OBJ) src/libhma.map | $(LIBOUT)
+	$(CC) $(SANFLAGS) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=src/libhma.map \
+	  -Wl,--no-undefined -o $@ $(LIB_OBJ) $(LDFLAGS) $(LIBS)
+
+$(LIBOUT)/libhma.so.$(VERSION_MAJOR): $(SHARED)
+	ln -sf libhma.so.$(VERSION) $@
+$(LIBOUT)/libhma.so: $(SHARED)
+	ln -sf libhma.so.$(VERSION) $@
+
+$(STATIC): $(LIB_OBJ) | $(LIBOUT)
+	rm -f $@
+	ar rcs $@ $(LIB_OBJ)
+
+# ---- examples ------------------------------------------------------------------
+# The example programs link the shared library as a user would; the rpath
+# lets them run from the source tree without installing.
+$(HMA_BIN): $(EX_SRC) examples/*.h include/hma.h $(SHARED) $(LIBOUT)/libhma.so | $(BUILD)/examples
+	$(CC) $(APP_CFLAGS) -o $@ $(EX_SRC) -L$(LIBOUT) -Wl,-rpath,'$$ORIGIN/../$(LIBOUT)' -Wl,-rpath,$(CURDIR)/$(LIBOUT) -lhma $(LIBS)
+
+# ---- tests -----------------------------------------------------------------------
+# tests/test_*.c use only the public API and link the shared library;
+# tests/internal/test_*.c reach internal functions through the static library.
+$(BUILD)/tests/%: tests/%.c $(TESTUTIL) tests/testutil.h include/hma.h $(SHARED) $(LIBOUT)/libhma.so | $(BUILD)/tests/internal
+	$(CC) $(APP_CFLAGS) -Itests -o $@ $< $(TESTUTIL) -L$(LIBOUT) -Wl,-rpath,$(CURDIR)/$(LIBOUT) -lhma -lcmocka $(LIBS)
+
+$(BUILD)/tests/internal/%: tests/internal/%.c $(TESTUTIL) tests/testutil.h $(STATIC) | $(BUILD)/tests/internal
+	$(CC) $(APP_CFLAGS) -Isrc -Itests -o $@ $< $(TESTUTIL) $(STATIC) -lcmocka $(LIBS)
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory test-unit
+
+# Runs every test program and script, then prints one closing line.
+test-unit: all $(TEST_BIN) $(ITEST_BIN)
+	@HMA_BIN=$(HMA_BIN) LIBOUT=$(LIBOUT) BUILD=$(BUILD) PYTHON=$(PYTHON) SAN=$(SAN) \
+	  sh tests/run_all.sh $(TEST_BIN) $(ITEST_BIN)
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	@sh examples/run.sh $(HMA_BIN)
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@sh bench/run.sh $(HMA_BIN)
+
+# ---- install -------------------------------------------------------------------------
+install: lib
+	install -d $(DESTDIR)$(LIBDIR_INSTALL)/pkgconfig $(DESTDIR)$(INCDIR_INSTALL)
+	install -m 644 include/hma.h $(DESTDIR)$(INCDIR_INSTALL)/hma.h
+	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR_INSTALL)/libhma.so.$(VERSION)
+	ln -sf libhma.so.$(VERSION) $(DESTDIR)$(LIBDIR_INSTALL)/libhma.so.$(VERSION_MAJOR)
+	ln -sf libhma.so.$(VERSION) $(DESTDIR)$(LIBDIR_INSTALL)/libhma.so
+	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR_INSTALL)/libhma.a
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR_INSTALL)|' \
+	    -e 's|@INCLUDEDIR@|$(INCDIR_INSTALL)|' -e 's|@VERSION@|$(VERSION)|' \
+	    pkgconfig/libhma.pc.in > $(DESTDIR)$(LIBDIR_INSTALL)/pkgconfig/libhma.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(INCDIR_INSTALL)/hma.h $(DESTDIR)$(LIBDIR_INSTALL)/libhma.so.$(VERSION) \
+	      $(DESTDIR)$(LIBDIR_INSTALL)/libhma.so.$(VERSION_MAJOR) $(DESTDIR)$(LIBDIR_INSTALL)/libhma.so \
+	      $(DESTDIR)$(LIBDIR_INSTALL)/libhma.a $(DESTDIR)$(LIBDIR_INSTALL)/pkgconfig/libhma.pc
+
+clean:
+	rm -rf build lib examples/hma
+
+-include $(LIB_OBJ:.o=.d)
