@@ -68,7 +68,7 @@ ITEST_SRC := $(sort $(wildcard tests/internal/test_*.c))
 ITEST_BIN := $(patsubst tests/internal/%.c,$(BUILD)/tests/internal/%,$(ITEST_SRC))
 TESTUTIL := tests/testutil.c
 
-.PHONY: all lib deps run test test-unit test-concurrency bench install uninstall clean check-header fuzz
+.PHONY: all lib deps run test test-unit test-concurrency bench install uninstall clean docs fuzz
 all: lib $(HMA_BIN)
 lib: $(SHARED) $(LIBOUT)/libhma.so.$(VERSION_MAJOR) $(LIBOUT)/libhma.so $(STATIC)
 
@@ -110,13 +110,17 @@ $(STATIC): $(LIB_OBJ) | $(LIBOUT)
 # The example programs link the shared library as a user would; the rpath
 # lets them run from the source tree without installing.
 $(HMA_BIN): $(EX_SRC) examples/*.h include/hma.h $(SHARED) $(LIBOUT)/libhma.so | $(BUILD)/examples
-	$(CC) $(APP_CFLAGS) -o $@ $(EX_SRC) -L$(LIBOUT) -Wl,-rpath,'$$ORIGIN/../$(LIBOUT)' -Wl,-rpath,$(CURDIR)/$(LIBOUT) -lhma $(LIBS)
+	$(CC) $(APP_CFLAGS) -o $@ $(EX_SRC) -L$(LIBOUT) -Wl,-rpath,'$$ORIGIN/../$(LIBOUT)' -Wl,-rpath,$(abspath $(LIBOUT)) -lhma $(LIBS)
 
 # ---- tests -----------------------------------------------------------------------
 # tests/test_*.c use only the public API and link the shared library;
 # tests/internal/test_*.c reach internal functions through the static library.
+# A test of example code (tests/test_toyllm.c) also compiles the example it tests.
+$(BUILD)/tests/test_toyllm: TEST_EXTRA := examples/toyllm.c
+$(BUILD)/tests/test_toyllm: examples/toyllm.c examples/toyllm.h
+
 $(BUILD)/tests/%: tests/%.c $(TESTUTIL) tests/testutil.h include/hma.h $(SHARED) $(LIBOUT)/libhma.so | $(BUILD)/tests/internal
-	$(CC) $(APP_CFLAGS) -Itests -o $@ $< $(TESTUTIL) -L$(LIBOUT) -Wl,-rpath,$(CURDIR)/$(LIBOUT) -lhma -lcmocka $(LIBS)
+	$(CC) $(APP_CFLAGS) -Itests -Iexamples -o $@ $< $(TEST_EXTRA) $(TESTUTIL) -L$(LIBOUT) -Wl,-rpath,$(abspath $(LIBOUT)) -lhma -lcmocka $(LIBS)
 
 $(BUILD)/tests/internal/%: tests/internal/%.c $(TESTUTIL) tests/testutil.h $(STATIC) | $(BUILD)/tests/internal
 	$(CC) $(APP_CFLAGS) -Isrc -Itests -o $@ $< $(TESTUTIL) $(STATIC) -lcmocka $(LIBS)
@@ -137,6 +141,10 @@ run: deps
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@sh bench/run.sh $(HMA_BIN)
+
+# docs/api.md is generated from the header comments (the single source).
+docs:
+	$(PYTHON) tools/gen-api-doc.py include/hma.h > docs/api.md
 
 # ---- install -------------------------------------------------------------------------
 install: lib

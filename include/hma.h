@@ -224,8 +224,9 @@ enum hma_open_flags {
 /**
  * Open a checkpoint for reading. `path` may be
  *   - a single `.safetensors` file;
- *   - a `model.safetensors.index.json` file (sharded checkpoint; shards are
- *     resolved relative to the index's folder);
+ *   - a sharded checkpoint's index, any file whose name ends in `.json`
+ *     (normally `model.safetensors.index.json`; shards are resolved
+ *     relative to the index's folder and must be plain file names);
  *   - a folder (e.g. a Hugging Face model folder) holding either
  *     `model.safetensors.index.json` (preferred) or `model.safetensors`.
  * Every file is validated completely before this returns (see
@@ -290,6 +291,11 @@ HMA_API const char *hma_store_file_path(const hma_store *store, size_t i);
 HMA_API int hma_store_read(const hma_store *store, const hma_tensor *t,
                            uint64_t offset, void *buf, size_t len);
 
+/*
+ * Tensor accessors. All are thread-safe and cost O(1). Passing NULL gives 0,
+ * NULL, or HMA_DTYPE_COUNT for the dtype.
+ */
+
 /** Tensor name (NUL-terminated, no interior NUL). Thread-safe. */
 HMA_API const char *hma_tensor_name(const hma_tensor *t);
 /** Tensor dtype. Thread-safe. */
@@ -304,10 +310,11 @@ HMA_API uint64_t hma_tensor_nelements(const hma_tensor *t);
 HMA_API uint64_t hma_tensor_nbytes(const hma_tensor *t);
 /**
  * Zero-copy pointer to the tensor's bytes (little-endian, row-major), valid
- * until the store is closed. NULL in pread mode. For a pack store, the tensor
- * is decoded on first access into memory the store owns (NULL if decoding
- * fails; hma_last_error() says why). For a zero-size tensor, a non-NULL
- * pointer that must not be dereferenced. Thread-safe.
+ * until the store is closed. NULL in pread mode (for every tensor). For a
+ * pack store, the tensor is decoded on first access into memory the store
+ * owns (NULL if decoding fails; hma_last_error() says why). For a zero-size
+ * tensor of a mapped store, a non-NULL pointer that must not be
+ * dereferenced. Thread-safe.
  */
 HMA_API const void *hma_tensor_data(const hma_tensor *t);
 /** Position of the tensor in its store's order (as hma_store_tensor()). Thread-safe. */
@@ -324,8 +331,8 @@ typedef struct hma_writer hma_writer;
 
 /**
  * Start a new output at `path`.
- *   - If `path` ends in ".safetensors" and shard_size is 0, one file is
- *     written at exactly that path.
+ *   - If `path` ends in ".safetensors", one file is written at exactly that
+ *     path; shard_size must then be 0 (else HMA_ERR_INVALID_ARGUMENT).
  *   - Otherwise `path` is a folder (created if missing; existing files in it
  *     other than the ones we write are left alone). The tensors are split
  *     into shards of at most `shard_size` bytes of data each (0 = no limit;
@@ -337,7 +344,8 @@ typedef struct hma_writer hma_writer;
  *
  * Ownership: *out must be released with hma_writer_free(), committed or not.
  * Errors: HMA_ERR_INVALID_ARGUMENT, HMA_ERR_NO_MEMORY. Thread-safe call;
- * the writer itself is not, except hma_writer_write().
+ * the writer itself is not, except hma_writer_write(), hma_writer_count()
+ * and hma_writer_find() after hma_writer_begin().
  */
 HMA_API int hma_writer_create(hma_writer **out, const char *path, uint64_t shard_size);
 
@@ -353,8 +361,9 @@ HMA_API int hma_writer_set_metadata(hma_writer *w, const char *key, const char *
  * Declare the next tensor. Tensors are laid out in declaration order (use
  * that order to reproduce another file byte for byte). `shape` has `ndim`
  * entries (may be NULL when ndim is 0). Only before hma_writer_begin().
- * Errors: HMA_ERR_INVALID_ARGUMENT, HMA_ERR_BAD_NAME (empty, NUL,
- * "__metadata__", duplicate), HMA_ERR_BAD_DTYPE, HMA_ERR_BAD_SHAPE,
+ * Errors: HMA_ERR_INVALID_ARGUMENT, HMA_ERR_BAD_NAME (empty, not valid
+ * UTF-8, longer than HMA_MAX_NAME bytes, "__metadata__", or a duplicate),
+ * HMA_ERR_BAD_DTYPE, HMA_ERR_BAD_SHAPE,
  * HMA_ERR_OVERFLOW, HMA_ERR_STATE, HMA_ERR_NO_MEMORY.
  */
 HMA_API int hma_writer_add_tensor(hma_writer *w, const char *name, hma_dtype dtype,
@@ -365,8 +374,11 @@ HMA_API int hma_writer_add_tensor(hma_writer *w, const char *name, hma_dtype dty
  * is open in this process (HMA_ERR_OVERWRITES_INPUT), create the temporary
  * files (hidden names starting with ".hma-tmp-" in the destination folder)
  * at their final size, and write their headers.
+ * Missing parent folders are created. Space is reserved with fallocate
+ * where the file system supports it, so a full disk shows up here.
  * Errors: HMA_ERR_STATE, HMA_ERR_IO, HMA_ERR_OVERWRITES_INPUT,
  * HMA_ERR_EXISTS (a folder where a file is expected or the reverse),
+ * HMA_ERR_HEADER_SIZE (the header would exceed HMA_MAX_HEADER_SIZE),
  * HMA_ERR_NO_MEMORY.
  */
 HMA_API int hma_writer_begin(hma_writer *w);
@@ -393,8 +405,14 @@ HMA_API int hma_writer_write(hma_writer *w, size_t index, uint64_t offset,
  * Check every byte of every tensor was written, fsync each file, rename the
  * temporaries to their final names (index last), and fsync the folder.
  * After this the writer is finished (only hma_writer_free() remains).
- * On any error nothing appears under the final names and the temporaries
- * are removed. Errors: HMA_ERR_STATE, HMA_ERR_INCOMPLETE, HMA_ERR_IO,
+ * On any error nothing appears under the final names (files already there
+ * keep their old content) and the temporaries are removed: the writer is
+ * finished either way. A writer whose earlier write failed returns that
+ * first error (HMA_ERR_IO) again. When a single `model.safetensors` is
+ * committed into a folder holding a stale `model.safetensors.index.json`,
+ * that index is removed in the same commit (readers prefer the index).
+ * Replacing a sharded output is atomic file by file, not as a set.
+ * Errors: HMA_ERR_STATE, HMA_ERR_INCOMPLETE, HMA_ERR_IO,
  * HMA_ERR_OVERWRITES_INPUT.
  */
 HMA_API int hma_writer_commit(hma_writer *w);

@@ -83,7 +83,13 @@ int hma__fail_prefix(int code, const char *fmt, ...) {
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     memcpy(old, tls_message, sizeof old);
-    snprintf(tls_message, sizeof tls_message, "%s: %s", prefix, old);
+    /* Assembled by hand: the message is cut at the buffer end on purpose. */
+    size_t pl = strnlen(prefix, sizeof prefix), ol = strnlen(old, sizeof old - 1);
+    size_t cap = sizeof tls_message - 1, n = 0;
+    for (size_t i = 0; i < pl && n < cap; i++) tls_message[n++] = prefix[i];
+    for (const char *sep = ": "; *sep && n < cap; sep++) tls_message[n++] = *sep;
+    for (size_t i = 0; i < ol && n < cap; i++) tls_message[n++] = old[i];
+    tls_message[n] = '\0';
     tls_code = code;
     return code;
 }

@@ -1,5 +1,4 @@
 /* testutil.c - small helpers shared by the cmocka tests. */
-#define _GNU_SOURCE
 #include "testutil.h"
 
 #include <dirent.h>

@@ -1,0 +1,225 @@
+/*
+ * hma.c - the `hma` command-line program: main() with subcommand dispatch
+ * (see hma_cli.h for how subcommands in other files plug in), the shared
+ * error/JSON output helpers, and `hma inspect`.
+ *
+ *   hma inspect PATH [--json] [--pread]
+ *       PATH is a .safetensors file, a model.safetensors.index.json, or a
+ *       model folder. Validates it completely, then lists the metadata and
+ *       every tensor (name, dtype, shape, bytes) and a summary (tensor
+ *       count, parameter count, bytes per dtype). --json prints the same as
+ *       one JSON object. Exit 0 when valid; otherwise 1 and one line on
+ *       stderr naming the error.
+ */
+#include "hma_cli.h"
+
+#include <hma.h>
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+typedef struct command {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *summary;
+} command;
+
+static const command commands[] = {
+    {"inspect", hma_cmd_inspect, "validate a checkpoint and list its tensors and metadata"},
+    {"merge", hma_cmd_merge, "average checkpoints (MA, HMA, soups, task arithmetic, SLERP)"},
+    {"diff", hma_cmd_diff, "compare two checkpoints tensor by tensor"},
+    {"eval", hma_cmd_eval, "score a toy-llama checkpoint"},
+    {"search", hma_cmd_search, "search per-group ratios / Pareto front"},
+    {"groups", hma_cmd_groups, "show how tensors are grouped into layers"},
+    {"pack", hma_cmd_pack, "encode a checkpoint as a delta pack against a base"},
+    {"unpack", hma_cmd_unpack, "decode a delta pack back to safetensors"},
+};
+
+static void print_help(FILE *f) {
+    fprintf(f, "usage: hma COMMAND [ARGS...]   (libhma %s)\n\ncommands:\n", hma_version_string());
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (commands[i].fn) fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\nRun 'hma COMMAND --help' for a command's options.\n");
+}
+
+/* Escape control bytes so that a message stays on one line. */
+static void put_one_line(FILE *f, const char *s) {
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c < 0x20 || c == 0x7f) fprintf(f, "\\x%02x", c);
+        else fputc(c, f);
+    }
+}
+
+int hma_cli_fail(const char *cmd, int code) {
+    fprintf(stderr, "hma %s: %s: ", cmd, hma_strerror(code));
+    put_one_line(stderr, hma_last_error());
+    fputc('\n', stderr);
+    return 1;
+}
+
+int hma_cli_usage(const char *cmd, const char *message) {
+    fprintf(stderr, "hma %s: %s (try 'hma %s --help')\n", cmd, message, cmd);
+    return 2;
+}
+
+void hma_cli_json_string(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        switch (c) {
+        case '"': fputs("\\\"", f); break;
+        case '\\': fputs("\\\\", f); break;
+        case '\n': fputs("\\n", f); break;
+        case '\r': fputs("\\r", f); break;
+        case '\t': fputs("\\t", f); break;
+        default:
+            if (c < 0x20 || c == 0x7f) fprintf(f, "\\u%04x", c);
+            else fputc(c, f); /* names are valid UTF-8: the library checked */
+        }
+    }
+    fputc('"', f);
+}
+
+/* ---- inspect ------------------------------------------------------------- */
+
+static void inspect_usage(FILE *f) {
+    fprintf(f,
+            "usage: hma inspect PATH [--json] [--pread]\n"
+            "  PATH     a .safetensors file, a model.safetensors.index.json, or a model folder\n"
+            "  --json   print one JSON object instead of text\n"
+            "  --pread  read without memory-mapping (same output)\n");
+}
+
+int hma_cmd_inspect(int argc, char **argv) {
+    const char *path = NULL;
+    int json = 0;
+    unsigned flags = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--json")) json = 1;
+        else if (!strcmp(argv[i], "--pread")) flags |= HMA_OPEN_PREAD;
+        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            inspect_usage(stdout);
+            return 0;
+        } else if (argv[i][0] == '-' && argv[i][1]) return hma_cli_usage("inspect", "unknown option");
+        else if (path) return hma_cli_usage("inspect", "more than one PATH");
+        else path = argv[i];
+    }
+    if (!path) return hma_cli_usage("inspect", "missing PATH");
+
+    hma_store *st = NULL;
+    int rc = hma_store_open(&st, path, flags);
+    if (rc) return hma_cli_fail("inspect", rc);
+
+    size_t n = hma_store_count(st);
+    uint64_t params = 0, bytes = 0;
+    uint64_t dt_count[HMA_DTYPE_COUNT] = {0}, dt_params[HMA_DTYPE_COUNT] = {0}, dt_bytes[HMA_DTYPE_COUNT] = {0};
+    for (size_t i = 0; i < n; i++) {
+        const hma_tensor *t = hma_store_tensor(st, i);
+        hma_dtype d = hma_tensor_dtype(t);
+        params += hma_tensor_nelements(t);
+        bytes += hma_tensor_nbytes(t);
+        dt_count[d]++;
+        dt_params[d] += hma_tensor_nelements(t);
+        dt_bytes[d] += hma_tensor_nbytes(t);
+    }
+    FILE *o = stdout;
+    size_t nf = hma_store_file_count(st), nm = hma_store_metadata_count(st);
+    if (json) {
+        fputs("{\"path\":", o);
+        hma_cli_json_string(o, path);
+        fputs(",\"files\":[", o);
+        for (size_t i = 0; i < nf; i++) {
+            if (i) fputc(',', o);
+            hma_cli_json_string(o, hma_store_file_path(st, i));
+        }
+        fputs("],\"metadata\":{", o);
+        for (size_t i = 0; i < nm; i++) {
+            const char *k, *v;
+            hma_store_metadata_at(st, i, &k, &v);
+            if (i) fputc(',', o);
+            hma_cli_json_string(o, k);
+            fputc(':', o);
+            hma_cli_json_string(o, v);
+        }
+        fputs("},\"tensors\":[", o);
+        for (size_t i = 0; i < n; i++) {
+            const hma_tensor *t = hma_store_tensor(st, i);
+            fputs(i ? ",\n{\"name\":" : "\n{\"name\":", o);
+            hma_cli_json_string(o, hma_tensor_name(t));
+            fprintf(o, ",\"dtype\":\"%s\",\"shape\":[", hma_dtype_name(hma_tensor_dtype(t)));
+            const uint64_t *sh = hma_tensor_shape(t);
+            for (unsigned k = 0; k < hma_tensor_ndim(t); k++) fprintf(o, k ? ",%" PRIu64 : "%" PRIu64, sh[k]);
+            fprintf(o, "],\"parameters\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"file\":%zu}", hma_tensor_nelements(t),
+                    hma_tensor_nbytes(t), hma_tensor_file(t));
+        }
+        fprintf(o, "],\n\"summary\":{\"tensors\":%zu,\"parameters\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"dtypes\":{", n,
+                params, bytes);
+        int first = 1;
+        for (int d = 0; d < HMA_DTYPE_COUNT; d++) {
+            if (!dt_count[d]) continue;
+            fprintf(o, "%s\"%s\":{\"tensors\":%" PRIu64 ",\"parameters\":%" PRIu64 ",\"bytes\":%" PRIu64 "}",
+                    first ? "" : ",", hma_dtype_name(d), dt_count[d], dt_params[d], dt_bytes[d]);
+            first = 0;
+        }
+        fputs("}}}\n", o);
+    } else {
+        fprintf(o, "%s: %zu file%s\n", path, nf, nf == 1 ? "" : "s");
+        for (size_t i = 0; i < nf; i++) {
+            fputs("  ", o);
+            put_one_line(o, hma_store_file_path(st, i));
+            fputc('\n', o);
+        }
+        fprintf(o, "metadata (%zu):\n", nm);
+        for (size_t i = 0; i < nm; i++) {
+            const char *k, *v;
+            hma_store_metadata_at(st, i, &k, &v);
+            fputs("  ", o);
+            put_one_line(o, k);
+            fputs(" = ", o);
+            put_one_line(o, v);
+            fputc('\n', o);
+        }
+        fprintf(o, "tensors (%zu):\n", n);
+        for (size_t i = 0; i < n; i++) {
+            const hma_tensor *t = hma_store_tensor(st, i);
+            fputs("  ", o);
+            put_one_line(o, hma_tensor_name(t));
+            fprintf(o, "  %s  [", hma_dtype_name(hma_tensor_dtype(t)));
+            const uint64_t *sh = hma_tensor_shape(t);
+            for (unsigned k = 0; k < hma_tensor_ndim(t); k++) fprintf(o, k ? ", %" PRIu64 : "%" PRIu64, sh[k]);
+            fprintf(o, "]  %" PRIu64 " bytes\n", hma_tensor_nbytes(t));
+        }
+        fprintf(o, "summary: %zu tensors, %" PRIu64 " parameters, %" PRIu64 " bytes\n", n, params, bytes);
+        for (int d = 0; d < HMA_DTYPE_COUNT; d++)
+            if (dt_count[d])
+                fprintf(o, "  %-12s %" PRIu64 " tensors, %" PRIu64 " parameters, %" PRIu64 " bytes\n", hma_dtype_name(d),
+                        dt_count[d], dt_params[d], dt_bytes[d]);
+    }
+    hma_store_close(st);
+    if (fflush(o) != 0 || ferror(o)) {
+        fprintf(stderr, "hma inspect: cannot write output\n");
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- main ------------------------------------------------------------------ */
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        print_help(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("hma (libhma %s)\n", hma_version_string());
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (commands[i].fn && !strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "hma: unknown command '");
+    put_one_line(stderr, argv[1]);
+    fprintf(stderr, "' (try 'hma --help')\n");
+    return 2;
+}

@@ -1,0 +1,48 @@
+/*
+ * store.h - internal side of the tensor store (src/store.c): a constructor
+ * that lets another module (the delta-pack reader) serve a store's tensors
+ * from its own backend instead of from safetensors files.
+ */
+#ifndef HMA_STORE_H
+#define HMA_STORE_H
+
+#include "internal.h"
+
+typedef struct hma__tensor_decl {
+    const char *name;
+    hma_dtype dtype;
+    unsigned ndim;
+    const uint64_t *shape; /* ndim entries; may be NULL when ndim is 0 */
+} hma__tensor_decl;
+
+typedef struct hma__store_backend {
+    /* Copy len bytes of tensor i from byte `offset` of its data into buf
+     * (the store has checked the range). Returns HMA_OK or an error code
+     * after setting the thread message. Called from many threads at once. */
+    int (*read)(void *ctx, size_t i, uint64_t offset, void *buf, size_t len);
+    /* Stable pointer to all bytes of tensor i (decode on first use,
+     * thread-safe), NULL + error on failure. May be NULL: hma_tensor_data()
+     * then returns NULL (with HMA_ERR_UNSUPPORTED set). Not called for
+     * zero-size tensors. */
+    const void *(*data)(void *ctx, size_t i);
+    /* Release ctx; called exactly once (by hma_store_close, or on failure). */
+    void (*close)(void *ctx);
+} hma__store_backend;
+
+/*
+ * Build a store whose tensors (in decl order) are served by the backend.
+ * Copies names, shapes, metadata and path; takes ownership of ctx (closes it
+ * on failure too). meta is n_meta key/value pairs (meta[2i], meta[2i+1]).
+ * `path` is what hma_store_file_path(store, 0) reports (the store has one
+ * file; every tensor's hma_tensor_file() is 0). The store registers no file
+ * in the open-input registry: the backend registers what it keeps open.
+ * Errors: HMA_ERR_INVALID_ARGUMENT, HMA_ERR_BAD_NAME (empty, too long,
+ * duplicate), HMA_ERR_BAD_DTYPE, HMA_ERR_BAD_SHAPE, HMA_ERR_OVERFLOW,
+ * HMA_ERR_SIZE_MISMATCH (sub-byte dtype not filling whole bytes),
+ * HMA_ERR_NO_MEMORY.
+ */
+int hma__store_create_custom(hma_store **out, const char *path, const hma__tensor_decl *decls, size_t n,
+                             const char *const *meta, size_t n_meta, const hma__store_backend *be,
+                             void *ctx);
+
+#endif /* HMA_STORE_H */
