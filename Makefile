@@ -87,13 +87,12 @@ deps:
 	fi
 
 # ---- library -----------------------------------------------------------------
-$(BUILD)/obj/%.o: src/%.c src/*.h include/hma.h | $(BUILD)/obj
+$(BUILD)/obj/%.o: src/%.c src/*.h include/hma.h
+	@mkdir -p $(@D)
 	$(CC) $(LIB_CFLAGS) $(ISAFLAGS) -MMD -MP -c $< -o $@
 
-$(BUILD)/obj $(BUILD)/tests/internal $(LIBOUT) $(BUILD)/examples:
-	@mkdir -p $@
-
-$(SHARED): $(LIB_OBJ) src/libhma.map | $(LIBOUT)
+$(SHARED): $(LIB_OBJ) src/libhma.map
+	@mkdir -p $(@D)
 	$(CC) $(SANFLAGS) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=src/libhma.map \
 	  -Wl,--no-undefined -o $@ $(LIB_OBJ) $(LDFLAGS) $(LIBS)
 
@@ -102,14 +101,16 @@ $(LIBOUT)/libhma.so.$(VERSION_MAJOR): $(SHARED)
 $(LIBOUT)/libhma.so: $(SHARED)
 	ln -sf libhma.so.$(VERSION) $@
 
-$(STATIC): $(LIB_OBJ) | $(LIBOUT)
+$(STATIC): $(LIB_OBJ)
+	@mkdir -p $(@D)
 	rm -f $@
 	ar rcs $@ $(LIB_OBJ)
 
 # ---- examples ------------------------------------------------------------------
 # The example programs link the shared library as a user would; the rpath
 # lets them run from the source tree without installing.
-$(HMA_BIN): $(EX_SRC) examples/*.h include/hma.h $(SHARED) $(LIBOUT)/libhma.so | $(BUILD)/examples
+$(HMA_BIN): $(EX_SRC) examples/*.h include/hma.h $(SHARED) $(LIBOUT)/libhma.so $(LIBOUT)/libhma.so.$(VERSION_MAJOR)
+	@mkdir -p $(@D)
 	$(CC) $(APP_CFLAGS) -o $@ $(EX_SRC) -L$(LIBOUT) -Wl,-rpath,'$$ORIGIN/../$(LIBOUT)' -Wl,-rpath,$(abspath $(LIBOUT)) -lhma $(LIBS)
 
 # ---- tests -----------------------------------------------------------------------
@@ -119,10 +120,12 @@ $(HMA_BIN): $(EX_SRC) examples/*.h include/hma.h $(SHARED) $(LIBOUT)/libhma.so |
 $(BUILD)/tests/test_toyllm: TEST_EXTRA := examples/toyllm.c
 $(BUILD)/tests/test_toyllm: examples/toyllm.c examples/toyllm.h
 
-$(BUILD)/tests/%: tests/%.c $(TESTUTIL) tests/testutil.h include/hma.h $(SHARED) $(LIBOUT)/libhma.so | $(BUILD)/tests/internal
+$(BUILD)/tests/%: tests/%.c $(TESTUTIL) tests/testutil.h include/hma.h $(SHARED) $(LIBOUT)/libhma.so $(LIBOUT)/libhma.so.$(VERSION_MAJOR)
+	@mkdir -p $(@D)
 	$(CC) $(APP_CFLAGS) -Itests -Iexamples -o $@ $< $(TEST_EXTRA) $(TESTUTIL) -L$(LIBOUT) -Wl,-rpath,$(abspath $(LIBOUT)) -lhma -lcmocka $(LIBS)
 
-$(BUILD)/tests/internal/%: tests/internal/%.c $(TESTUTIL) tests/testutil.h $(STATIC) | $(BUILD)/tests/internal
+$(BUILD)/tests/internal/%: tests/internal/%.c $(TESTUTIL) tests/testutil.h $(STATIC)
+	@mkdir -p $(@D)
 	$(CC) $(APP_CFLAGS) -Isrc -Itests -o $@ $< $(TESTUTIL) $(STATIC) -lcmocka $(LIBS)
 
 test: deps

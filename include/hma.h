@@ -427,17 +427,984 @@ HMA_API void hma_writer_free(hma_writer *w);
 /* ======================================================================= */
 /* Merge plans: layer grouping and weighted averaging                      */
 /* ======================================================================= */
-/* HMA_SECTION_PLAN (filled by the averaging work) */
+/*
+ * A plan says how N >= 2 input stores are combined into one checkpoint:
+ *   - rows: one per output tensor (input 0's tensors in its store order, then
+ *     names found only in later inputs); each row has a layer index found
+ *     from its name (hma_layer_from_name()), a group and an action;
+ *   - groups: set from a spec string (hma_plan_set_groups()) plus name
+ *     rules that override it (hma_plan_add_rule());
+ *   - weights: one row of N weights per group (hma_plan_set_weights()), or,
+ *     for 2 inputs, one ratio per group (hma_plan_set_ratios(): weight a_k on
+ *     input 1, the aligned model, and 1 - a_k on input 0, the base);
+ *   - a method: linear (default), task arithmetic, or SLERP.
+ * The plan then writes the whole result to a file or folder
+ * (hma_plan_merge_to()), or merges one tensor or byte range of it into a
+ * caller buffer (hma_plan_merge_tensor()), as often as wanted, with weights
+ * changed in between.
+ *
+ * Thread-safety: the weight setters (hma_plan_set_ratio(),
+ * hma_plan_set_ratios(), hma_plan_set_weights(), the gradient setters), all
+ * getters, hma_plan_merge_tensor*() and hma_plan_tensor_stats() are
+ * thread-safe: any number of threads may merge tensors while another changes
+ * the weights; each merge uses one consistent snapshot of the weights,
+ * identified by a generation number. Every other setter changes the
+ * plan's structure and must not run concurrently with any other call on the
+ * same plan. hma_plan_merge_to() may run concurrently with the thread-safe
+ * calls (it takes its weight snapshot when it starts).
+ *
+ * Ownership: the plan borrows its input stores; they must stay open until
+ * hma_plan_free().
+ */
+
+/** A merge plan (opaque). */
+typedef struct hma_plan hma_plan;
+
+/** Merge methods. Values are stable (ABI); new methods are added at the end. */
+typedef enum hma_method {
+    /** sum_i w_i * theta_i (weights divided by their sum when normalize is on). */
+    HMA_METHOD_LINEAR = 0,
+    /** theta_b + sum_{i != b} w_i * (theta_i - theta_b), b = the base input; w_b is ignored. */
+    HMA_METHOD_TASK_ARITHMETIC = 1,
+    /** Spherical interpolation of exactly 2 inputs, t = the group's weight on input 1. */
+    HMA_METHOD_SLERP = 2
+} hma_method;
+
+/** Special group values (returned by hma_plan_tensor_group(), accepted by hma_plan_add_rule()). */
+enum hma_group_special {
+    /** The tensor takes the mean of the groups' weights (default for non-layer tensors other than the embedding). */
+    HMA_GROUP_MEAN = -1,
+    /** The tensor is not averaged (copied, skipped or mismatched: see hma_plan_tensor_action()). */
+    HMA_GROUP_NONE = -2
+};
+
+/** What hma_plan_merge_to() does with a row. Values are stable (ABI). */
+typedef enum hma_action {
+    /** Averaged with the row's group weights (float dtypes). */
+    HMA_ACTION_MERGE = 0,
+    /** Not averageable (integer, bool, FP8, ...): copied when byte-identical in every input, else HMA_ERR_MISMATCH. */
+    HMA_ACTION_COPY_IDENTICAL = 1,
+    /** Unmatched across inputs, copied as is from the input chosen by hma_plan_copy_unmatched(). */
+    HMA_ACTION_COPY_FROM = 2,
+    /** Unmatched and absent from the chosen copy input: left out of the output. */
+    HMA_ACTION_SKIP = 3,
+    /** Unmatched (missing, other shape, incompatible dtype): merging fails with HMA_ERR_MISMATCH. */
+    HMA_ACTION_MISMATCH = 4
+} hma_action;
+
+/** Flags for hma_plan_set_flags(). */
+enum hma_merge_flags {
+    /** Allow NaN and infinity in inputs (they propagate as IEEE arithmetic says) instead of HMA_ERR_NONFINITE. */
+    HMA_MERGE_ALLOW_NONFINITE = 1u << 0
+};
+
+/** SIMD paths of the arithmetic kernels. Values are stable (ABI). */
+typedef enum hma_simd {
+    HMA_SIMD_SCALAR = 0, /* portable C */
+    HMA_SIMD_AVX2 = 1,   /* AVX2 + F16C */
+    HMA_SIMD_AVX512 = 2  /* AVX-512 F/BW/VL/DQ (+BF16 where present) */
+} hma_simd;
+/** For hma_plan_set_simd(): use the fastest path the CPU has (the default). */
+#define HMA_SIMD_AUTO (-1)
+
+/** Progress callback: `done` of `total` output bytes processed. Return 0 to go on, nonzero to cancel. */
+typedef int (*hma_progress_fn)(void *user, uint64_t done, uint64_t total);
+
+/** The fastest SIMD path this CPU supports (an hma_simd value). Thread-safe. */
+HMA_API int hma_simd_best(void);
+/** 1 if this CPU and build can run `level` (an hma_simd value), else 0. Thread-safe. */
+HMA_API int hma_simd_available(int level);
+/** "scalar", "avx2", "avx512"; "auto" for HMA_SIMD_AUTO; NULL for anything else. Static string. Thread-safe. */
+HMA_API const char *hma_simd_name(int level);
+
+/**
+ * The layer index in a tensor name, or -1 if it has none. Recognised
+ * families: "model.layers.N." (Llama, Mistral, Qwen, Gemma),
+ * "transformer.h.N." (GPT-2), "gpt_neox.layers.N.", "model.decoder.layers.N."
+ * (OPT), "transformer.blocks.N.", "encoder.layer.N." (BERT), "blk.N." (GGUF).
+ * The family may be preceded by any prefix (e.g. "base_model.model."); the
+ * number is decimal, at most 9 digits, followed by '.' or the end of the name.
+ * Thread-safe.
+ */
+HMA_API long hma_layer_from_name(const char *name);
+
+/**
+ * 1 if `name` is a token embedding (contains "embed_tokens", "wte",
+ * "word_embeddings", "tok_embeddings", "token_embd" or "embed_in"), else 0.
+ * By default such tensors join group 0. Thread-safe.
+ */
+HMA_API int hma_is_embedding_name(const char *name);
+
+/**
+ * mergekit-style gradient: the value at position t in [0, 1] of `n` >= 1
+ * anchors spread evenly over [0, 1]: s = t * (n - 1), linear between
+ * anchors floor(s) and floor(s) + 1 (a[j] + (s - j) * (a[j+1] - a[j]), in
+ * double). t is clamped to [0, 1]; n == 1 gives a[0]. Returns NaN when
+ * anchors is NULL or n is 0. Thread-safe.
+ */
+HMA_API double hma_gradient_eval(const double *anchors, size_t n, double t);
+
+/**
+ * Create a plan over `n_inputs` (2 .. 64) open stores. Scans names, shapes
+ * and dtypes of every input and detects layers; nothing is read from tensor
+ * data. Defaults: method linear, normalize off, groups "all", weights 1/N
+ * each (ratio 0.5 for 2 inputs), output dtype = each tensor's dtype in input
+ * 0, no copying of unmatched tensors, non-finite inputs refused, threads =
+ * all online cores, SIMD auto. Mismatched tensors do not fail here; they
+ * show as HMA_ACTION_MISMATCH rows and fail hma_plan_merge_to().
+ *
+ * Ownership: *out must be freed with hma_plan_free(); the stores are
+ * borrowed (the plan keeps the pointers) and must outlive the plan. The same
+ * store may be passed more than once.
+ * Errors: HMA_ERR_INVALID_ARGUMENT (NULL, n_inputs out of range),
+ * HMA_ERR_NO_MEMORY. Thread-safe call.
+ */
+HMA_API int hma_plan_create(hma_plan **out, hma_store *const *inputs, size_t n_inputs);
+
+/** Free a plan (not its stores). NULL is a no-op. Not thread-safe with other uses of the plan. */
+HMA_API void hma_plan_free(hma_plan *plan);
+
+/** Number of inputs. Thread-safe. */
+HMA_API size_t hma_plan_input_count(const hma_plan *plan);
+
+/** L = 1 + the largest layer index found in any input's names (0 when none). Thread-safe. */
+HMA_API long hma_plan_layer_count(const hma_plan *plan);
+
+/* ---- structure (not thread-safe; see above) ---------------------------- */
+
+/**
+ * Set the method. HMA_METHOD_SLERP needs exactly 2 inputs.
+ * Errors: HMA_ERR_INVALID_ARGUMENT (unknown method, SLERP with N != 2).
+ */
+HMA_API int hma_plan_set_method(hma_plan *plan, hma_method method);
+
+/** Base input for HMA_METHOD_TASK_ARITHMETIC (default 0). Errors: HMA_ERR_INVALID_ARGUMENT (out of range). */
+HMA_API int hma_plan_set_base(hma_plan *plan, size_t base_input);
+
+/**
+ * Normalize (linear only): when on, each weight row is divided by its sum
+ * (computed in double, in input order) before use; a row summing to 0 makes
+ * merging fail with HMA_ERR_INVALID_ARGUMENT. Default off: weights are used
+ * exactly as given. Weights set from ratios (hma_plan_set_ratios() and
+ * friends) are never normalized: (1 - a, a) sums to 1 by construction, and
+ * dividing by a sum that rounded to 1 +- 1 ulp would break the MA contract.
+ * Errors: HMA_ERR_INVALID_ARGUMENT (NULL plan).
+ */
+HMA_API int hma_plan_set_normalize(hma_plan *plan, int on);
+
+/**
+ * Set the layer grouping from a spec (L = hma_plan_layer_count()):
+ *   "all" or "none"  one group;
+ *   "blocks:K"       K >= 1 contiguous blocks, layer i in group floor(i*K/L);
+ *   "split:S1,S2,.." the paper's form: group 0 = layers <= S1, group 1 =
+ *                    layers <= S2 (and > S1), ..., last group = the rest;
+ *                    split points strictly increasing, >= 0;
+ *   "layers"         one group per layer (L groups; 1 when L = 0).
+ * Tensors without a layer: the embedding (hma_is_embedding_name()) joins
+ * group 0, every other one takes HMA_GROUP_MEAN - unless a rule says
+ * otherwise. Changing the groups resets the weights to 1/N each (ratio 0.5
+ * for 2 inputs) and bumps the weight generation.
+ * Errors: HMA_ERR_INVALID_ARGUMENT (bad spec, more than 65536 groups, or an
+ * existing rule naming a group that would no longer exist); the plan is
+ * unchanged on error.
+ */
+HMA_API int hma_plan_set_groups(hma_plan *plan, const char *spec);
+
+/** The current group spec as set (e.g. "blocks:3"); owned by the plan, valid until the next hma_plan_set_groups(). */
+HMA_API const char *hma_plan_groups_spec(const hma_plan *plan);
+
+/** Number of groups K (>= 1). Thread-safe. */
+HMA_API size_t hma_plan_group_count(const hma_plan *plan);
+
+/**
+ * Add a name rule, checked before layer grouping in the order added (first
+ * match wins). `pattern` is a glob when it contains '*' or '?' (matched
+ * against the whole name; '*' matches any run of bytes, '?' one byte), else
+ * a substring. `group` is a group index (< hma_plan_group_count()) or
+ * HMA_GROUP_MEAN. The pattern is copied.
+ * Errors: HMA_ERR_INVALID_ARGUMENT (NULL or empty pattern, group out of
+ * range), HMA_ERR_NO_MEMORY.
+ */
+HMA_API int hma_plan_add_rule(hma_plan *plan, const char *pattern, int group);
+
+/** Remove every name rule. */
+HMA_API void hma_plan_clear_rules(hma_plan *plan);
+
+/**
+ * Output dtype for averaged tensors: HMA_DTYPE_F16, BF16, F32 or F64, or
+ * HMA_DTYPE_COUNT for "each tensor's dtype in input 0" (the default).
+ * Copied tensors keep their dtype. Errors: HMA_ERR_UNSUPPORTED_DTYPE.
+ */
+HMA_API int hma_plan_set_output_dtype(hma_plan *plan, int dtype);
+
+/**
+ * Copy unmatched tensors (missing from some input, different shapes, or
+ * dtypes that cannot be averaged together) as they are in input `input`
+ * instead of failing; those absent from `input` are left out. Pass -1 to
+ * turn it off (the default). Errors: HMA_ERR_INVALID_ARGUMENT.
+ */
+HMA_API int hma_plan_copy_unmatched(hma_plan *plan, long input);
+
+/** Set hma_merge_flags (replaces the previous flags). Errors: HMA_ERR_INVALID_ARGUMENT (unknown bit). */
+HMA_API int hma_plan_set_flags(hma_plan *plan, unsigned flags);
+
+/** Worker threads for hma_plan_merge_to(); 0 = all online cores (the default). Results do not depend on it. */
+HMA_API int hma_plan_set_threads(hma_plan *plan, unsigned threads);
+
+/**
+ * Force a SIMD path (an hma_simd value) or HMA_SIMD_AUTO. Results do not
+ * depend on it (every path gives the same bits); it exists for tests and
+ * benchmarks. Errors: HMA_ERR_UNSUPPORTED (path not available here),
+ * HMA_ERR_INVALID_ARGUMENT.
+ */
+HMA_API int hma_plan_set_simd(hma_plan *plan, int level);
+
+/**
+ * Progress callback for hma_plan_merge_to(), or NULL. It is called on the
+ * thread that called hma_plan_merge_to() (never from a worker), at least
+ * once at the end with done == total; a nonzero return cancels the merge
+ * (HMA_ERR_CANCELLED, nothing written).
+ */
+HMA_API int hma_plan_set_progress(hma_plan *plan, hma_progress_fn fn, void *user);
+
+/* ---- weights (thread-safe) -------------------------------------------- */
+
+/**
+ * Set every group's weights: `w` holds K rows of N weights (row-major,
+ * K = hma_plan_group_count(), N = hma_plan_input_count()), `n` must be K*N.
+ * Negative weights and weights above 1 are allowed; all must be finite.
+ * Errors: HMA_ERR_INVALID_ARGUMENT (NULL, wrong n, non-finite).
+ * Thread-safe; bumps the generation.
+ */
+HMA_API int hma_plan_set_weights(hma_plan *plan, const double *w, size_t n);
+
+/**
+ * 2 inputs only: group k gets weight a[k] on input 1 (aligned) and
+ * 1 - a[k] on input 0 (base), so a plain MA of ratio a is
+ * hma_plan_set_ratios(plan, &a, 1) with groups "all". `n` must be K.
+ * a > 1 or < 0 extrapolates (ExPO). The mean placement uses
+ * (1 - abar, abar), abar = sum a_k / K. Errors: HMA_ERR_INVALID_ARGUMENT
+ * (N != 2, wrong n, non-finite). Thread-safe; bumps the generation.
+ */
+HMA_API int hma_plan_set_ratios(hma_plan *plan, const double *a, size_t n);
+
+/** hma_plan_set_ratios() with the same ratio `a` for every group. Thread-safe. */
+HMA_API int hma_plan_set_ratio(hma_plan *plan, double a);
+
+/**
+ * Ratios from a gradient: group k gets hma_gradient_eval(anchors, n,
+ * k / (K - 1)) (t = 0 when K = 1). With groups "layers" this is mergekit's
+ * per-layer gradient. 2 inputs only. Errors as hma_plan_set_ratios().
+ */
+HMA_API int hma_plan_set_ratio_gradient(hma_plan *plan, const double *anchors, size_t n);
+
+/**
+ * Weights from a gradient: `anchors` holds n_anchors rows of N weights;
+ * column i is interpolated as in hma_plan_set_ratio_gradient().
+ * Errors: HMA_ERR_INVALID_ARGUMENT. Thread-safe.
+ */
+HMA_API int hma_plan_set_weight_gradient(hma_plan *plan, const double *anchors, size_t n_anchors);
+
+/**
+ * The current weights: copies K rows of N (row-major) into w (n >= K*N) and
+ * returns HMA_OK; *generation (may be NULL) receives their generation.
+ * Errors: HMA_ERR_INVALID_ARGUMENT. Thread-safe.
+ */
+HMA_API int hma_plan_get_weights(hma_plan *plan, double *w, size_t n, uint64_t *generation);
+
+/**
+ * The mean placement's weights (N values into w, n >= N): the mean ratio
+ * (1 - abar, abar) after hma_plan_set_ratios(), else the column means of the
+ * weight rows. For 2 inputs w[1] is the reported mean ratio.
+ * Errors: HMA_ERR_INVALID_ARGUMENT. Thread-safe.
+ */
+HMA_API int hma_plan_mean_weights(hma_plan *plan, double *w, size_t n);
+
+/** Generation of the current weights: starts at 1, +1 at every successful weight change. Thread-safe. */
+HMA_API uint64_t hma_plan_generation(hma_plan *plan);
+
+/* ---- rows (thread-safe) ------------------------------------------------ */
+
+/** Number of rows (output tensor candidates, any action). Thread-safe. */
+HMA_API size_t hma_plan_tensor_count(const hma_plan *plan);
+/** Row of this tensor name, or (size_t)-1. O(1). Thread-safe. */
+HMA_API size_t hma_plan_find(const hma_plan *plan, const char *name);
+/** Name of row i (owned by the plan), NULL if out of range. Thread-safe. */
+HMA_API const char *hma_plan_tensor_name(const hma_plan *plan, size_t i);
+/** Layer of row i from its name (-1 if none or out of range). Thread-safe. */
+HMA_API long hma_plan_tensor_layer(const hma_plan *plan, size_t i);
+/** Group of row i: >= 0, HMA_GROUP_MEAN, or HMA_GROUP_NONE (not averaged, or i out of range). Thread-safe. */
+HMA_API int hma_plan_tensor_group(const hma_plan *plan, size_t i);
+/** Action of row i (an hma_action; HMA_ACTION_MISMATCH if out of range). Thread-safe. */
+HMA_API int hma_plan_tensor_action(const hma_plan *plan, size_t i);
+/**
+ * Why row i is not merged ("missing from input 1 (b.safetensors)",
+ * "shape [4,8] in input 1 differs from [4,4] in input 0", ...), or "" for
+ * a row merged normally. Owned by the plan. Thread-safe.
+ */
+HMA_API const char *hma_plan_tensor_reason(const hma_plan *plan, size_t i);
+/** The tensor of row i in input `input`, or NULL where absent. Thread-safe. */
+HMA_API const hma_tensor *hma_plan_tensor_input(const hma_plan *plan, size_t i, size_t input);
+/** Output dtype of row i (HMA_DTYPE_COUNT if out of range or skipped). Thread-safe. */
+HMA_API hma_dtype hma_plan_tensor_dtype(const hma_plan *plan, size_t i);
+/** Output size of row i in bytes (0 if out of range or skipped). Thread-safe. */
+HMA_API uint64_t hma_plan_tensor_nbytes(const hma_plan *plan, size_t i);
+
+/**
+ * The weights row i is merged with now (N values into w, n >= N): its
+ * group's row, or the mean weights, normalized if normalize is on (task
+ * arithmetic: the base input's entry is 0); for SLERP the group's row as
+ * stored (t = w[1]), since the SLERP coefficients depend on the data.
+ * *generation (may be NULL) receives the
+ * generation. Errors: HMA_ERR_INVALID_ARGUMENT (bad i, NULL, n < N),
+ * HMA_ERR_STATE (row not averaged). Thread-safe.
+ */
+HMA_API int hma_plan_tensor_weights(hma_plan *plan, size_t i, double *w, size_t n,
+                                    uint64_t *generation);
+
+/* ---- merging ------------------------------------------------------------ */
+
+/**
+ * Merge every row and write the result through an hma_writer at `path`
+ * (a ".safetensors" file, or a folder; `shard_size` as hma_writer_create()).
+ * Rows are written in row order (skipped rows left out). `__metadata__`
+ * gets "format": "pt" and "hma_recipe": a JSON object naming the inputs,
+ * method, groups, rules and weights used. Before anything is created every
+ * row is checked: HMA_ACTION_MISMATCH rows fail with HMA_ERR_MISMATCH
+ * naming the tensor and inputs. The work is split into chunks processed by
+ * the plan's threads; the output bytes do not depend on the thread count or
+ * SIMD path. Anonymous memory stays below 64 MiB + 8 MiB per thread.
+ * On any error (including a cancel from the progress callback) nothing
+ * appears under `path`, and the first error's code and message are
+ * returned to the calling thread.
+ *
+ * Errors: HMA_ERR_MISMATCH (unmatched rows; integer/bool tensors that
+ * differ), HMA_ERR_NONFINITE (names tensor, input and element),
+ * HMA_ERR_UNSUPPORTED_DTYPE (non-averageable dtypes that differ),
+ * HMA_ERR_CANCELLED, HMA_ERR_THREAD, HMA_ERR_NO_MEMORY, HMA_ERR_INVALID_ARGUMENT,
+ * and the store's and writer's errors. Thread-safe with respect to the
+ * weight setters and merge_tensor calls; not with structural setters.
+ */
+HMA_API int hma_plan_merge_to(hma_plan *plan, const char *path, uint64_t shard_size);
+
+/**
+ * Merge `len` bytes of row `i`'s output, starting `offset` bytes into it,
+ * into `buf` (output dtype, little-endian), with the current weights; no
+ * file is written. offset and len must be multiples of the output element
+ * size; SLERP needs whole-tensor statistics, computed on first use and
+ * cached. The bytes equal the same range of hma_plan_merge_to()'s output.
+ * Runs on the calling thread only. *generation (may be NULL) receives the
+ * generation of the weights used.
+ * Errors: HMA_ERR_INVALID_ARGUMENT (bad i, range past the tensor or not
+ * element-aligned), HMA_ERR_MISMATCH / HMA_ERR_UNSUPPORTED_DTYPE /
+ * HMA_ERR_NONFINITE as hma_plan_merge_to() (for the bytes in range),
+ * HMA_ERR_STATE (a skipped row), HMA_ERR_NO_MEMORY, store errors.
+ * Thread-safe.
+ */
+HMA_API int hma_plan_merge_tensor_at(hma_plan *plan, size_t i, uint64_t offset, void *buf,
+                                     size_t len, uint64_t *generation);
+
+/** hma_plan_merge_tensor_at() by name; HMA_ERR_NOT_FOUND for an unknown name. Thread-safe. */
+HMA_API int hma_plan_merge_tensor(hma_plan *plan, const char *name, uint64_t offset, void *buf,
+                                  size_t len, uint64_t *generation);
+
+/**
+ * Statistics between inputs `a` and `b` of row i, as for SLERP and `hma
+ * diff`: out[0] = sum x*y, out[1] = sum x*x, out[2] = sum y*y, out[3] =
+ * sum (y - x)^2, with x from input a and y from input b, in double over fixed
+ * chunks added in order (deterministic). Both must be float tensors of the
+ * same element count. Errors: HMA_ERR_INVALID_ARGUMENT, HMA_ERR_MISMATCH,
+ * store errors. Thread-safe.
+ */
+HMA_API int hma_plan_tensor_stats(const hma_plan *plan, size_t i, size_t a, size_t b,
+                                  double out[4]);
 
 /* ======================================================================= */
 /* Ratio search and Pareto fronts                                          */
 /* ======================================================================= */
-/* HMA_SECTION_SEARCH (filled by the search work) */
+/*
+ * What this section gives:
+ *   1. The paper's parametrisation of K per-block ratios by K logits with a
+ *      fixed mean, its Jacobian and (up to its invariance) its inverse.
+ *   2. Group gradients dL/da_k from dL/dtheta, and one step of the authors'
+ *      gradient method (SGD or Adam on the logits, optional |a_k - a| penalty).
+ *   3. A derivative-free search over ratio vectors with a fixed mean and
+ *      bounds, for scores that have no gradient (a reward model, a judge).
+ *   4. Pareto fronts of (alignment, forgetting) points and a sweep helper.
+ * See docs/search.md for the maths and the choice of search method.
+ *
+ * Conventions of this section: ratios are weights of the ALIGNED model
+ * (theta = (1 - a_k) theta_base + a_k theta_aligned, as everywhere in
+ * libhma); every score is LOWER-IS-BETTER unless a flag says otherwise;
+ * vectors are plain `double` arrays of K entries owned by the caller.
+ */
+
+/* ----------------------------------------------------------------------- */
+/* 1. Parametrisation: logits -> ratios with a fixed mean                  */
+/* ----------------------------------------------------------------------- */
+
+/** The paper's eps in the normalised sigmoid (0.2 in the authors' script). */
+#define HMA_RATIO_EPS_DEFAULT 0.2
+
+/**
+ * Map K logits to K ratios with mean exactly `mean` (up to rounding):
+ *   s_k = sigmoid(l_k),  u_k = s_k + eps,  S = sum_j u_j,
+ *   a_k = mean * K * u_k / S.
+ * Invariance: logits whose u vectors are proportional give the same ratios
+ * (a one-parameter family; adding a constant to the logits is NOT one).
+ * Reach: a_k / a_j < (1 + eps) / eps (6 for eps = 0.2), so eps bounds how
+ * unequal the ratios can be, and all ratios have the sign of the mean.
+ * `logits` and `ratios` may be the same array.
+ * Errors: HMA_ERR_INVALID_ARGUMENT (k == 0, NULL, eps <= 0 or not finite,
+ * mean not finite, a logit NaN). Thread-safe.
+ */
+HMA_API int hma_ratios_from_logits(size_t k, const double *logits, double mean, double eps,
+                                   double *ratios);
+
+/**
+ * The analytic K x K Jacobian of hma_ratios_from_logits(), row-major:
+ *   jac[i * k + j] = d a_i / d l_j = g_j * (mean * K * [i == j] - a_i) / S,
+ * with g_j = s_j (1 - s_j). Every column sums to 0 (the mean is fixed).
+ * `jac` holds k * k doubles (k * k must not overflow).
+ * Errors: as hma_ratios_from_logits(), plus HMA_ERR_OVERFLOW. Thread-safe.
+ */
+HMA_API int hma_ratios_jacobian(size_t k, const double *logits, double mean, double eps,
+                                double *jac);
+
+/**
+ * Chain rule through the Jacobian without forming it:
+ *   grad_logits[j] = sum_i grad_ratios[i] * d a_i / d l_j
+ *                  = g_j / S * (mean * K * grad_ratios[j] - sum_i a_i grad_ratios[i]).
+ * Errors: as hma_ratios_from_logits(). Thread-safe.
+ */
+HMA_API int hma_logits_gradient(size_t k, const double *logits, double mean, double eps,
+                                const double *grad_ratios, double *grad_logits);
+
+/**
+ * Inverse map, up to the invariance: logits that hma_ratios_from_logits()
+ * maps back to `ratios` (to rounding), with mean = (1/K) sum ratios.
+ * The logits are not unique: any u = c * (ratios / mean) with every u_k in
+ * (eps, 1 + eps) works. We take c = 0.5 + eps (so equal ratios give all-zero
+ * logits) when that is allowed, else the middle of the allowed range of c.
+ * Requires mean != 0, every ratios[k] / mean > 0, and
+ * max(ratios) / min(ratios) < (1 + eps) / eps (for mean > 0; |.| otherwise):
+ * ratios outside that set cannot be reached by any logits.
+ * If `mean_out` is not NULL it receives the mean.
+ * Errors: HMA_ERR_INVALID_ARGUMENT (NULL, k == 0, bad eps, non-finite
+ * ratio, or ratios that no logits reach). Thread-safe.
+ */
+HMA_API int hma_logits_from_ratios(size_t k, const double *ratios, double eps, double *logits,
+                                   double *mean_out);
+
+/* ----------------------------------------------------------------------- */
+/* 2. Group gradients and one step of the authors' gradient method         */
+/* ----------------------------------------------------------------------- */
+
+/**
+ * Inner product <grad, aligned - base> over n elements, the building block
+ * of dL/da_k (d theta / d a = theta_aligned - theta_base). Each of the three
+ * arrays may be F16, BF16, F32 or F64 (little-endian, any alignment).
+ * Arithmetic: values are converted exactly to float32, the difference
+ * aligned - base is rounded once to float32 (kept in double when any input
+ * is F64), and the products are summed in double by cblas_ddot (float32
+ * products are exact in double; OpenBLAS's cblas_dsdot is not used because
+ * its x86-64 kernel forms the products in float32). The sum runs over fixed
+ * blocks of HMA_GRAD_CHUNK elements whose partial sums are added in order,
+ * so the result does not depend on the thread count (OpenBLAS picks its
+ * kernel per CPU model, so another CPU may differ in the last bits).
+ * NaN or infinity in any input gives a non-finite result.
+ * Errors: HMA_ERR_INVALID_ARGUMENT (NULL with n > 0, out NULL),
+ * HMA_ERR_UNSUPPORTED_DTYPE. Thread-safe.
+ */
+#define HMA_GRAD_CHUNK 4096
+HMA_API int hma_delta_dot(uint64_t n, const void *grad, hma_dtype grad_dtype, const void *aligned,
+                          hma_dtype aligned_dtype, const void *base, hma_dtype base_dtype,
+                          double *out);
+
+/**
+ * Gradient source for hma_plan_group_gradients(): give dL/dtheta for the
+ * tensor `name` (the plan's row name). Set *data to the gradient's first
+ * element (F16, BF16, F32 or F64 in *dtype, little-endian, row-major like
+ * the weights, any alignment) and *nelements to its element count, and
+ * return 0. Leave *data NULL (and return 0) when the tensor has no gradient
+ * (frozen): that is an error unless HMA_GRAD_ALLOW_MISSING is set, then it
+ * contributes 0. Any nonzero return stops with HMA_ERR_CALLBACK
+ * (HMA_EVAL_CANCEL: HMA_ERR_CANCELLED). The buffer must stay valid and
+ * unchanged until hma_plan_group_gradients() returns. Called on the calling
+ * thread, once per averaged row, in row order, before any arithmetic.
+ */
+typedef int (*hma_grad_fn)(void *user, const char *name, const void **data, hma_dtype *dtype,
+                           uint64_t *nelements);
+
+/** Flags of hma_group_grad_options. */
+enum hma_grad_flags {
+    /** A tensor without a gradient (callback leaves *data NULL, or absent from the gradient store) contributes 0. */
+    HMA_GRAD_ALLOW_MISSING = 1u << 0
+};
+
+/** Options of the group-gradient calls; initialise with hma_group_grad_options_init(). */
+typedef struct hma_group_grad_options {
+    size_t struct_size; /* sizeof(hma_group_grad_options) as compiled by the caller */
+    unsigned flags;     /* hma_grad_flags */
+    unsigned threads;   /* worker threads; 0 = all online cores. Results do not depend on it */
+} hma_group_grad_options;
+
+/** Defaults: no flags, threads 0. NULL is a no-op. Thread-safe. */
+HMA_API void hma_group_grad_options_init(hma_group_grad_options *o);
+
+/**
+ * dL/da_k for every group k of a 2-input plan whose input 0 is `base` and
+ * input 1 is `aligned` (the stores given to hma_plan_create(), in that
+ * order; they are needed to read tensors of stores opened with
+ * HMA_OPEN_PREAD):
+ *   grad[k] = sum over averaged rows r of group k of <dL/dtheta_r, theta_aligned_r - theta_base_r>
+ *           + (1/K) * sum over rows with HMA_GROUP_MEAN placement of the same inner product,
+ * because a mean-placed tensor's ratio is (1/K) sum a_k. Rows with
+ * HMA_GROUP_NONE (copied, skipped) are ignored. Each inner product is
+ * hma_delta_dot() (fixed HMA_GRAD_CHUNK blocks, OpenBLAS); the per-row
+ * results are added in row order, so the result does not depend on the
+ * thread count. `k` must equal hma_plan_group_count(plan); grad holds k doubles.
+ * The tensors are streamed (memory-mapped, or read in blocks in pread
+ * mode); nothing proportional to the model is allocated.
+ * Errors: HMA_ERR_INVALID_ARGUMENT (NULL, k wrong, plan not over exactly
+ * these 2 stores, bad options), HMA_ERR_NOT_FOUND (no gradient for a row and
+ * HMA_GRAD_ALLOW_MISSING not set), HMA_ERR_MISMATCH (gradient element count
+ * or shape differs from the weights), HMA_ERR_UNSUPPORTED_DTYPE (a gradient
+ * that is not F16/BF16/F32/F64), HMA_ERR_CALLBACK, HMA_ERR_CANCELLED,
+ * HMA_ERR_THREAD, HMA_ERR_NO_MEMORY, and store read errors. On error grad is
+ * untouched. Thread-safe with respect to the plan's thread-safe calls.
+ */
+HMA_API int hma_plan_group_gradients(hma_plan *plan, const hma_store *base, const hma_store *aligned,
+                                     hma_grad_fn fn, void *user, const hma_group_grad_options *opts,
+                                     double *grad, size_t k);
+
+/**
+ * As hma_plan_group_gradients(), with the gradients read from a checkpoint
+ * `grads` (e.g. a safetensors file of dL/dtheta saved by a training step):
+ * the tensor of the same name as each row, same shape, float dtype.
+ */
+HMA_API int hma_plan_group_gradients_store(hma_plan *plan, const hma_store *base,
+                                           const hma_store *aligned, const hma_store *grads,
+                                           const hma_group_grad_options *opts, double *grad,
+                                           size_t k);
+
+/** Optimizers for hma_ratio_opt. Values are stable (ABI). */
+typedef enum hma_opt_method {
+    HMA_OPT_SGD = 0, /* l -= lr * v, v = momentum * v + g (PyTorch SGD, no dampening) */
+    HMA_OPT_ADAM = 1 /* PyTorch Adam with bias correction, no weight decay */
+} hma_opt_method;
+
+/**
+ * Options of a ratio optimizer. Initialise with hma_ratio_opt_options_init()
+ * (which sets struct_size), then change fields: fields added in later
+ * versions go at the end and take their defaults when struct_size is older.
+ */
+typedef struct hma_ratio_opt_options {
+    size_t struct_size; /* sizeof(hma_ratio_opt_options) as compiled by the caller */
+    int method;         /* hma_opt_method; default HMA_OPT_ADAM */
+    double lr;          /* learning rate; default 2e-5 (the paper's) */
+    double mean;        /* the fixed mean a of the ratios; default 0.5 */
+    double eps;         /* sigmoid eps; default HMA_RATIO_EPS_DEFAULT */
+    double penalty;     /* lambda of lambda * sum_k |a_k - mean|; default 0 */
+    double momentum;    /* SGD momentum; default 0 */
+    double beta1;       /* Adam; default 0.9 */
+    double beta2;       /* Adam; default 0.999 */
+    double adam_eps;    /* Adam; default 1e-8 */
+} hma_ratio_opt_options;
+
+/** Fill `o` with the defaults above (and struct_size). NULL is a no-op. Thread-safe. */
+HMA_API void hma_ratio_opt_options_init(hma_ratio_opt_options *o);
+
+/** Optimizer state for K logits (opaque). */
+typedef struct hma_ratio_opt hma_ratio_opt;
+
+/**
+ * Create an optimizer for `k` logits starting at `logits0` (NULL = all zero,
+ * i.e. all ratios equal to the mean). `opts` NULL = defaults. The options
+ * are copied.
+ * Ownership: *out is freed with hma_ratio_opt_free().
+ * Errors: HMA_ERR_INVALID_ARGUMENT (k == 0, out NULL, struct_size too small,
+ * unknown method, lr/mean/penalty/betas/eps out of range or not finite, a
+ * non-finite logit), HMA_ERR_NO_MEMORY. Thread-safe call; the handle is not
+ * (one thread at a time per handle).
+ */
+HMA_API int hma_ratio_opt_create(hma_ratio_opt **out, size_t k, const double *logits0,
+                                 const hma_ratio_opt_options *opts);
+
+/** Free an optimizer; NULL is a no-op. */
+HMA_API void hma_ratio_opt_free(hma_ratio_opt *opt);
+
+/** Number of logits K of the optimizer (0 for NULL). */
+HMA_API size_t hma_ratio_opt_k(const hma_ratio_opt *opt);
+
+/** Number of steps taken so far (0 for NULL). */
+HMA_API uint64_t hma_ratio_opt_steps(const hma_ratio_opt *opt);
+
+/**
+ * Current logits and/or ratios (either pointer may be NULL; each k doubles).
+ * Errors: HMA_ERR_INVALID_ARGUMENT (opt NULL).
+ */
+HMA_API int hma_ratio_opt_get(const hma_ratio_opt *opt, double *logits, double *ratios);
+
+/**
+ * One step of the authors' method. `grad_ratios` holds dL/da_k for the
+ * current ratios (e.g. from hma_group_gradients_*()). The step:
+ *   1. g_a[k] = grad_ratios[k] + penalty * sign(a_k - mean)   (subgradient; 0 at a_k == mean)
+ *   2. g_l = J^T g_a                                          (hma_logits_gradient())
+ *   3. SGD:  v = momentum * v + g_l;  l -= lr * v    (v = g_l on the first step)
+ *      Adam: m = b1 m + (1-b1) g_l;  v = b2 v + (1-b2) g_l^2;
+ *            l -= (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + adam_eps)
+ *   4. the new ratios from the new logits.
+ * The new logits and ratios are written to `logits_out` / `ratios_out`
+ * when not NULL. On error the state is unchanged.
+ * Errors: HMA_ERR_INVALID_ARGUMENT (NULL opt/grad),
+ * HMA_ERR_NONFINITE (a gradient entry is NaN or infinite). Not thread-safe
+ * on the same handle.
+ */
+HMA_API int hma_ratio_opt_step(hma_ratio_opt *opt, const double *grad_ratios, double *logits_out,
+                               double *ratios_out);
+
+/* ----------------------------------------------------------------------- */
+/* 3. Derivative-free search over ratio vectors                            */
+/* ----------------------------------------------------------------------- */
+
+/**
+ * Evaluation callback: score the ratio vector `ratios` (k entries, mean
+ * and bounds already satisfied) and write `n_scores` scores to `scores`
+ * (lower is better for the search; non-finite scores are recorded and
+ * treated as the worst possible). Return 0 to go on,
+ * HMA_EVAL_CANCEL to stop the search with HMA_ERR_CANCELLED, anything else
+ * to stop it with HMA_ERR_CALLBACK. Called from the calling thread only,
+ * one call at a time.
+ */
+typedef int (*hma_eval_fn)(void *user, size_t k, const double *ratios, size_t n_scores,
+                           double *scores);
+#define HMA_EVAL_CANCEL (-1)
+
+/** A list of evaluated points (ratios + scores), in evaluation order (opaque). */
+typedef struct hma_points hma_points;
+
+/** Where a point came from (see hma_points_info()). Values are stable. */
+typedef enum hma_point_kind {
+    HMA_POINT_SEARCH = 0, /* proposed by hma_search() */
+    HMA_POINT_MA = 1,     /* plain MA (all ratios equal), from hma_sweep()'s ratio list */
+    HMA_POINT_PRIOR = 2   /* copied from hma_search_options.prior, not evaluated again */
+} hma_point_kind;
+
+/**
+ * Search options. Initialise with hma_search_options_init(), then set at
+ * least `k` and `budget`. Fields added later go at the end.
+ */
+typedef struct hma_search_options {
+    size_t struct_size;    /* sizeof(hma_search_options) as compiled by the caller */
+    size_t k;              /* number of ratios K >= 1 */
+    double mean;           /* required mean of the ratios; default 0.5 */
+    double lo, hi;         /* bounds of every ratio; default 0 and 1 */
+    const double *lo_each; /* optional: K lower bounds, override lo */
+    const double *hi_each; /* optional: K upper bounds, override hi */
+    size_t budget;         /* number of evaluations (callback calls); default 20 */
+    uint64_t seed;         /* PRNG seed; default 0 */
+    size_t n_scores;       /* scores per evaluation, >= 1; default 1 */
+    const double *weights; /* n_scores weights of the minimised sum; NULL = all 1 */
+    double tolerance;      /* two vectors within this (max norm) are the same; default 1e-6 */
+    const double *start;   /* optional first vector to evaluate (projected onto the set); NULL = all `mean` */
+    const hma_points *prior; /* optional points already evaluated (same k and n_scores):
+                                those inside this search's set are used as if evaluated
+                                (never re-evaluated, not counted in budget); others are ignored */
+} hma_search_options;
+
+/** Fill `o` with the defaults above (and struct_size). NULL is a no-op. Thread-safe. */
+HMA_API void hma_search_options_init(hma_search_options *o);
+
+/**
+ * Derivative-free minimisation of sum_s weights[s] * score_s over
+ *   { a in R^K : (1/K) sum_k a_k = mean, lo_k <= a_k <= hi_k }
+ * with at most `budget` evaluations. Method (docs/search.md): the centre
+ * (or `start`), a maximin space-filling design, then trust-region steps on a
+ * quadratic surrogate fitted by ridge-regularised least squares in the
+ * (K-1)-dimensional subspace, every proposal projected exactly onto the set.
+ * Every evaluated vector has |mean(a) - mean| <= 1e-12 * max(1, |mean|) and
+ * respects the bounds exactly; no two evaluated vectors (prior points
+ * included) are within `tolerance` of each other in max norm; the same
+ * options, seed and scores give bit-identical proposals (own PRNG,
+ * xoshiro256** seeded by splitmix64; only + - * / and sqrt, no FMA
+ * contraction: gcc and clang builds agree bit for bit).
+ * Exactly `budget` evaluations are made unless the set holds fewer distinct
+ * vectors (e.g. lo == hi, or K == 1): then every distinct vector found is
+ * evaluated once and the search ends early.
+ *
+ * Ownership: on HMA_OK, HMA_ERR_CANCELLED and HMA_ERR_CALLBACK, *out is a
+ * new point list (prior points first, with kind HMA_POINT_PRIOR, then every
+ * evaluation in order; on a callback stop the failed evaluation is not in
+ * it) to free with hma_points_free(); on other errors *out is NULL.
+ * Errors: HMA_ERR_INVALID_ARGUMENT (NULL, k == 0, budget == 0, n_scores == 0,
+ * struct_size too small, lo > hi, sum of bounds excluding K*mean, bad
+ * tolerance, prior with another k or n_scores, non-finite value),
+ * HMA_ERR_CANCELLED, HMA_ERR_CALLBACK, HMA_ERR_NO_MEMORY, HMA_ERR_OVERFLOW.
+ * Thread-safe call (no shared state); `fn` is called on this thread.
+ */
+HMA_API int hma_search(const hma_search_options *opts, hma_eval_fn fn, void *user,
+                       hma_points **out);
+
+/**
+ * Exact Euclidean projection of y onto { sum a = k * mean, lo_k <= a_k <= hi_k }
+ * (sort-based; lo/hi arrays of k). `out` may equal `y`. The result's mean
+ * matches to 1e-12 * max(1, |mean|) (a final correction moves the rounding
+ * residual onto coordinates strictly inside their bounds).
+ * Errors: HMA_ERR_INVALID_ARGUMENT (NULL, k == 0, non-finite input,
+ * lo_k > hi_k, or sum lo > k * mean or sum hi < k * mean), HMA_ERR_NO_MEMORY.
+ * Thread-safe.
+ */
+HMA_API int hma_project_ratios(size_t k, const double *y, double mean, const double *lo,
+                               const double *hi, double *out);
+
+/** Number of points (0 for NULL). Thread-safe. */
+HMA_API size_t hma_points_count(const hma_points *p);
+/** Ratios per point K (0 for NULL). Thread-safe. */
+HMA_API size_t hma_points_k(const hma_points *p);
+/** Scores per point (0 for NULL). Thread-safe. */
+HMA_API size_t hma_points_n_scores(const hma_points *p);
+/** The K ratios of point i (owned by p), NULL if out of range. Thread-safe. */
+HMA_API const double *hma_points_ratios(const hma_points *p, size_t i);
+/** The n_scores scores of point i (owned by p), NULL if out of range. Thread-safe. */
+HMA_API const double *hma_points_scores(const hma_points *p, size_t i);
+/**
+ * Where point i came from: *kind (hma_point_kind) and *run (for hma_sweep():
+ * the index into the MA ratio list or into the mean list; 0 for hma_search()).
+ * Either pointer may be NULL. Errors: HMA_ERR_INVALID_ARGUMENT. Thread-safe.
+ */
+HMA_API int hma_points_info(const hma_points *p, size_t i, int *kind, size_t *run);
+/**
+ * Index of the best point: lowest weighted sum (the search's objective;
+ * non-finite sums never win; ties go to the earliest point). Returns
+ * (size_t)-1 when p is NULL, empty or no sum is finite. Thread-safe.
+ */
+HMA_API size_t hma_points_best(const hma_points *p);
+/** Free a point list; NULL is a no-op. */
+HMA_API void hma_points_free(hma_points *p);
+
+/* ----------------------------------------------------------------------- */
+/* 4. Pareto fronts and sweeps                                             */
+/* ----------------------------------------------------------------------- */
+
+/** Flags of hma_pareto_front(): by default both scores are lower-is-better. */
+enum hma_pareto_flags {
+    HMA_PARETO_MAX_X = 1u << 0, /* the first score is higher-is-better */
+    HMA_PARETO_MAX_Y = 1u << 1  /* the second score is higher-is-better */
+};
+
+/**
+ * The non-dominated points of n points (x[i], y[i]) (e.g. x = alignment
+ * loss, y = forgetting). Point p dominates q when p is at least as good on
+ * both scores and strictly better on one. Points with a NaN or infinite
+ * score are never on the front. Exact duplicates (same x and y) are
+ * listed once: the one with the lowest index. Writes the indices of the
+ * front to idx (room for n) sorted by increasing x (the raw value, whatever
+ * the flags), and their number to *n_front. Deterministic.
+ * Errors: HMA_ERR_INVALID_ARGUMENT (NULL with n > 0, unknown flag),
+ * HMA_ERR_NO_MEMORY. Thread-safe.
+ */
+HMA_API int hma_pareto_front(size_t n, const double *x, const double *y, unsigned flags,
+                             size_t *idx, size_t *n_front);
+
+/**
+ * hma_pareto_front() over a point list, using scores number sx and sy of
+ * each point (e.g. 0 and 1). idx needs room for hma_points_count(p).
+ * Errors: HMA_ERR_INVALID_ARGUMENT (also sx or sy >= n_scores), HMA_ERR_NO_MEMORY.
+ * Thread-safe.
+ */
+HMA_API int hma_points_pareto(const hma_points *p, size_t sx, size_t sy, unsigned flags,
+                              size_t *idx, size_t *n_front);
+
+/** Options of hma_sweep(). Initialise with hma_sweep_options_init(). */
+typedef struct hma_sweep_options {
+    size_t struct_size;         /* sizeof(hma_sweep_options) as compiled by the caller */
+    const double *ma_ratios;    /* plain MA: each value a gives the vector (a, ..., a) */
+    size_t n_ma;
+    const double *hma_means;    /* one hma_search() per mean */
+    size_t n_means;
+    hma_search_options search;  /* template for every search: k, bounds, budget (per
+                                   search), n_scores, weights, tolerance; mean, start
+                                   and prior are ignored; run i uses seed + i */
+} hma_sweep_options;
+
+/** Defaults: no ratios, no means, hma_search_options_init() for `search`. NULL is a no-op. */
+HMA_API void hma_sweep_options_init(hma_sweep_options *o);
+
+/**
+ * The alignment-forgetting sweep: evaluate plain MA at every ratio of
+ * `ma_ratios` (kind HMA_POINT_MA, run = its index; a ratio outside the
+ * bounds is still evaluated), then run hma_search() at every mean of
+ * `hma_means` (kind HMA_POINT_SEARCH, run = its index). An MA ratio that
+ * repeats an earlier one (within the tolerance) is not evaluated again and
+ * leaves no point. Every point already
+ * evaluated in this sweep that lies in a search's set is given to that
+ * search as prior and not evaluated again (so the MA point at the same mean
+ * is reused). All points come back in evaluation order in one list; take the
+ * front with hma_points_pareto(*out, 0, 1, 0, ...).
+ * Ownership, stops and errors: as hma_search() (on a callback stop *out
+ * holds everything evaluated so far). Thread-safe call.
+ */
+HMA_API int hma_sweep(const hma_sweep_options *opts, hma_eval_fn fn, void *user,
+                      hma_points **out);
 
 /* ======================================================================= */
 /* Delta packs                                                             */
 /* ======================================================================= */
-/* HMA_SECTION_PACK (filled by the pack work) */
+/*
+ * A pack is a lossless compressed copy of one safetensors file (the
+ * "target"), optionally coded against a "base" checkpoint: typically the
+ * model before RLHF, with the target one of its fine-tuned variants. Float
+ * tensors (F16, BF16, F32, F64, C64) are coded as the ordered-integer
+ * difference from the base tensor of the same name, dtype and shape (or, when
+ * the base has none, or there is no base, with their exponent bytes separated
+ * from sign and mantissa), split into byte planes and compressed with zstd;
+ * other tensors are zstd-compressed as they are. Tensors are cut into chunks
+ * (1 MiB by default) that decode in parallel, and any byte range decodes
+ * alone. Every chunk carries an xxhash64 of its decoded bytes, and the pack
+ * records an xxhash64 of the base it was made against, so wrong data is never
+ * returned: a damaged pack gives HMA_ERR_CORRUPT (or HMA_ERR_TRUNCATED), and a
+ * different base HMA_ERR_WRONG_BASE. The byte-level format is in
+ * docs/pack-format.md.
+ *
+ * Lossless means byte for byte: unpacking gives back the original file,
+ * header (JSON, padding, key order, metadata) included.
+ *
+ * Sharded checkpoints: a pack holds exactly one safetensors file. Pack each
+ * shard on its own (with the same base) and copy model.safetensors.index.json
+ * as it is; hma_pack_create() refuses an index file or a folder with
+ * HMA_ERR_UNSUPPORTED.
+ *
+ * The base, where given, is any open store: a single file, a sharded
+ * checkpoint or even another pack. Its checksum does not depend on its
+ * layout (tensors are taken in name order), so a resharded copy of the same
+ * weights is accepted as the same base.
+ */
+
+/** zstd level used when hma_pack_options.level is 0. */
+#define HMA_PACK_DEFAULT_LEVEL 1
+/** Raw bytes per chunk when hma_pack_options.chunk_size is 0 (1 MiB). */
+#define HMA_PACK_DEFAULT_CHUNK (1u << 20)
+/** Bounds of hma_pack_options.chunk_size (a multiple of 8 in between). */
+#define HMA_PACK_MIN_CHUNK 4096u
+#define HMA_PACK_MAX_CHUNK (64u << 20)
+
+/**
+ * Options of the pack functions. Initialise with hma_pack_options_init()
+ * (which sets `size`), then change the fields you need; fields may be added
+ * at the end in later versions, and `size` tells the library which ones the
+ * caller knows.
+ */
+typedef struct hma_pack_options {
+    size_t size;         /* sizeof(hma_pack_options), set by hma_pack_options_init() */
+    int level;           /* zstd level, ZSTD_minCLevel()..22; 0 = HMA_PACK_DEFAULT_LEVEL */
+    unsigned threads;    /* worker threads; 0 = one per online CPU */
+    uint64_t chunk_size; /* raw bytes per chunk (create only); 0 = HMA_PACK_DEFAULT_CHUNK */
+} hma_pack_options;
+
+/** What a pack operation did (all fields filled on success). */
+typedef struct hma_pack_stats {
+    uint64_t raw_bytes;       /* size of the safetensors file (packed or restored) */
+    uint64_t packed_bytes;    /* size of the pack file */
+    uint64_t tensors;         /* tensors in the file */
+    uint64_t tensors_on_base; /* tensors coded against the base */
+    uint64_t chunks;          /* chunks coded or decoded */
+    double seconds;           /* wall-clock time of the call */
+} hma_pack_stats;
+
+/** Set every option to its default (and `size`). NULL is a no-op. Thread-safe. */
+HMA_API void hma_pack_options_init(hma_pack_options *opt);
+
+/**
+ * Pack the safetensors file `model_path` into a new pack file `out_path`,
+ * coded against `base` when it is non-NULL (else standalone).
+ *
+ * A target tensor is coded against the base tensor of the same name when
+ * both have the same dtype and shape and the dtype is a float one; otherwise
+ * it is coded alone. The output is written atomically (a temporary file in
+ * the destination folder, fsync, rename): on failure nothing appears under
+ * `out_path`. The output bytes are the same whatever the thread count.
+ * Memory: about 4 x chunk_size per thread, whatever the model size.
+ *
+ * Ownership: nothing is kept; `base` stays the caller's. `opt` may be NULL
+ * (defaults); `stats` may be NULL.
+ * Thread-safety: thread-safe (distinct calls share nothing; `base` is only
+ * read).
+ * Errors: HMA_ERR_INVALID_ARGUMENT (NULL path, bad level or chunk size,
+ * opt->size too small), HMA_ERR_UNSUPPORTED (`model_path` is a folder or an
+ * index file), every error of reading a safetensors file (HMA_ERR_NOT_FOUND,
+ * HMA_ERR_IO, HMA_ERR_HEADER_SIZE ... HMA_ERR_OVERFLOW), errors of reading
+ * `base` (HMA_ERR_IO, HMA_ERR_TRUNCATED, HMA_ERR_CORRUPT),
+ * HMA_ERR_OVERWRITES_INPUT (`out_path` is a file open as an input, or
+ * `model_path` itself), HMA_ERR_EXISTS (`out_path` is a folder),
+ * HMA_ERR_THREAD, HMA_ERR_NO_MEMORY.
+ */
+HMA_API int hma_pack_create(const char *model_path, const hma_store *base, const char *out_path,
+                            const hma_pack_options *opt, hma_pack_stats *stats);
+
+/**
+ * Open a pack as a store with the same API as hma_store_open()'s: names,
+ * dtypes, shapes and metadata of the original file, in its data order.
+ * hma_tensor_data() decodes a tensor on first access into memory the store
+ * owns (kept until hma_store_close()); hma_store_read() decodes only the
+ * chunks that cover the range asked for, into the caller's buffer. The
+ * pack's index and the base's checksum are checked before this returns
+ * (reading the whole base once, in `threads` threads); each chunk's
+ * checksum is checked whenever it is decoded.
+ *
+ * `base` must be the store the pack was made against when the pack has one
+ * (else HMA_ERR_WRONG_BASE, with both checksums in the message); it is
+ * ignored for a standalone pack and may be NULL. The caller must keep `base`
+ * open until the pack store is closed.
+ *
+ * Ownership: on success *out is a new store; close it with hma_store_close().
+ * Thread-safety: as any store (immutable; every read function may be called
+ * from many threads at once, including the first hma_tensor_data() of a
+ * tensor).
+ * Errors: HMA_ERR_INVALID_ARGUMENT, HMA_ERR_NOT_FOUND, HMA_ERR_IO,
+ * HMA_ERR_TRUNCATED (file shorter than its header says), HMA_ERR_CORRUPT
+ * (bad magic, checksum, bounds or table), HMA_ERR_UNSUPPORTED (a newer
+ * format version or flag), HMA_ERR_WRONG_BASE (base missing or different),
+ * the safetensors header errors (the stored header is re-validated),
+ * HMA_ERR_THREAD, HMA_ERR_NO_MEMORY.
+ */
+HMA_API int hma_pack_open(hma_store **out, const char *pack_path, const hma_store *base,
+                          unsigned threads);
+
+/**
+ * Restore the original safetensors file from a pack into `out_path`, byte
+ * for byte, atomically (temporary file, fsync, rename; nothing under
+ * `out_path` on failure). Chunks are decoded in parallel, and every chunk's
+ * checksum is checked before its bytes are written. `opt` may be NULL
+ * (only `threads` is used), `stats` may be NULL.
+ * Errors: those of hma_pack_open(), plus HMA_ERR_OVERWRITES_INPUT
+ * (`out_path` is open as an input, or is the pack itself), HMA_ERR_EXISTS
+ * (`out_path` is a folder), HMA_ERR_IO.
+ */
+HMA_API int hma_pack_unpack(const char *pack_path, const hma_store *base, const char *out_path,
+                            const hma_pack_options *opt, hma_pack_stats *stats);
+
+/**
+ * Check a pack: decode every chunk and check every checksum; when
+ * `original_path` is non-NULL, also compare the restored bytes with that
+ * file, byte for byte (HMA_ERR_MISMATCH with the first differing offset).
+ * Writes nothing. `opt` may be NULL (only `threads` is used), `stats` may
+ * be NULL.
+ * Errors: those of hma_pack_open(), plus HMA_ERR_MISMATCH, and HMA_ERR_IO /
+ * HMA_ERR_NOT_FOUND for `original_path`.
+ */
+HMA_API int hma_pack_verify(const char *pack_path, const hma_store *base,
+                            const char *original_path, const hma_pack_options *opt,
+                            hma_pack_stats *stats);
+
+/**
+ * Whether the pack at `path` was made against a base (1) or standalone (0),
+ * from its fixed header alone (checked: magic, header checksum, version).
+ * Lets a program ask for a base only when one is needed. Thread-safe.
+ * Errors: HMA_ERR_INVALID_ARGUMENT, HMA_ERR_NOT_FOUND, HMA_ERR_IO,
+ * HMA_ERR_TRUNCATED, HMA_ERR_CORRUPT, HMA_ERR_UNSUPPORTED.
+ */
+HMA_API int hma_pack_needs_base(const char *path, int *needs_base);
 
 #ifdef __cplusplus
 }

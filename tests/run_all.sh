@@ -16,13 +16,15 @@ for t in "$@"; do
     fi
 done
 for s in tests/*.sh; do
+    [ "$s" = tests/run_all.sh ] && continue
     [ -f "$s" ] || continue
     echo "== $s"
     run_one "$s" sh "$s"
 done
 if [ -d tests/python ] && [ -z "$SAN" ]; then
     echo "== tests/python"
-    run_one tests/python env HMA_LIBRARY="$PWD/$LIBOUT/libhma.so.1" "$PYTHON" -m unittest discover -s tests/python -t . -q
+    case "$LIBOUT" in /*) libdir=$LIBOUT ;; *) libdir=$PWD/$LIBOUT ;; esac
+    run_one tests/python env HMA_LIBRARY="$libdir/libhma.so.1" "$PYTHON" -m unittest discover -s tests/python -t . -q
 fi
 [ -n "$failures" ] && echo "failed:$failures"
 echo "$passed passed, $failed failed"
