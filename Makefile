@@ -145,6 +145,11 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	@sh bench/run.sh $(HMA_BIN)
 
+# Fuzzing (libFuzzer, clang): each target runs FUZZ_SECONDS seconds.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	@sh tests/fuzz/run.sh $(FUZZ_SECONDS)
+
 # docs/api.md is generated from the header comments (the single source).
 docs:
 	$(PYTHON) tools/gen-api-doc.py include/hma.h > docs/api.md
