@@ -38,7 +38,11 @@ cc -std=c11 -static -o "$tmp/consumer_static" "$tmp/consumer.c" $(pkg-config --s
   || { cat "$tmp/static.err"; echo "test_install: static build failed"; exit 1; }
 ldd "$tmp/consumer_static" 2>/dev/null | grep -q libhma && { echo "test_install: static consumer links libhma dynamically"; exit 1; }
 "$tmp/consumer_static" examples/data/toy-llama/base.safetensors | grep -q '^75 tensors$' || { echo "test_install: static consumer failed"; exit 1; }
+# The C guide's example (docs/guide-c.md), built the way the guide says.
+cc -std=c11 -Wall -Wextra -Werror -o "$tmp/merge_ma" examples/c/merge_ma.c $(pkg-config --cflags --libs libhma) || { echo "test_install: guide example failed to build"; exit 1; }
+LD_LIBRARY_PATH="$root/lib" "$tmp/merge_ma" examples/data/toy-llama/base.safetensors examples/data/toy-llama/aligned.safetensors "$tmp/m.safetensors" 2>/dev/null | grep -q 'lm_head.weight re-merged' || { echo "test_install: guide example failed"; exit 1; }
+[ -s "$tmp/m.safetensors" ] || { echo "test_install: guide example wrote nothing"; exit 1; }
 make --no-print-directory -s uninstall DESTDIR="$tmp/root" PREFIX=$prefix >/dev/null
 left=$(find "$tmp/root" -type f | wc -l)
 [ "$left" = 0 ] || { echo "test_install: uninstall left $left files"; exit 1; }
-echo "test_install: installed, consumer built via pkg-config (shared and static) and ran: ok"
+echo "test_install: installed, consumer and guide example built via pkg-config (shared and static) and ran: ok"
