@@ -16,6 +16,7 @@
 #include <hma.h>
 
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -208,6 +209,9 @@ int hma_cmd_inspect(int argc, char **argv) {
 /* ---- main ------------------------------------------------------------------ */
 
 int main(int argc, char **argv) {
+    /* Past RLIMIT_FSIZE a write must fail with EFBIG (reported as an error,
+     * the temporary removed), not kill the program with SIGXFSZ. */
+    signal(SIGXFSZ, SIG_IGN);
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         print_help(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;

@@ -452,7 +452,8 @@ static int parse_object(parser *p, unsigned depth, hma__json *v) {
         }
     }
     size_t n = p->nmems - mark;
-    if ((rc = check_duplicates(p, p->mems + mark, n))) return rc;
+    /* n == 0 may leave p->mems NULL: NULL + 0 is undefined (found by fuzz_json) */
+    if (n && (rc = check_duplicates(p, p->mems + mark, n))) return rc;
     hma__json_member *mem = NULL;
     if (n) {
         mem = arena_alloc(p->doc, n * sizeof *mem);

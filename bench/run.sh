@@ -1,0 +1,23 @@
+#!/bin/sh
+# run.sh - what `make bench` runs: builds the benchmark programs with cc into
+# $BUILD/bench (linking the shared library in $LIBOUT), then runs the merge
+# benchmark (bench/bench_merge.c: floor, libhma 1 and 2 threads, the hma
+# program, PyTorch when importable) on a generated 2 x 2.2 GB BF16 pair.
+#   sh bench/run.sh [HMA_BIN]
+# Environment: CC, BUILD (default build), LIBOUT (default lib), PYTHON,
+# HMA_BENCH_DIR, HMA_BENCH_LAYERS (default 22), HMA_BENCH_REPS (default 3).
+set -e
+HMA_BIN=${1:-examples/hma}
+CC=${CC:-cc}
+BUILD=${BUILD:-build}
+LIBOUT=${LIBOUT:-lib}
+OUT=$BUILD/bench
+mkdir -p "$OUT"
+[ -e "$LIBOUT/libhma.so" ] || { echo "bench/run.sh: no $LIBOUT/libhma.so (run make first)" >&2; exit 2; }
+LIBABS=$(cd "$LIBOUT" && pwd)
+FLAGS="-std=c11 -D_GNU_SOURCE -O2 -g -pthread -ffp-contract=off -Wall -Wextra -Iinclude"
+$CC $FLAGS -o "$OUT/gen_pair" bench/gen_pair.c
+$CC $FLAGS -o "$OUT/bench_merge" bench/bench_merge.c bench/floor.c bench/bench_util.c \
+    -L"$LIBOUT" -Wl,-rpath,"$LIBABS" -lhma -lopenblas -lzstd -lpthread -lm
+[ -x "$HMA_BIN" ] || { echo "bench/run.sh: note: no $HMA_BIN, skipping the CLI timing"; HMA_BIN=; }
+"$OUT/bench_merge" "$OUT/gen_pair" $HMA_BIN

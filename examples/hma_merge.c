@@ -1,0 +1,691 @@
+/*
+ * hma_merge.c - `hma merge`: average checkpoints with a merge plan (MA, HMA,
+ * model soups, task arithmetic, SLERP) and write the result to a
+ * .safetensors file or a Hugging Face style folder. Run `hma merge --help`.
+ */
+#include "hma_cli.h"
+#include "hma_progress.h"
+
+#include <hma.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define CMD "merge"
+#define MAX_INPUTS 64
+#define MAX_LIST 65536
+
+static void merge_usage(FILE *f) {
+    fprintf(f,
+            "usage: hma merge [--base B] --model M [--model M2 ...] [WEIGHTS] [OPTIONS] -o OUT\n"
+            "Inputs (files, model.safetensors.index.json, or model folders), in order:\n"
+            "  --base B           input 0: the base (pre-RLHF) model; the base of --method task\n"
+            "  --model M, M       further inputs (repeatable; bare paths are models too)\n"
+            "Weights (alpha = weight of the ALIGNED model: (1-a)*base + a*aligned):\n"
+            "  --alpha A[,A2,..]  2 inputs: one ratio, or one per group (HMA); a list of K\n"
+            "                     values without --groups means --groups blocks:K\n"
+            "  --gradient A0,A1.. 2 inputs: mergekit-style anchors over the groups\n"
+            "                     (default --groups layers)\n"
+            "  --weight W         weight of the preceding --base/--model (soups, task)\n"
+            "  --weights W0,W1,.. one weight per input (N values; N-1 for task: base\n"
+            "                     omitted; or K*N values: one row per group)\n"
+            "Options:\n"
+            "  --method M         linear (default), task (task arithmetic), slerp\n"
+            "  --groups SPEC      all | blocks:K | split:S1,S2,.. | layers\n"
+            "  --rule PAT=GROUP   put tensors matching PAT (substring, or glob with * ?)\n"
+            "                     into GROUP (an index or 'mean'); repeatable, first wins\n"
+            "  --normalize / --no-normalize   divide soup weights by their sum\n"
+            "                     (default on for linear, as mergekit; ratios never are)\n"
+            "  --dtype T          output dtype of averaged tensors: F32, F16, BF16, F64\n"
+            "                     (default: each tensor's dtype in input 0)\n"
+            "  --copy-unmatched I copy tensors not present/compatible everywhere from\n"
+            "                     input I (an index or one of the input paths)\n"
+            "  --allow-nonfinite  let NaN/Inf in inputs propagate instead of failing\n"
+            "  --simd P           scalar | avx2 | avx512 | auto (same bits either way)\n"
+            "  --threads N        worker threads (0 = all cores, the default)\n"
+            "  --shard-size S     folder output: max shard size, e.g. 5GB, 500MiB\n"
+            "  --dry-run          print the plan (tensors, groups, weights) and write nothing\n"
+            "  -q, --quiet        no progress bar and no summary line\n"
+            "  -o OUT             a .safetensors file, or a folder (config.json, tokenizer\n"
+            "                     and generation files are copied from the first input folder)\n"
+            "Exit status: 0 success, 1 error reported by libhma, 2 bad usage.\n");
+}
+
+/* ---- small parsers ------------------------------------------------------- */
+
+static int parse_double(const char *s, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end || errno == ERANGE || !isfinite(v)) return -1;
+    *out = v;
+    return 0;
+}
+
+/* Comma-separated finite doubles; *out is malloc'ed. Returns count, -1 on error. */
+static long parse_list(const char *s, double **out) {
+    size_t n = 1;
+    for (const char *p = s; *p; p++) n += *p == ',';
+    if (n > MAX_LIST) return -1;
+    double *v = malloc(n * sizeof *v);
+    char *copy = strdup(s);
+    if (!v || !copy) {
+        free(v);
+        free(copy);
+        return -1;
+    }
+    size_t k = 0;
+    int bad = 0;
+    /* strtok would skip empty items: walk by hand so "0.5,,1" is refused. */
+    char *item = copy;
+    for (;;) {
+        char *comma = strchr(item, ',');
+        if (comma) *comma = 0;
+        if (parse_double(item, &v[k++]) != 0) bad = 1;
+        if (!comma) break;
+        item = comma + 1;
+    }
+    free(copy);
+    if (bad) {
+        free(v);
+        return -1;
+    }
+    *out = v;
+    return (long)k;
+}
+
+/* "5GB" (powers of 1000), "500MiB" (powers of 1024), "123" bytes. */
+static int parse_size(const char *s, uint64_t *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || errno == ERANGE || !isfinite(v) || v < 0) return -1;
+    double mul = 1;
+    static const struct { const char *u; double m; } units[] = {
+        {"", 1},         {"b", 1},           {"k", 1e3},         {"kb", 1e3},
+        {"m", 1e6},      {"mb", 1e6},        {"g", 1e9},         {"gb", 1e9},
+        {"t", 1e12},     {"tb", 1e12},       {"kib", 1024.0},    {"mib", 1048576.0},
+        {"gib", 1073741824.0}, {"tib", 1099511627776.0}};
+    size_t i;
+    for (i = 0; i < sizeof units / sizeof units[0]; i++)
+        if (!strcasecmp(end, units[i].u)) {
+            mul = units[i].m;
+            break;
+        }
+    if (i == sizeof units / sizeof units[0]) return -1;
+    double b = v * mul;
+    if (b >= 9.2e18 || b != floor(b)) return -1;
+    *out = (uint64_t)b;
+    return 0;
+}
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && !strcmp(s + a - b, suffix);
+}
+
+static int is_dir(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* The Hugging Face folder an input stands for: the folder itself, or the
+ * folder of a model.safetensors.index.json; NULL for a plain file. malloc'ed. */
+static char *input_folder(const char *path) {
+    if (is_dir(path)) return strdup(path);
+    if (ends_with(path, ".index.json")) {
+        const char *slash = strrchr(path, '/');
+        if (!slash) return strdup(".");
+        if (slash == path) return strdup("/");
+        return strndup(path, (size_t)(slash - path));
+    }
+    return NULL;
+}
+
+/* ---- copying the config and tokenizer files ------------------------------ */
+
+static const char *const side_files[] = {
+    "config.json",          "generation_config.json", "tokenizer.json",     "tokenizer_config.json",
+    "special_tokens_map.json", "tokenizer.model",     "added_tokens.json",  "vocab.json",
+    "vocab.txt",            "merges.txt",             "spiece.model",       "chat_template.jinja"};
+
+/* Copy src to dst through a hidden temporary in dst's folder + rename, so a
+ * reader never sees a half-written file. Returns 0 or prints and returns 1. */
+static int copy_atomic(const char *src, const char *dir, const char *name) {
+    char tmp[PATH_MAX], dst[PATH_MAX];
+    if (snprintf(tmp, sizeof tmp, "%s/.hma-tmp-copy-%s", dir, name) >= (int)sizeof tmp ||
+        snprintf(dst, sizeof dst, "%s/%s", dir, name) >= (int)sizeof dst) {
+        fprintf(stderr, "hma merge: output path too long\n");
+        return 1;
+    }
+    int in = open(src, O_RDONLY | O_CLOEXEC);
+    if (in < 0) {
+        fprintf(stderr, "hma merge: cannot read %s: %s\n", src, strerror(errno));
+        return 1;
+    }
+    int out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (out < 0) {
+        fprintf(stderr, "hma merge: cannot create %s: %s\n", tmp, strerror(errno));
+        close(in);
+        return 1;
+    }
+    char buf[1 << 16];
+    int err = 0;
+    for (;;) {
+        ssize_t r = read(in, buf, sizeof buf);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) {
+            err = errno;
+            break;
+        }
+        if (r == 0) break;
+        for (ssize_t done = 0; done < r;) {
+            ssize_t w = write(out, buf + done, (size_t)(r - done));
+            if (w < 0 && errno == EINTR) continue;
+            if (w <= 0) {
+                err = w < 0 ? errno : EIO;
+                break;
+            }
+            done += w;
+        }
+        if (err) break;
+    }
+    close(in);
+    if (!err && fsync(out) != 0) err = errno;
+    if (close(out) != 0 && !err) err = errno;
+    if (!err && rename(tmp, dst) != 0) err = errno;
+    if (err) {
+        unlink(tmp);
+        fprintf(stderr, "hma merge: cannot copy %s to %s: %s\n", src, dst, strerror(err));
+        return 1;
+    }
+    return 0;
+}
+
+static int copy_side_files(const char *from, const char *to, int quiet) {
+    int copied = 0;
+    for (size_t i = 0; i < sizeof side_files / sizeof side_files[0]; i++) {
+        char src[PATH_MAX];
+        struct stat st;
+        if (snprintf(src, sizeof src, "%s/%s", from, side_files[i]) >= (int)sizeof src) continue;
+        if (stat(src, &st) != 0 || !S_ISREG(st.st_mode)) continue;
+        if (copy_atomic(src, to, side_files[i])) return 1;
+        copied++;
+    }
+    if (copied) {
+        int dfd = open(to, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+            (void)fsync(dfd);
+            close(dfd);
+        }
+        if (!quiet) fprintf(stderr, "copied %d config/tokenizer file%s from %s\n", copied, copied == 1 ? "" : "s", from);
+    }
+    return 0;
+}
+
+/* ---- dry run ------------------------------------------------------------- */
+
+static void print_weights(FILE *o, const double *w, size_t n) {
+    for (size_t j = 0; j < n; j++) fprintf(o, "%s%.6g", j ? " " : "", w[j]);
+}
+
+static const char *action_name(int a) {
+    switch (a) {
+    case HMA_ACTION_MERGE: return "merge";
+    case HMA_ACTION_COPY_IDENTICAL: return "copy-identical";
+    case HMA_ACTION_COPY_FROM: return "copy";
+    case HMA_ACTION_SKIP: return "skip";
+    default: return "MISMATCH";
+    }
+}
+
+static int print_plan(hma_plan *plan, const char *const *paths, const char *method) {
+    FILE *o = stdout;
+    size_t N = hma_plan_input_count(plan), K = hma_plan_group_count(plan), R = hma_plan_tensor_count(plan);
+    fprintf(o, "plan: %zu inputs, method %s, groups %s (%zu group%s), %ld layers, %zu tensors\n", N, method,
+            hma_plan_groups_spec(plan), K, K == 1 ? "" : "s", hma_plan_layer_count(plan), R);
+    for (size_t j = 0; j < N; j++) fprintf(o, "  input %zu: %s\n", j, paths[j]);
+    double *w = malloc(N * sizeof *w);
+    double *W = malloc(K * N * sizeof *W);
+    long *lmin = malloc(K * sizeof *lmin), *lmax = malloc(K * sizeof *lmax);
+    size_t *cnt = calloc(K + 1, sizeof *cnt);
+    uint64_t *bytes = calloc(K + 1, sizeof *bytes);
+    if (!w || !W || !lmin || !lmax || !cnt || !bytes) {
+        free(w), free(W), free(lmin), free(lmax), free(cnt), free(bytes);
+        fprintf(stderr, "hma merge: out of memory\n");
+        return 1;
+    }
+    for (size_t k = 0; k < K; k++) lmin[k] = LONG_MAX, lmax[k] = -1;
+    size_t mismatches = 0;
+    int rc = 0;
+    fprintf(o, "%-56s %5s %5s %-14s %-5s %s\n", "tensor", "layer", "group", "action", "dtype", "weights");
+    for (size_t i = 0; i < R; i++) {
+        int g = hma_plan_tensor_group(plan, i), a = hma_plan_tensor_action(plan, i);
+        long l = hma_plan_tensor_layer(plan, i);
+        char lb[24], gb[24];
+        if (l >= 0) snprintf(lb, sizeof lb, "%ld", l);
+        else snprintf(lb, sizeof lb, "-");
+        if (g >= 0) snprintf(gb, sizeof gb, "%d", g);
+        else snprintf(gb, sizeof gb, "%s", g == HMA_GROUP_MEAN ? "mean" : "-");
+        hma_dtype dt = hma_plan_tensor_dtype(plan, i);
+        fprintf(o, "%-56s %5s %5s %-14s %-5s ", hma_plan_tensor_name(plan, i), lb, gb, action_name(a),
+                dt < HMA_DTYPE_COUNT ? hma_dtype_name(dt) : "-");
+        if (a == HMA_ACTION_MERGE) {
+            int r = hma_plan_tensor_weights(plan, i, w, N, NULL);
+            if (r) {
+                fputc('\n', o);
+                rc = hma_cli_fail(CMD, r);
+                goto out;
+            }
+            print_weights(o, w, N);
+            size_t slot = g >= 0 ? (size_t)g : K;
+            cnt[slot]++;
+            bytes[slot] += hma_plan_tensor_nbytes(plan, i);
+            if (g >= 0 && l >= 0) {
+                if (l < lmin[g]) lmin[g] = l;
+                if (l > lmax[g]) lmax[g] = l;
+            }
+        } else {
+            const char *why = hma_plan_tensor_reason(plan, i);
+            fprintf(o, "- %s", why ? why : "");
+            if (a == HMA_ACTION_MISMATCH) mismatches++;
+        }
+        fputc('\n', o);
+    }
+    int r = hma_plan_get_weights(plan, W, K * N, NULL);
+    if (!r) r = hma_plan_mean_weights(plan, w, N);
+    if (r) {
+        rc = hma_cli_fail(CMD, r);
+        goto out;
+    }
+    fprintf(o, "groups:\n%-6s %-9s %8s %14s  %s\n", "group", "layers", "tensors", "bytes", "weights (input 0..N-1)");
+    for (size_t k = 0; k <= K; k++) {
+        char lb[48];
+        if (k < K && lmax[k] >= 0) snprintf(lb, sizeof lb, "%ld-%ld", lmin[k], lmax[k]);
+        else snprintf(lb, sizeof lb, "-");
+        if (k < K) fprintf(o, "%-6zu ", k);
+        else fprintf(o, "%-6s ", "mean");
+        fprintf(o, "%-9s %8zu %14" PRIu64 "  ", lb, cnt[k], bytes[k]);
+        print_weights(o, k < K ? W + k * N : w, N);
+        fputc('\n', o);
+    }
+    if (N == 2) fprintf(o, "mean ratio (weight of input 1): %.17g\n", w[1]);
+    else {
+        fprintf(o, "mean weights: ");
+        print_weights(o, w, N);
+        fputc('\n', o);
+    }
+    if (mismatches) {
+        fprintf(stderr,
+                "hma merge: inputs disagree: %zu tensor%s unmatched (see MISMATCH rows; --copy-unmatched I copies them)\n",
+                mismatches, mismatches == 1 ? "" : "s");
+        rc = 1;
+    }
+out:
+    free(w), free(W), free(lmin), free(lmax), free(cnt), free(bytes);
+    if (fflush(o) != 0 && !rc) {
+        fprintf(stderr, "hma merge: cannot write output\n");
+        rc = 1;
+    }
+    return rc;
+}
+
+/* ---- main --------------------------------------------------------------- */
+
+typedef struct opts {
+    const char *paths[MAX_INPUTS];
+    double weight[MAX_INPUTS];
+    int has_weight[MAX_INPUTS];
+    size_t n;
+    int has_base;
+    const char *out, *method, *groups, *dtype, *copy_unmatched, *simd, *shard;
+    const char *alpha, *gradient, *weights;
+    const char *rules[256];
+    size_t n_rules;
+    int normalize; /* -1 unset */
+    int allow_nonfinite, dry_run, quiet;
+    long threads;
+} opts;
+
+/* Value of an option given as "--opt VALUE" or "--opt=VALUE"; NULL if argv[*i] is another option. */
+static int opt_value(int argc, char **argv, int *i, const char *name, const char **val, int *missing) {
+    size_t n = strlen(name);
+    if (strncmp(argv[*i], name, n) != 0) return 0;
+    if (argv[*i][n] == '=') {
+        *val = argv[*i] + n + 1;
+        return 1;
+    }
+    if (argv[*i][n]) return 0;
+    if (*i + 1 >= argc) {
+        *missing = 1;
+        return 1;
+    }
+    *val = argv[++*i];
+    return 1;
+}
+
+static int parse_args(int argc, char **argv, opts *o) {
+    memset(o, 0, sizeof *o);
+    o->normalize = -1;
+    o->threads = 0;
+    int last = -1; /* input the next --weight applies to */
+    for (int i = 1; i < argc; i++) {
+        const char *v = NULL, *a = argv[i];
+        int miss = 0;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            merge_usage(stdout);
+            return -1;
+        }
+        if (!strcmp(a, "--dry-run")) o->dry_run = 1;
+        else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) o->quiet = 1;
+        else if (!strcmp(a, "--normalize")) o->normalize = 1;
+        else if (!strcmp(a, "--no-normalize")) o->normalize = 0;
+        else if (!strcmp(a, "--allow-nonfinite")) o->allow_nonfinite = 1;
+        else if (opt_value(argc, argv, &i, "--base", &v, &miss)) {
+            if (miss) return hma_cli_usage(CMD, "--base needs a path");
+            if (o->has_base) return hma_cli_usage(CMD, "--base given twice");
+            if (o->n >= MAX_INPUTS) return hma_cli_usage(CMD, "too many inputs (at most 64)");
+            /* the base is input 0: shift the models given so far */
+            memmove(o->paths + 1, o->paths, o->n * sizeof o->paths[0]);
+            memmove(o->weight + 1, o->weight, o->n * sizeof o->weight[0]);
+            memmove(o->has_weight + 1, o->has_weight, o->n * sizeof o->has_weight[0]);
+            o->paths[0] = v;
+            o->has_weight[0] = 0;
+            o->n++;
+            o->has_base = 1;
+            last = 0;
+        } else if (opt_value(argc, argv, &i, "--model", &v, &miss) || (a[0] != '-' || !a[1])) {
+            if (miss) return hma_cli_usage(CMD, "--model needs a path");
+            if (!v) v = a;
+            if (o->n >= MAX_INPUTS) return hma_cli_usage(CMD, "too many inputs (at most 64)");
+            o->paths[o->n] = v;
+            o->has_weight[o->n] = 0;
+            last = (int)o->n++;
+        } else if (opt_value(argc, argv, &i, "--weight", &v, &miss)) {
+            if (miss) return hma_cli_usage(CMD, "--weight needs a number");
+            if (last < 0) return hma_cli_usage(CMD, "--weight must follow --base or --model");
+            if (o->has_weight[last]) return hma_cli_usage(CMD, "two --weight for one input");
+            if (parse_double(v, &o->weight[last])) return hma_cli_usage(CMD, "--weight needs a finite number");
+            o->has_weight[last] = 1;
+        } else if (opt_value(argc, argv, &i, "-o", &v, &miss) || opt_value(argc, argv, &i, "--output", &v, &miss)) {
+            if (miss) return hma_cli_usage(CMD, "-o needs a path");
+            if (o->out) return hma_cli_usage(CMD, "-o given twice");
+            o->out = v;
+        } else if (opt_value(argc, argv, &i, "--method", &v, &miss)) o->method = v;
+        else if (opt_value(argc, argv, &i, "--groups", &v, &miss)) o->groups = v;
+        else if (opt_value(argc, argv, &i, "--dtype", &v, &miss)) o->dtype = v;
+        else if (opt_value(argc, argv, &i, "--copy-unmatched", &v, &miss)) o->copy_unmatched = v;
+        else if (opt_value(argc, argv, &i, "--simd", &v, &miss)) o->simd = v;
+        else if (opt_value(argc, argv, &i, "--shard-size", &v, &miss)) o->shard = v;
+        else if (opt_value(argc, argv, &i, "--alpha", &v, &miss)) o->alpha = v;
+        else if (opt_value(argc, argv, &i, "--gradient", &v, &miss)) o->gradient = v;
+        else if (opt_value(argc, argv, &i, "--weights", &v, &miss)) o->weights = v;
+        else if (opt_value(argc, argv, &i, "--threads", &v, &miss)) {
+            if (!miss) {
+                char *end;
+                errno = 0;
+                long t = strtol(v, &end, 10);
+                if (end == v || *end || errno || t < 0 || t > 4096)
+                    return hma_cli_usage(CMD, "--threads needs an integer 0..4096");
+                o->threads = t;
+            }
+        } else if (opt_value(argc, argv, &i, "--rule", &v, &miss)) {
+            if (!miss) {
+                if (o->n_rules >= sizeof o->rules / sizeof o->rules[0]) return hma_cli_usage(CMD, "too many --rule");
+                o->rules[o->n_rules++] = v;
+            }
+        } else return hma_cli_usage(CMD, "unknown option");
+        if (miss) return hma_cli_usage(CMD, "option needs a value");
+    }
+    return 0;
+}
+
+static int find_input(const opts *o, const char *s, long *idx) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (end != s && !*end && !errno) {
+        if (v < 0 || (size_t)v >= o->n) return -1;
+        *idx = v;
+        return 0;
+    }
+    for (size_t j = 0; j < o->n; j++)
+        if (!strcmp(o->paths[j], s)) {
+            *idx = (long)j;
+            return 0;
+        }
+    return -1;
+}
+
+int hma_cmd_merge(int argc, char **argv) {
+    opts o;
+    int rc = parse_args(argc, argv, &o);
+    if (rc < 0) return 0; /* --help */
+    if (rc) return rc;
+
+    /* ---- check the combination before opening anything ---- */
+    hma_method method = HMA_METHOD_LINEAR;
+    const char *mname = o.method ? o.method : "linear";
+    if (!strcmp(mname, "linear")) method = HMA_METHOD_LINEAR;
+    else if (!strcmp(mname, "task") || !strcmp(mname, "task_arithmetic")) method = HMA_METHOD_TASK_ARITHMETIC, mname = "task";
+    else if (!strcmp(mname, "slerp")) method = HMA_METHOD_SLERP;
+    else return hma_cli_usage(CMD, "--method must be linear, task or slerp");
+    if (o.n < 2) return hma_cli_usage(CMD, "need at least 2 inputs (--base and --model, or two --model)");
+    if (!o.out && !o.dry_run) return hma_cli_usage(CMD, "missing -o OUT (or --dry-run)");
+    int n_kinds = !!o.alpha + !!o.gradient + !!o.weights;
+    int any_weight = 0, all_weight = 1;
+    for (size_t j = 0; j < o.n; j++) {
+        any_weight |= o.has_weight[j];
+        if (!o.has_weight[j] && !(method == HMA_METHOD_TASK_ARITHMETIC && j == 0)) all_weight = 0;
+    }
+    if (any_weight) n_kinds++;
+    if (n_kinds > 1) return hma_cli_usage(CMD, "give only one of --alpha, --gradient, --weights, --weight");
+    if (any_weight && !all_weight) return hma_cli_usage(CMD, "give --weight for every input or for none");
+    if ((o.alpha || o.gradient) && o.n != 2) return hma_cli_usage(CMD, "--alpha and --gradient need exactly 2 inputs");
+    if ((o.alpha || o.gradient) && method == HMA_METHOD_TASK_ARITHMETIC)
+        return hma_cli_usage(CMD, "--method task takes --weight/--weights, not --alpha");
+    if (method == HMA_METHOD_SLERP && o.n != 2) return hma_cli_usage(CMD, "--method slerp needs exactly 2 inputs");
+    if (o.normalize >= 0 && method != HMA_METHOD_LINEAR)
+        return hma_cli_usage(CMD, "--normalize applies to --method linear only");
+    int dtype = HMA_DTYPE_COUNT;
+    if (o.dtype) {
+        hma_dtype d;
+        if (hma_dtype_from_name(o.dtype, &d) != HMA_OK || !hma_dtype_is_float(d))
+            return hma_cli_usage(CMD, "--dtype must be F32, F16, BF16 or F64");
+        dtype = (int)d;
+    }
+    int simd = HMA_SIMD_AUTO;
+    if (o.simd) {
+        if (!strcmp(o.simd, "auto")) simd = HMA_SIMD_AUTO;
+        else if (!strcmp(o.simd, "scalar")) simd = HMA_SIMD_SCALAR;
+        else if (!strcmp(o.simd, "avx2")) simd = HMA_SIMD_AVX2;
+        else if (!strcmp(o.simd, "avx512")) simd = HMA_SIMD_AVX512;
+        else return hma_cli_usage(CMD, "--simd must be scalar, avx2, avx512 or auto");
+    }
+    uint64_t shard = 0;
+    int folder_out = o.out && !ends_with(o.out, ".safetensors");
+    if (o.shard) {
+        if (parse_size(o.shard, &shard)) return hma_cli_usage(CMD, "--shard-size needs a size such as 5GB or 500MiB");
+        if (o.out && !folder_out) return hma_cli_usage(CMD, "--shard-size needs a folder output (-o DIR)");
+    }
+    long copy_from = -1;
+    if (o.copy_unmatched && find_input(&o, o.copy_unmatched, &copy_from))
+        return hma_cli_usage(CMD, "--copy-unmatched needs an input index or one of the input paths");
+    char *side_from = NULL; /* first input that is a model folder */
+    for (size_t j = 0; j < o.n && !side_from; j++) side_from = input_folder(o.paths[j]);
+    if (folder_out && is_dir(o.out)) {
+        char *ro = realpath(o.out, NULL);
+        for (size_t j = 0; j < o.n && ro; j++) {
+            char *f = input_folder(o.paths[j]);
+            char *rf = f ? realpath(f, NULL) : NULL;
+            int same = rf && !strcmp(rf, ro);
+            free(f);
+            free(rf);
+            if (same) {
+                free(ro);
+                free(side_from);
+                return hma_cli_usage(CMD, "the output folder is an input's folder; choose another -o");
+            }
+        }
+        free(ro);
+    }
+    double *alpha = NULL, *list = NULL;
+    long n_alpha = 0, n_list = 0;
+    if (o.alpha && (n_alpha = parse_list(o.alpha, &alpha)) < 0) {
+        free(side_from);
+        return hma_cli_usage(CMD, "--alpha needs finite numbers separated by commas");
+    }
+    const char *lst = o.gradient ? o.gradient : o.weights;
+    if (lst && (n_list = parse_list(lst, &list)) < 0) {
+        free(side_from);
+        free(alpha);
+        return hma_cli_usage(CMD, "--gradient/--weights need finite numbers separated by commas");
+    }
+
+    /* ---- open and plan ---- */
+    hma_store *st[MAX_INPUTS] = {0};
+    hma_plan *plan = NULL;
+    double *W = NULL;
+    int lib = 0; /* rc is a library error code to report */
+    char gspec[64];
+    const char *groups = o.groups;
+    if (!groups && n_alpha > 1) {
+        snprintf(gspec, sizeof gspec, "blocks:%ld", n_alpha);
+        groups = gspec;
+    }
+    if (!groups && o.gradient) groups = "layers";
+    for (size_t j = 0; j < o.n; j++)
+        if ((rc = hma_store_open(&st[j], o.paths[j], 0)) != HMA_OK) {
+            lib = 1;
+            goto done;
+        }
+    lib = 1;
+    if ((rc = hma_plan_create(&plan, st, o.n)) != HMA_OK) goto done;
+    if ((rc = hma_plan_set_method(plan, method)) != HMA_OK) goto done;
+    if (groups && (rc = hma_plan_set_groups(plan, groups)) != HMA_OK) goto done;
+    size_t K = hma_plan_group_count(plan), N = o.n;
+    for (size_t r = 0; r < o.n_rules; r++) {
+        const char *eq = strrchr(o.rules[r], '=');
+        if (!eq || eq == o.rules[r] || !eq[1]) {
+            rc = hma_cli_usage(CMD, "--rule needs PATTERN=GROUP (GROUP an index or 'mean')");
+            lib = 0;
+            goto done;
+        }
+        int g;
+        if (!strcmp(eq + 1, "mean")) g = HMA_GROUP_MEAN;
+        else {
+            char *end;
+            errno = 0;
+            long v = strtol(eq + 1, &end, 10);
+            if (*end || errno || v < 0 || (size_t)v >= K) {
+                rc = hma_cli_usage(CMD, "--rule group must be 'mean' or an index below the group count");
+                lib = 0;
+                goto done;
+            }
+            g = (int)v;
+        }
+        char *pat = strndup(o.rules[r], (size_t)(eq - o.rules[r]));
+        rc = pat ? hma_plan_add_rule(plan, pat, g) : HMA_ERR_NO_MEMORY;
+        free(pat);
+        if (rc) goto done;
+    }
+    /* mergekit normalizes soup weights by default; ratio rows never are, so
+     * leave it off for them to keep the recipe honest. */
+    int normalize = o.normalize >= 0 ? o.normalize : (o.weights != NULL || any_weight);
+    if (method == HMA_METHOD_LINEAR && (rc = hma_plan_set_normalize(plan, normalize)) != HMA_OK) goto done;
+    if (dtype != HMA_DTYPE_COUNT && (rc = hma_plan_set_output_dtype(plan, dtype)) != HMA_OK) goto done;
+    if (copy_from >= 0 && (rc = hma_plan_copy_unmatched(plan, copy_from)) != HMA_OK) goto done;
+    if (o.allow_nonfinite && (rc = hma_plan_set_flags(plan, HMA_MERGE_ALLOW_NONFINITE)) != HMA_OK) goto done;
+    if ((rc = hma_plan_set_threads(plan, (unsigned)o.threads)) != HMA_OK) goto done;
+    if (simd != HMA_SIMD_AUTO && (rc = hma_plan_set_simd(plan, simd)) != HMA_OK) goto done;
+
+    /* ---- weights ---- */
+    if (o.alpha) {
+        if (n_alpha == 1) rc = hma_plan_set_ratio(plan, alpha[0]);
+        else if ((size_t)n_alpha != K) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "--alpha has %ld values but the groups '%s' make %zu", n_alpha,
+                     hma_plan_groups_spec(plan), K);
+            rc = hma_cli_usage(CMD, msg);
+            lib = 0;
+            goto done;
+        } else rc = hma_plan_set_ratios(plan, alpha, (size_t)n_alpha);
+    } else if (o.gradient) {
+        rc = hma_plan_set_ratio_gradient(plan, list, (size_t)n_list);
+    } else if (o.weights || any_weight || method == HMA_METHOD_TASK_ARITHMETIC) {
+        W = calloc(K * N, sizeof *W);
+        if (!W) {
+            rc = hma_cli_usage(CMD, "out of memory");
+            lib = 0;
+            goto done;
+        }
+        if (o.weights) {
+            int task = method == HMA_METHOD_TASK_ARITHMETIC;
+            if ((size_t)n_list == N || (task && (size_t)n_list == N - 1)) {
+                size_t off = (size_t)n_list == N ? 0 : 1;
+                for (size_t k = 0; k < K; k++)
+                    for (size_t j = 0; j < (size_t)n_list; j++) W[k * N + j + off] = list[j];
+            } else if (K > 1 && (size_t)n_list == K * N) {
+                memcpy(W, list, K * N * sizeof *W);
+            } else {
+                char msg[200];
+                snprintf(msg, sizeof msg, "--weights has %ld values; expected %zu (one per input)%s", n_list, N,
+                         task ? " or one per model" : (K > 1 ? " or groups x inputs" : ""));
+                rc = hma_cli_usage(CMD, msg);
+                lib = 0;
+                goto done;
+            }
+        } else {
+            /* --weight per input; task arithmetic without weights: 1 per model */
+            for (size_t k = 0; k < K; k++)
+                for (size_t j = 0; j < N; j++) W[k * N + j] = any_weight ? (o.has_weight[j] ? o.weight[j] : 0) : 1.0;
+        }
+        rc = hma_plan_set_weights(plan, W, K * N);
+    }
+    if (rc) goto done;
+
+    if (o.dry_run) {
+        rc = print_plan(plan, o.paths, mname);
+        lib = 0;
+        goto done;
+    }
+
+    /* ---- merge ---- */
+    hma_progress pr;
+    hma_progress_init(&pr, o.quiet);
+    if ((rc = hma_plan_set_progress(plan, hma_progress_cb, &pr)) != HMA_OK) goto done;
+    rc = hma_plan_merge_to(plan, o.out, shard);
+    double secs = hma_progress_finish(&pr);
+    if (rc) goto done;
+    lib = 0;
+    size_t written = 0;
+    uint64_t total = 0;
+    for (size_t i = 0; i < hma_plan_tensor_count(plan); i++)
+        if (hma_plan_tensor_action(plan, i) != HMA_ACTION_SKIP) {
+            written++;
+            total += hma_plan_tensor_nbytes(plan, i);
+        }
+    if (!o.quiet)
+        fprintf(stderr, "merged %zu tensors, %.3f GB in %.2f s (%.2f GB/s)\n", written, (double)total / 1e9, secs,
+                secs > 0 ? (double)total / 1e9 / secs : 0.0);
+    /* after the weights are committed: each side file appears whole or not at all */
+    if (folder_out && side_from && copy_side_files(side_from, o.out, o.quiet)) rc = 1;
+done:
+    if (rc && lib) rc = hma_cli_fail(CMD, rc);
+    hma_plan_free(plan);
+    for (size_t j = 0; j < o.n; j++) hma_store_close(st[j]);
+    free(W);
+    free(alpha);
+    free(list);
+    free(side_from);
+    return rc;
+}
