@@ -14,8 +14,60 @@ import resource
 import sys
 import time
 
+import json
+import struct
+
 import torch
-from safetensors.torch import load_file, save_file
+
+try:
+    from safetensors.torch import load_file, save_file
+    import safetensors
+    LOADER = "safetensors " + safetensors.__version__
+except ImportError:
+    # Debian 12 packages PyTorch (1.13) but not safetensors: read and write
+    # the format the way safetensors.torch does (whole file in, tensors copied
+    # out; header + raw bytes out), so the timing still measures PyTorch.
+    LOADER = "built-in safetensors reader (no safetensors package)"
+    _DT = {"BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32, "F64": torch.float64,
+           "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+           "U8": torch.uint8, "BOOL": torch.bool}
+    _NAME = {v: k for k, v in _DT.items()}
+
+    def load_file(path):
+        with open(path, "rb") as f:
+            buf = bytearray(f.read())
+        n = struct.unpack("<Q", buf[:8])[0]
+        header = json.loads(buf[8:8 + n])
+        out = {}
+        for k, v in header.items():
+            if k == "__metadata__":
+                continue
+            b, e = v["data_offsets"]
+            dt = _DT[v["dtype"]]
+            count = (e - b) // torch.tensor([], dtype=dt).element_size()
+            t = torch.frombuffer(buf, dtype=dt, count=count, offset=8 + n + b) if count else torch.empty(0, dtype=dt)
+            out[k] = t.reshape(v["shape"]).clone()
+        return out
+
+    def save_file(tensors, path, metadata=None):
+        header, off = {}, 0
+        if metadata:
+            header["__metadata__"] = metadata
+        names = sorted(tensors)
+        for k in names:
+            t = tensors[k]
+            nb = t.numel() * t.element_size()
+            header[k] = {"dtype": _NAME[t.dtype], "shape": list(t.shape), "data_offsets": [off, off + nb]}
+            off += nb
+        h = json.dumps(header, separators=(",", ":")).encode()
+        h += b" " * (-len(h) % 8)
+        with open(path, "wb") as f:
+            f.write(struct.pack("<Q", len(h)))
+            f.write(h)
+            for k in names:
+                t = tensors[k].contiguous()
+                iv = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[t.element_size()]
+                f.write(t.view(iv).numpy().tobytes())
 
 
 def main():
@@ -40,8 +92,8 @@ def main():
     save_file(merged, args.out, metadata={"format": "pt"})
     t = time.perf_counter() - t0
     print("torch_seconds %.6f" % t)
-    print("torch %s, %d threads, peak RSS %.0f MiB" % (
-        torch.__version__, torch.get_num_threads(),
+    print("torch %s (%s), %d threads, peak RSS %.0f MiB" % (
+        torch.__version__, LOADER, torch.get_num_threads(),
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0))
     del x, y
     sys.stdout.flush()
