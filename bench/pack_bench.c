@@ -53,20 +53,20 @@ static void codec_run(const hma_store *tgt, const hma_store *base, int method, i
         int isf = fmt_of(hma_tensor_dtype(t), &f);
         int m = method;
         if (!isf) m = HMA__PC_ZSTD;
-        else if (m >= HMA__PC_XOR && !b) m = HMA__PC_PLANES;
+        else if (m == HMA__PC_DIFF && !b) m = HMA__PC_FLOAT;
         uint64_t n = hma_tensor_nbytes(t);
         for (uint64_t off = 0; off < n; off += cs) {
             size_t len = (size_t)(n - off < cs ? n - off : cs), out = 0;
             int used = 0;
             hma_store_read(tgt, t, off, raw, len);
-            if (m >= HMA__PC_XOR) hma_store_read(base, b, off, bb, len);
+            if (m == HMA__PC_DIFF) hma_store_read(base, b, off, bb, len);
             double be = 1e30, bd = 1e30;
             for (int r = 0; r < reps; r++) {
                 double t0 = cpu_now();
-                hma__pc_encode(c, m, f, raw, m >= HMA__PC_XOR ? bb : NULL, len, level, enc, cap, &out, &used);
+                hma__pc_encode(c, m, f, raw, m == HMA__PC_DIFF ? bb : NULL, len, level, enc, cap, &out, &used);
                 double t1 = cpu_now();
                 const char *why;
-                if (hma__pc_decode(c, used, f, enc, out, m >= HMA__PC_XOR ? bb : NULL, dec, len, &why) ||
+                if (hma__pc_decode(c, used, f, enc, out, m == HMA__PC_DIFF ? bb : NULL, dec, len, &why) ||
                     memcmp(raw, dec, len)) {
                     fprintf(stderr, "round trip failed: %s\n", why);
                     exit(1);
@@ -111,12 +111,9 @@ int main(int argc, char **argv) {
     printf("pack_bench: target %s, base %s, level %d, chunk %zu bytes, best of %d\n", tpath, bpath, level, cs, reps);
     printf("codec alone (tensor bytes only):\n");
     codec_run(tgt, NULL, HMA__PC_ZSTD, level, reps, cs, "plain zstd of the bytes");
-    codec_run(tgt, NULL, HMA__PC_PLANES, level, reps, cs, "standalone: exponent planes");
-    codec_run(tgt, base, HMA__PC_XOR, level, reps, cs, "base: XOR + planes");
-    codec_run(tgt, base, HMA__PC_DIFF, level, reps, cs, "base: ordered diff + planes");
-    codec_run(tgt, base, HMA__PC_XOR_SORTED, level, reps, cs, "base: XOR, base-exponent order");
-    codec_run(tgt, base, HMA__PC_DIFF_SORTED, level, reps, cs, "base: diff, base-exponent order *");
-    printf("  (* the method hma_pack_create uses with a base; standalone floats use exponent planes)\n");
+    codec_run(tgt, NULL, HMA__PC_FLOAT, level, reps, cs, "standalone: FLOAT (Huffman exponent)");
+    codec_run(tgt, base, HMA__PC_DIFF, level, reps, cs, "with base: DIFF (Huffman, contexts)");
+    printf("  (hma_pack_create uses DIFF for floats with a base, FLOAT for floats alone, ZSTD otherwise)\n");
 
     char dir[] = "/tmp/hma-pack-bench-XXXXXX";
     if (!mkdtemp(dir)) return 1;

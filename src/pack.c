@@ -26,7 +26,7 @@
 #include <unistd.h>
 
 #define PACK_MAGIC "HMAPACK"   /* 7 bytes + NUL = 8 */
-#define PACK_VERSION 1u
+#define PACK_VERSION 2u /* 1: zstd byte planes (not read any more) */
 #define PACK_FLAG_BASE 1u
 #define FIXED_SIZE 72u
 #define TENSOR_HEAD 16u /* u8 coding, 7 zero bytes, u64 chunk count */
@@ -502,8 +502,8 @@ static int pk_parse_index(pk_file *p) {
             ch->sum = get_u64(e + 24);
             uint64_t raw = (c + 1 < nc) ? p->cs : st->nbytes - c * p->cs;
             int mok = ch->method == HMA__PC_STORE || ch->method == HMA__PC_ZSTD ||
-                      (isfloat && ch->method == HMA__PC_PLANES) ||
-                      (isfloat && t->coding == CODING_BASE && ch->method < HMA__PC_METHOD_COUNT);
+                      (isfloat && ch->method == HMA__PC_FLOAT) ||
+                      (isfloat && t->coding == CODING_BASE && ch->method == HMA__PC_DIFF);
             if (!mok || e[13] || e[14] || e[15])
                 return hma__fail(HMA_ERR_CORRUPT, "%.400s: tensor '%.200s': chunk %llu: coding method %u not valid here",
                                  path, st->name, (unsigned long long)c, ch->method);
@@ -963,9 +963,9 @@ static int enc_one(void *arg, size_t j, unsigned worker) {
     if (bt) {
         rc = hma_store_read(e->base, bt, start, s->basebuf, raw);
         if (rc) return hma__fail_prefix(rc, "base tensor '%.200s'", st->name);
-        method = HMA__PC_DIFF_SORTED;
+        method = HMA__PC_DIFF;
     } else if (isfloat) {
-        method = HMA__PC_PLANES;
+        method = HMA__PC_FLOAT;
     }
     int used;
     size_t len;

@@ -1,9 +1,21 @@
-/* pack_codec.c - per-chunk transforms and zstd coding of delta packs (see pack_codec.h). */
+/* pack_codec.c - per-chunk coding of delta packs: xxhash64, the scalar maps,
+ * the Huffman-coded FLOAT and DIFF methods, zstd (see pack_codec.h). */
 #include "internal.h"
 #include "pack_codec.h"
 
 #include <string.h>
 #include <zstd.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+/* x86-64 with GCC or Clang: BMI2 clones of the hot loops, chosen at run time. */
+#ifndef HMA_PC_X86 /* -DHMA_PC_X86=0 tests the portable loops on x86 */
+#if defined(__x86_64__) && defined(__GNUC__)
+#define HMA_PC_X86 1
+#else
+#define HMA_PC_X86 0
+#endif
+#endif
 
 /* ======================================================================= */
 /* xxhash64                                                                */
@@ -165,261 +177,917 @@ uint64_t hma__pc_unzigzag(uint64_t z, unsigned bits) {
     return ((z >> 1) ^ ((z & 1) ? m : 0)) & m;
 }
 
-/* ======================================================================= */
-/* Element transforms                                                      */
-/* ======================================================================= */
-
+/* Little-endian loads and stores; memcpy compiles to one move on
+ * little-endian machines. */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+static inline uint16_t ld16(const uint8_t *p) {
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+static inline uint32_t ld32(const uint8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+static inline uint64_t ld64(const uint8_t *p) {
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+static inline void st16(uint8_t *p, uint16_t v) { memcpy(p, &v, 2); }
+static inline void st32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
+static inline void st64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
+#else
 static inline uint16_t ld16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
 static inline uint32_t ld32(const uint8_t *p) { return le32(p); }
 static inline uint64_t ld64(const uint8_t *p) { return le64(p); }
-
-void hma__pc_planes_split(const uint8_t *src, size_t nelem, unsigned esize, uint8_t *dst) {
-    if (esize == 2) {
-        uint8_t *p0 = dst, *p1 = dst + nelem;
-        for (size_t i = 0; i < nelem; i++) {
-            p0[i] = src[2 * i];
-            p1[i] = src[2 * i + 1];
-        }
-        return;
-    }
-    for (size_t i = 0; i < nelem; i++)
-        for (unsigned k = 0; k < esize; k++) dst[k * nelem + i] = src[i * esize + k];
+static inline void st16(uint8_t *p, uint16_t v) {
+    for (int k = 0; k < 2; k++) p[k] = (uint8_t)(v >> (8 * k));
+}
+static inline void st32(uint8_t *p, uint32_t v) {
+    for (int k = 0; k < 4; k++) p[k] = (uint8_t)(v >> (8 * k));
+}
+static inline void st64(uint8_t *p, uint64_t v) {
+    for (int k = 0; k < 8; k++) p[k] = (uint8_t)(v >> (8 * k));
+}
+#endif
+static void put32(uint8_t *p, uint32_t v) {
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
 }
 
-void hma__pc_planes_join(const uint8_t *src, size_t nelem, unsigned esize, uint8_t *dst) {
-    if (esize == 2) {
-        const uint8_t *p0 = src, *p1 = src + nelem;
-        for (size_t i = 0; i < nelem; i++) {
-            dst[2 * i] = p0[i];
-            dst[2 * i + 1] = p1[i];
-        }
-        return;
-    }
-    for (size_t i = 0; i < nelem; i++)
-        for (unsigned k = 0; k < esize; k++) dst[i * esize + k] = src[k * nelem + i];
-}
-
-void hma__pc_rotl1(uint8_t *buf, size_t nelem, unsigned esize) {
-    for (size_t i = 0; i < nelem; i++) {
-        uint8_t *p = buf + i * esize;
-        unsigned carry = p[esize - 1] >> 7;
-        for (unsigned k = esize; k-- > 1;) p[k] = (uint8_t)(p[k] << 1 | p[k - 1] >> 7);
-        p[0] = (uint8_t)(p[0] << 1 | carry);
-    }
-}
-
-void hma__pc_rotr1(uint8_t *buf, size_t nelem, unsigned esize) {
-    for (size_t i = 0; i < nelem; i++) {
-        uint8_t *p = buf + i * esize;
-        unsigned carry = p[0] & 1u;
-        for (unsigned k = 0; k + 1 < esize; k++) p[k] = (uint8_t)(p[k] >> 1 | p[k + 1] << 7);
-        p[esize - 1] = (uint8_t)(p[esize - 1] >> 1 | carry << 7);
-    }
-}
-
-void hma__pc_xor(const uint8_t *a, const uint8_t *b, size_t n, uint8_t *dst) {
-    for (size_t i = 0; i < n; i++) dst[i] = (uint8_t)(a[i] ^ b[i]);
-}
-
-void hma__pc_odiff_encode(const uint8_t *t, const uint8_t *b, size_t nelem, unsigned esize,
-                          uint8_t *dst) {
-    unsigned bits = esize * 8;
-    for (size_t i = 0; i < nelem; i++) {
-        uint64_t x = 0, y = 0;
-        for (unsigned k = 0; k < esize; k++) {
-            x |= (uint64_t)t[i * esize + k] << (8 * k);
-            y |= (uint64_t)b[i * esize + k] << (8 * k);
-        }
-        uint64_t z = hma__pc_zigzag(hma__pc_ord(x, bits) - hma__pc_ord(y, bits), bits);
-        for (unsigned k = 0; k < esize; k++) dst[i * esize + k] = (uint8_t)(z >> (8 * k));
-    }
-}
-
-void hma__pc_odiff_decode(const uint8_t *d, const uint8_t *b, size_t nelem, unsigned esize,
-                          uint8_t *dst) {
-    unsigned bits = esize * 8;
-    for (size_t i = 0; i < nelem; i++) {
-        uint64_t z = 0, y = 0;
-        for (unsigned k = 0; k < esize; k++) {
-            z |= (uint64_t)d[i * esize + k] << (8 * k);
-            y |= (uint64_t)b[i * esize + k] << (8 * k);
-        }
-        uint64_t x = hma__pc_unord(hma__pc_ord(y, bits) + hma__pc_unzigzag(z, bits), bits);
-        for (unsigned k = 0; k < esize; k++) dst[i * esize + k] = (uint8_t)(x >> (8 * k));
-    }
-}
-
-/* ---- fused fast paths: transform + plane split in one pass ------------- */
-/* The generic functions above define the transforms; these do the same
- * thing faster for the common widths (checked against each other in tests). */
-
-#define ORD(u, T, S) ((T)(((u) & (S)) ? (T)~(u) : (T)((u) | (S))))
-#define UNORD(v, T, S) ((T)(((v) & (S)) ? (T)((v) & (T)~(S)) : (T)~(v)))
-#define ZZ(d, T, B) ((T)((T)((d) << 1) ^ (T)(0 - (T)((d) >> ((B) - 1)))))
-#define UNZZ(z, T) ((T)(((z) >> 1) ^ (T)(0 - (T)((z) & 1))))
-#define ROTL1(u, T, B) ((T)((T)((u) << 1) | (T)((u) >> ((B) - 1))))
-#define ROTR1(u, T, B) ((T)((T)((u) >> 1) | (T)((u) << ((B) - 1))))
-
+/* ======================================================================= */
+/* Entropy-coded float methods (FLOAT, DIFF)                               */
+/* ======================================================================= */
 /*
- * Sorted methods: the elements are put in stable order of the base's
- * exponent field (the `kbits` bits below the sign). The decoder has the base
- * too, so the order costs nothing to transmit, and grouping elements whose
- * ulp has the same size makes the difference statistics locally stationary
- * for zstd's per-block entropy tables. The chunk is cut into SORT_LANES
- * contiguous lanes processed interleaved, with one counter per (key, lane),
- * so that the scatter has independent dependency chains; the prefix sums in
- * (key, lane) order make this exactly the stable counting sort.
+ * Every element becomes one value v of B bits (B = element bits - shift):
+ *   FLOAT: v = rotl1(t >> shift); symbol = top 8 bits of v, the B-8 bits
+ *          below it follow raw.
+ *   DIFF:  v = zigzag(ord(t >> shift) - ord(b >> shift)); values below 16
+ *          are their own symbol, a larger one is coded by its bit length
+ *          and the 3 bits after its leading 1 (8 symbols per octave), the
+ *          rest of its bits raw. The context (one Huffman table each) is
+ *          chosen by the base element's exponent: the size of its ulp, which
+ *          sets the scale of the difference.
+ * `shift` = trailing zero bits common to every element (of t, and of b for
+ * DIFF): BF16 weights stored as F32 lose 16 raw bits per element.
+ * Symbol s stands for the value (m << nx) | extra, with nx raw extra bits.
+ * A decode-table entry holds (code length, code length + nx, m or m << nx),
+ * so one lookup decodes an element. 16-bit elements without shift (BF16,
+ * F16: nearly all weights) take a fast path: SSE2 transforms in separate
+ * passes and a lean 4-stream decoding loop; the rest a generic one.
  */
-#define SORT_KEY_BITS 11u
-#define SORT_LANES 4u
-typedef struct slotter {
-    uint32_t cnt[(1u << SORT_KEY_BITS) * SORT_LANES];
-    unsigned shift;
-    uint32_t kmask;
-} slotter;
+#ifndef HUF_MAXLEN
+#define HUF_MAXLEN 11u
+#endif
+#define HUF_TSIZE (1u << HUF_MAXLEN)
+#define HUF_SOLE 15u /* code-length nibble: the context's only symbol, 0 bits */
+#ifndef MAX_CTX
+#define MAX_CTX 16u
+#endif
+#define MAX_SYM 496u /* DIFF with B = 64: 16 + 60 * 8 */
+#define NSTREAM 4u
 
-static inline uint64_t ldw(const uint8_t *p, unsigned esize) {
-    return esize == 2 ? ld16(p) : esize == 4 ? ld32(p) : ld64(p);
+#define HOT static inline __attribute__((always_inline))
+
+struct hma__pc_ctx {
+    ZSTD_CCtx *cctx;
+    ZSTD_DCtx *dctx;
+    size_t max_chunk;
+    int level;                          /* level the cctx is set to; INT32_MIN when unset */
+    uint16_t *vbuf;                     /* max_chunk bytes: 16-bit values of a chunk */
+    uint16_t *abuf;                     /* max_chunk bytes: their context * nsym + symbol */
+    uint8_t sym16[65536];               /* DIFF symbol of every 16-bit value */
+    uint32_t hist[MAX_CTX * MAX_SYM];   /* encoder: symbol counts per context */
+    uint32_t ecode[MAX_CTX * MAX_SYM];  /* encoder: code | length << 16 | nx << 24 */
+    uint8_t len[MAX_CTX * MAX_SYM];     /* code lengths (both sides) */
+    uint32_t dtab[MAX_CTX * HUF_TSIZE]; /* decoder tables */
+    int bmi2;                           /* the CPU has BMI2: take those loops */
+};
+
+/* Parameters of one entropy-coded chunk. */
+typedef struct ent_plan {
+    unsigned esize, bits, shift, B, ebits, diff, nsym, nctx;
+    uint64_t mask, sign; /* of B bits */
+    uint8_t map[256];    /* context key -> context */
+    uint8_t keys[MAX_CTX];
+} ent_plan;
+
+HOT uint64_t ldE(const uint8_t *p, unsigned E) {
+    return E == 2 ? ld16(p) : E == 4 ? ld32(p) : ld64(p);
+}
+HOT void stE(uint8_t *p, uint64_t v, unsigned E) {
+    if (E == 2) st16(p, (uint16_t)v);
+    else if (E == 4) st32(p, (uint32_t)v);
+    else st64(p, v);
 }
 
-static void slotter_init(slotter *st, const uint8_t *b, size_t n, unsigned esize, unsigned kbits) {
-    const unsigned L = SORT_LANES;
-    size_t lane = n / L;
-    st->shift = esize * 8 - 1 - kbits;
-    st->kmask = (1u << kbits) - 1;
-    memset(st->cnt, 0, sizeof(uint32_t) * L << kbits);
-    /* lanes interleaved: runs of equal keys would otherwise serialise on
-     * one counter */
-    for (size_t r = 0; r < lane; r++)
-        for (unsigned l = 0; l < L; l++)
-            st->cnt[((uint32_t)(ldw(b + (l * lane + r) * esize, esize) >> st->shift) & st->kmask) *
-                        L + l]++;
-    for (size_t i = lane * L; i < n; i++)
-        st->cnt[((uint32_t)(ldw(b + i * esize, esize) >> st->shift) & st->kmask) * L + L - 1]++;
-    uint32_t sum = 0;
-    for (uint32_t k = 0; k < (L << kbits); k++) {
-        uint32_t c = st->cnt[k];
-        st->cnt[k] = sum;
-        sum += c;
+/* Context key of a base element: its exponent field, top 8 bits of it. */
+HOT unsigned ctx_key(uint64_t b, unsigned bits, unsigned ebits) {
+    if (!ebits) return 0;
+    unsigned k = (unsigned)(b >> (bits - 1 - ebits)) & ((1u << ebits) - 1);
+    return ebits > 8 ? k >> (ebits - 8) : k;
+}
+
+/* The scalars of a plan that the per-element code uses, passed by value so
+ * that they stay in registers (a byte store may alias any memory). */
+typedef struct ent_k {
+    unsigned B, shift, ebits, bits;
+    uint64_t mask, sign;
+} ent_k;
+static ent_k plan_k(const ent_plan *p) {
+    return (ent_k){p->B, p->shift, p->ebits, p->bits, p->mask, p->sign};
+}
+
+/* Branch-free B-bit maps (same as hma__pc_ord & co.). */
+HOT uint64_t b_ord(uint64_t u, ent_k k) { return u ^ (((0 - (u >> (k.B - 1))) & k.mask) | k.sign); }
+HOT uint64_t b_unord(uint64_t v, ent_k k) {
+    return v ^ ((((v >> (k.B - 1)) - 1) & k.mask) | k.sign);
+}
+HOT uint64_t b_zz(uint64_t d, ent_k k) { return ((d << 1) ^ (0 - (d >> (k.B - 1)))) & k.mask; }
+HOT uint64_t b_unzz(uint64_t z, ent_k k) { return (z >> 1) ^ ((0 - (z & 1)) & k.mask); }
+
+/* Forward map of element t (base b) to its B-bit value, and back. */
+HOT uint64_t fwd_val(uint64_t t, uint64_t b, ent_k k, const int diff) {
+    uint64_t x = t >> k.shift;
+    if (!diff) return ((x << 1) | (x >> (k.B - 1))) & k.mask;
+    return b_zz((b_ord(x, k) - b_ord(b >> k.shift, k)) & k.mask, k);
+}
+HOT uint64_t inv_val(uint64_t v, uint64_t b, ent_k k, const int diff) {
+    uint64_t x;
+    if (!diff) x = (v >> 1) | ((v & 1) << (k.B - 1));
+    else x = b_unord((b_ord(b >> k.shift, k) + b_unzz(v, k)) & k.mask, k);
+    return x << k.shift;
+}
+
+/* Symbol of a value. */
+HOT unsigned val_sym(uint64_t v, ent_k k, const int diff) {
+    if (!diff) return (unsigned)(v >> (k.B - 8));
+    if (v < 16) return (unsigned)v;
+    unsigned nb = 64u - (unsigned)__builtin_clzll(v);
+    return 16 + (nb - 5) * 8 + (unsigned)((v >> (nb - 4)) & 7);
+}
+/* Inverse: the value of symbol s is (m << nx) | extra. */
+static void sym_parts(unsigned s, const ent_plan *p, unsigned *m, unsigned *nx) {
+    if (!p->diff) {
+        *m = s;
+        *nx = p->B - 8;
+    } else if (s < 16) {
+        *m = s;
+        *nx = 0;
+    } else {
+        *m = 8 | ((s - 16) & 7);
+        *nx = (s - 16) / 8 + 1;
     }
 }
 
-/* kind: 0 rotl1(t), 1 rotl1(t ^ b), 2 zigzag(ord(t) - ord(b)). Element i goes
- * to plane slot i, or to its sorted slot when st is set. */
-#define TRANSFORM_LOOP(ONE)                                                       \
-    do {                                                                          \
-        const unsigned L_ = SORT_LANES;                                           \
-        size_t lane_ = n / L_;                                                    \
-        for (size_t r_ = 0; r_ < lane_; r_++)                                     \
-            for (unsigned l_ = 0; l_ < L_; l_++) ONE(l_ * lane_ + r_, l_);         \
-        for (size_t i_ = lane_ * L_; i_ < n; i_++) ONE(i_, L_ - 1);               \
-    } while (0)
-#define SLOT(i, l, T)                                                             \
-    (st ? st->cnt[((uint32_t)(LDB(b + sizeof(T) * (i)) >> st->shift) & st->kmask) * \
-                      SORT_LANES + (l)]++                                         \
-        : (uint32_t)(i))
+static void plan_init(ent_plan *p, int diff, hma__pc_fmt fmt, unsigned shift) {
+    memset(p, 0, sizeof *p);
+    p->esize = fmt.esize;
+    p->bits = 8 * fmt.esize;
+    p->shift = shift;
+    p->B = p->bits - shift;
+    p->ebits = diff ? fmt.ebits : 0;
+    p->diff = diff ? 1u : 0u;
+    p->nsym = diff ? 16 + (p->B - 4) * 8 : 256;
+    p->mask = p->B >= 64 ? ~0ull : (1ull << p->B) - 1;
+    p->sign = 1ull << (p->B - 1);
+    p->nctx = 1;
+}
 
-#define FWD_ONE(i, l, T, B, LD, S)                                                \
-    {                                                                             \
-        size_t ii = (i);                                                          \
-        T x = LD(t + sizeof(T) * ii), v;                                          \
-        if (kind == 0) {                                                          \
-            v = ROTL1(x, T, B);                                                   \
-        } else if (kind == 1) {                                                   \
-            T y = (T)(x ^ LD(b + sizeof(T) * ii));                                \
-            v = ROTL1(y, T, B);                                                   \
-        } else {                                                                  \
-            T y = LD(b + sizeof(T) * ii);                                         \
-            T d = (T)(ORD(x, T, S) - ORD(y, T, S));                               \
-            v = ZZ(d, T, B);                                                      \
-        }                                                                         \
-        size_t j = SLOT(ii, (l), T);                                              \
-        for (unsigned k = 0; k < sizeof(T); k++) pl[k * n + j] = (uint8_t)(v >> (8 * k)); \
+/* ---- 16-bit transforms (BF16, F16 without shift), SSE2 where available -- */
+
+static void fwd16(const uint8_t *t, const uint8_t *b, size_t ne, uint16_t *v, int diff) {
+    size_t i = 0;
+#if defined(__SSE2__)
+    const __m128i hi = _mm_set1_epi16((short)0x8000);
+    for (; i + 8 <= ne; i += 8) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)(t + 2 * i)), z;
+        if (diff) {
+            __m128i y = _mm_loadu_si128((const __m128i *)(const void *)(b + 2 * i));
+            __m128i ox = _mm_xor_si128(x, _mm_or_si128(_mm_srai_epi16(x, 15), hi));
+            __m128i oy = _mm_xor_si128(y, _mm_or_si128(_mm_srai_epi16(y, 15), hi));
+            __m128i d = _mm_sub_epi16(ox, oy);
+            z = _mm_xor_si128(_mm_slli_epi16(d, 1), _mm_srai_epi16(d, 15));
+        } else {
+            z = _mm_or_si128(_mm_slli_epi16(x, 1), _mm_srli_epi16(x, 15));
+        }
+        _mm_storeu_si128((__m128i *)(void *)(v + i), z);
     }
-#define INV_ONE(i, l, T, B, LD, S)                                                \
-    {                                                                             \
-        size_t ii = (i);                                                          \
-        size_t j = SLOT(ii, (l), T);                                              \
-        T v = 0, x;                                                               \
-        for (unsigned k = 0; k < sizeof(T); k++) v = (T)(v | (T)pl[k * n + j] << (8 * k)); \
-        if (kind == 0) {                                                          \
-            x = ROTR1(v, T, B);                                                   \
-        } else if (kind == 1) {                                                   \
-            x = (T)(ROTR1(v, T, B) ^ LD(b + sizeof(T) * ii));                     \
-        } else {                                                                  \
-            T y = LD(b + sizeof(T) * ii);                                         \
-            T o = (T)(ORD(y, T, S) + UNZZ(v, T));                                 \
-            x = UNORD(o, T, S);                                                   \
-        }                                                                         \
-        for (unsigned k = 0; k < sizeof(T); k++) t[sizeof(T) * ii + k] = (uint8_t)(x >> (8 * k)); \
+#endif
+    const ent_k k = {16, 0, 0, 16, 0xFFFF, 0x8000};
+    for (; i < ne; i++) v[i] = (uint16_t)fwd_val(ld16(t + 2 * i), diff ? ld16(b + 2 * i) : 0, k, diff);
+}
+
+/* In place: dst holds the values, becomes the elements. */
+static void inv16(uint8_t *dst, const uint8_t *b, size_t ne, int diff) {
+    size_t i = 0;
+#if defined(__SSE2__)
+    const __m128i hi = _mm_set1_epi16((short)0x8000), one = _mm_set1_epi16(1);
+    for (; i + 8 <= ne; i += 8) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(dst + 2 * i)), x;
+        if (diff) {
+            __m128i y = _mm_loadu_si128((const __m128i *)(const void *)(b + 2 * i));
+            __m128i oy = _mm_xor_si128(y, _mm_or_si128(_mm_srai_epi16(y, 15), hi));
+            __m128i d = _mm_xor_si128(_mm_srli_epi16(v, 1),
+                                      _mm_sub_epi16(_mm_setzero_si128(), _mm_and_si128(v, one)));
+            __m128i o = _mm_add_epi16(oy, d);
+            x = _mm_xor_si128(o, _mm_or_si128(_mm_sub_epi16(_mm_srli_epi16(o, 15), one), hi));
+        } else {
+            x = _mm_or_si128(_mm_srli_epi16(v, 1), _mm_slli_epi16(v, 15));
+        }
+        _mm_storeu_si128((__m128i *)(void *)(dst + 2 * i), x);
     }
+#endif
+    const ent_k k = {16, 0, 0, 16, 0xFFFF, 0x8000};
+    for (; i < ne; i++)
+        st16(dst + 2 * i, (uint16_t)inv_val(ld16(dst + 2 * i), diff ? ld16(b + 2 * i) : 0, k, diff));
+}
 
-#define LDB ld16
-#define fwd16_one(i, l) FWD_ONE(i, l, uint16_t, 16, ld16, (uint16_t)0x8000u)
-#define inv16_one(i, l) INV_ONE(i, l, uint16_t, 16, ld16, (uint16_t)0x8000u)
-static void fwd16(int kind, const uint8_t *t, const uint8_t *b, size_t n, uint8_t *pl,
-                  slotter *st) {
-    TRANSFORM_LOOP(fwd16_one);
-}
-static void inv16(int kind, const uint8_t *pl, const uint8_t *b, size_t n, uint8_t *t,
-                  slotter *st) {
-    TRANSFORM_LOOP(inv16_one);
-}
-#undef LDB
-#define LDB ld32
-#define fwd32_one(i, l) FWD_ONE(i, l, uint32_t, 32, ld32, 0x80000000u)
-#define inv32_one(i, l) INV_ONE(i, l, uint32_t, 32, ld32, 0x80000000u)
-static void fwd32(int kind, const uint8_t *t, const uint8_t *b, size_t n, uint8_t *pl,
-                  slotter *st) {
-    TRANSFORM_LOOP(fwd32_one);
-}
-static void inv32(int kind, const uint8_t *pl, const uint8_t *b, size_t n, uint8_t *t,
-                  slotter *st) {
-    TRANSFORM_LOOP(inv32_one);
-}
-#undef LDB
-#define LDB ld64
-#define fwd64_one(i, l) FWD_ONE(i, l, uint64_t, 64, ld64, 0x8000000000000000ull)
-#define inv64_one(i, l) INV_ONE(i, l, uint64_t, 64, ld64, 0x8000000000000000ull)
-static void fwd64(int kind, const uint8_t *t, const uint8_t *b, size_t n, uint8_t *pl,
-                  slotter *st) {
-    TRANSFORM_LOOP(fwd64_one);
-}
-static void inv64(int kind, const uint8_t *pl, const uint8_t *b, size_t n, uint8_t *t,
-                  slotter *st) {
-    TRANSFORM_LOOP(inv64_one);
-}
-#undef LDB
+/* ---- Huffman code lengths ------------------------------------------------ */
 
-static void fwd(int kind, unsigned esize, const uint8_t *t, const uint8_t *b, size_t n,
-                uint8_t *pl, slotter *st) {
-    if (esize == 2) fwd16(kind, t, b, n, pl, st);
-    else if (esize == 4) fwd32(kind, t, b, n, pl, st);
-    else fwd64(kind, t, b, n, pl, st);
+typedef struct fsym {
+    uint32_t f;
+    uint16_t s;
+} fsym;
+static int cmp_fsym(const void *a, const void *b) {
+    const fsym *x = a, *y = b;
+    if (x->f != y->f) return x->f < y->f ? -1 : 1;
+    return x->s < y->s ? -1 : x->s > y->s;
 }
-static void inv(int kind, unsigned esize, const uint8_t *pl, const uint8_t *b, size_t n,
-                uint8_t *t, slotter *st) {
-    if (esize == 2) inv16(kind, pl, b, n, t, st);
-    else if (esize == 4) inv32(kind, pl, b, n, t, st);
-    else inv64(kind, pl, b, n, t, st);
+
+/* Optimal code lengths (Moffat & Katajainen, in place) of the ascending
+ * frequencies a[0..n), n >= 2: a[i] becomes the length of symbol i. */
+static void mk_lengths(uint32_t *a, int n) {
+    int root = 0, leaf = 2, next;
+    a[0] += a[1];
+    for (next = 1; next < n - 1; next++) {
+        if (leaf >= n || a[root] < a[leaf]) {
+            a[next] = a[root];
+            a[root++] = (uint32_t)next;
+        } else {
+            a[next] = a[leaf++];
+        }
+        if (leaf >= n || (root < next && a[root] < a[leaf])) {
+            a[next] += a[root];
+            a[root++] = (uint32_t)next;
+        } else {
+            a[next] += a[leaf++];
+        }
+    }
+    a[n - 2] = 0;
+    for (next = n - 3; next >= 0; next--) a[next] = a[a[next]] + 1;
+    int avbl = 1, used = 0, dpth = 0;
+    root = n - 2;
+    next = n - 1;
+    while (avbl > 0) {
+        while (root >= 0 && (int)a[root] == dpth) {
+            used++;
+            root--;
+        }
+        while (avbl > used) {
+            a[next--] = (uint32_t)dpth;
+            avbl--;
+        }
+        avbl = 2 * used;
+        dpth++;
+        used = 0;
+    }
+}
+
+/* Code lengths (1..HUF_MAXLEN, 0 = absent, HUF_SOLE = the only symbol) of
+ * nsym symbols with counts h; the code is complete. Ties go by symbol. */
+static void huf_lengths(const uint32_t *h, unsigned nsym, uint8_t *len) {
+    fsym fs[MAX_SYM];
+    uint32_t a[MAX_SYM];
+    unsigned cnt[64] = {0}; /* a depth above 63 needs > 2^40 elements */
+    int n = 0;
+    memset(len, 0, nsym);
+    for (unsigned s = 0; s < nsym; s++)
+        if (h[s]) fs[n++] = (fsym){h[s], (uint16_t)s};
+    if (n == 0) return;
+    if (n == 1) {
+        len[fs[0].s] = HUF_SOLE;
+        return;
+    }
+    qsort(fs, (size_t)n, sizeof *fs, cmp_fsym);
+    for (int i = 0; i < n; i++) a[i] = fs[i].f;
+    mk_lengths(a, n);
+    unsigned maxl = 0;
+    for (int i = 0; i < n; i++) {
+        cnt[a[i]]++;
+        if (a[i] > maxl) maxl = a[i];
+    }
+    /* limit to HUF_MAXLEN (as miniz does): fold the long codes in, then
+     * lengthen the deepest shorter codes until the Kraft sum is exact */
+    if (maxl > HUF_MAXLEN) {
+        for (unsigned l = HUF_MAXLEN + 1; l <= maxl; l++) {
+            cnt[HUF_MAXLEN] += cnt[l];
+            cnt[l] = 0;
+        }
+        uint32_t total = 0;
+        for (unsigned l = 1; l <= HUF_MAXLEN; l++) total += cnt[l] << (HUF_MAXLEN - l);
+        while (total != HUF_TSIZE) {
+            cnt[HUF_MAXLEN]--;
+            for (unsigned l = HUF_MAXLEN - 1; l > 0; l--)
+                if (cnt[l]) {
+                    cnt[l]--;
+                    cnt[l + 1] += 2;
+                    break;
+                }
+            total--;
+        }
+        maxl = HUF_MAXLEN;
+    }
+    /* least frequent symbols get the longest codes */
+    int i = 0;
+    for (unsigned l = maxl; l > 0; l--)
+        for (unsigned k = 0; k < cnt[l]; k++) len[fs[i++].s] = (uint8_t)l;
+}
+
+/* Canonical codes (by length, then symbol), bit-reversed for LSB-first
+ * streams; 0 for absent and sole symbols. */
+static void huf_codes(const uint8_t *len, unsigned nsym, uint16_t *code) {
+    unsigned cnt[HUF_MAXLEN + 1] = {0}, next[HUF_MAXLEN + 2];
+    for (unsigned s = 0; s < nsym; s++)
+        if (len[s] >= 1 && len[s] <= HUF_MAXLEN) cnt[len[s]]++;
+    unsigned c = 0;
+    for (unsigned l = 1; l <= HUF_MAXLEN; l++) {
+        c = (c + cnt[l - 1]) << 1;
+        next[l] = c;
+    }
+    for (unsigned s = 0; s < nsym; s++) {
+        unsigned l = len[s];
+        if (l < 1 || l > HUF_MAXLEN) {
+            code[s] = 0;
+            continue;
+        }
+        unsigned v = next[l]++, r = 0;
+        for (unsigned k = 0; k < l; k++) r |= ((v >> k) & 1u) << (l - 1 - k);
+        code[s] = (uint16_t)r;
+    }
+}
+
+/* ---- encoder --------------------------------------------------------------- */
+
+typedef struct bitw {
+    uint8_t *p;
+    uint64_t acc;
+    unsigned n; /* bits in acc, < 8 between calls */
+} bitw;
+
+/* Append k <= 56 bits (v < 2^k). Writes 8 bytes at p: callers leave slack. */
+HOT void bw_put(bitw *w, uint64_t v, unsigned k) {
+    w->acc |= v << w->n;
+    w->n += k;
+    st64(w->p, w->acc);
+    w->p += w->n >> 3;
+    w->acc >>= w->n & ~7u; /* n <= 63 */
+    w->n &= 7;
+}
+
+/* Choose the contexts of a DIFF chunk from the keys of its base elements:
+ * the most common keys with enough elements to pay for a table get their
+ * own, the rest share the last one. No context is left empty. */
+static void plan_contexts(ent_plan *p, const uint8_t *b, size_t ne) {
+    uint32_t kc[4][256];
+    memset(kc, 0, sizeof kc);
+    const unsigned E = p->esize;
+    size_t i = 0;
+    /* four counters per key: runs of equal keys would serialise on one */
+    for (; i + 4 <= ne; i += 4)
+        for (unsigned j = 0; j < 4; j++) kc[j][ctx_key(ldE(b + (i + j) * E, E), p->bits, p->ebits)]++;
+    for (; i < ne; i++) kc[0][ctx_key(ldE(b + i * E, E), p->bits, p->ebits)]++;
+    for (unsigned k = 0; k < 256; k++) kc[0][k] += kc[1][k] + kc[2][k] + kc[3][k];
+    uint32_t minc = (uint32_t)(ne / 64 > 2048 ? ne / 64 : 2048);
+    unsigned nz = 0, nsel = 0;
+    for (unsigned k = 0; k < 256; k++) nz += kc[0][k] != 0;
+    while (nsel < MAX_CTX) {
+        unsigned best = 256;
+        for (unsigned k = 0; k < 256; k++)
+            if (kc[0][k] >= minc && (best == 256 || kc[0][k] > kc[0][best])) best = k;
+        if (best == 256) break;
+        p->keys[nsel++] = (uint8_t)best;
+        kc[0][best] = 0;
+    }
+    /* every key chosen: the last one is the shared context itself */
+    if (nsel == nz && nsel > 0) {
+        p->nctx = nsel;
+    } else {
+        if (nsel == MAX_CTX) nsel--;
+        p->nctx = nsel + 1;
+    }
+    memset(p->map, (int)(p->nctx - 1), sizeof p->map);
+    for (unsigned c = 0; c + 1 < p->nctx; c++) p->map[p->keys[c]] = (uint8_t)c;
+}
+
+/* Element ranges of the streams: 3 quarters of q elements, the rest. */
+HOT void stream_range(size_t ne, unsigned s, size_t *lo, size_t *hi) {
+    size_t q = ne / NSTREAM;
+    *lo = s * q;
+    *hi = s + 1 < NSTREAM ? (s + 1) * q : ne;
+}
+
+/* From the histograms: code lengths and codes of every context, and the
+ * chunk header. Returns the header size, or 0 when the payload would not
+ * be smaller than n raw bytes. */
+static size_t ent_header(hma__pc_ctx *c, const ent_plan *P, size_t n, uint8_t *dst) {
+    const unsigned nsym = P->nsym, nctx = P->nctx;
+    size_t head = 6 + (nctx - 1) + 4 * NSTREAM, nbits = 0;
+    unsigned first[MAX_CTX], count[MAX_CTX];
+    for (unsigned cx = 0; cx < nctx; cx++) {
+        const uint32_t *h = c->hist + cx * nsym;
+        uint8_t *l = c->len + cx * nsym;
+        uint16_t code[MAX_SYM];
+        huf_lengths(h, nsym, l);
+        huf_codes(l, nsym, code);
+        unsigned f = nsym, last = 0;
+        for (unsigned s = 0; s < nsym; s++) {
+            unsigned m, nx, ln = l[s] == HUF_SOLE ? 0 : l[s];
+            sym_parts(s, P, &m, &nx);
+            c->ecode[cx * nsym + s] = code[s] | ln << 16 | nx << 24;
+            if (!l[s]) continue;
+            if (f == nsym) f = s;
+            last = s;
+            nbits += (size_t)h[s] * (ln + nx);
+        }
+        first[cx] = f == nsym ? 0 : f;
+        count[cx] = f == nsym ? 0 : last - f + 1;
+        head += 4 + (count[cx] + 1) / 2;
+    }
+    if (head + nbits / 8 + NSTREAM >= n) return 0;
+    uint8_t *o = dst;
+    *o++ = (uint8_t)P->shift;
+    *o++ = (uint8_t)nctx;
+    put32(o, (uint32_t)(n / P->esize));
+    o += 4;
+    for (unsigned cx = 0; cx + 1 < nctx; cx++) *o++ = P->keys[cx];
+    for (unsigned cx = 0; cx < nctx; cx++) {
+        const uint8_t *l = c->len + cx * nsym + first[cx];
+        o[0] = (uint8_t)first[cx];
+        o[1] = (uint8_t)(first[cx] >> 8);
+        o[2] = (uint8_t)count[cx];
+        o[3] = (uint8_t)(count[cx] >> 8);
+        o += 4;
+        for (unsigned k = 0; k < count[cx]; k += 2)
+            *o++ = (uint8_t)(l[k] | (k + 1 < count[cx] ? l[k + 1] << 4 : 0));
+    }
+    return (size_t)(o - dst) + 4 * NSTREAM;
+}
+
+/* Fast path, 16-bit elements without shift: symbols and histograms. */
+HOT void enc16_hist(const uint16_t *v, const uint8_t *b, size_t ne, const uint8_t *sym16,
+                    const uint16_t *cbase, uint16_t *at, uint32_t *hist, const int diff,
+                    const unsigned kshift, const unsigned kmask) {
+    for (size_t i = 0; i < ne; i++) {
+        unsigned a = diff ? cbase[(ld16(b + 2 * i) >> kshift) & kmask] + sym16[v[i]] : (unsigned)(v[i] >> 8);
+        at[i] = (uint16_t)a;
+        hist[a]++;
+    }
+}
+/* Fast path: the bits of elements [lo, hi) into one stream at o; returns its size. */
+HOT size_t enc16_stream(const uint16_t *v, const uint16_t *at, size_t lo, size_t hi,
+                        const uint32_t *ecode, uint8_t *o) {
+    bitw w = {o, 0, 0};
+    for (size_t i = lo; i < hi; i++) {
+        uint32_t ec = ecode[at[i]];
+        unsigned l = (ec >> 16) & 0xFF, nx = ec >> 24;
+        bw_put(&w, (ec & 0xFFFF) | (uint64_t)(v[i] & ((1u << nx) - 1)) << l, l + nx);
+    }
+    return (size_t)(w.p - o) + (w.n ? 1 : 0);
+}
+
+/* The loops twice: for any x86-64 and for CPUs with BMI2 (variable shifts
+ * and bit masks without the cl register), chosen at run time. */
+#define ENC16_FUNCS(ATTR, SUF)                                                                   \
+    ATTR static void enc16_hist##SUF(const uint16_t *v, const uint8_t *b, size_t ne,              \
+                                     const uint8_t *sym16, const uint16_t *cbase, uint16_t *at,   \
+                                     uint32_t *hist, int diff, unsigned ebits) {                  \
+        if (!diff) enc16_hist(v, b, ne, sym16, cbase, at, hist, 0, 0, 0);                        \
+        else if (ebits == 8) enc16_hist(v, b, ne, sym16, cbase, at, hist, 1, 7, 255);            \
+        else enc16_hist(v, b, ne, sym16, cbase, at, hist, 1, 15 - ebits, (1u << ebits) - 1);     \
+    }                                                                                            \
+    ATTR static size_t enc16_stream##SUF(const uint16_t *v, const uint16_t *at, size_t lo,       \
+                                         size_t hi, const uint32_t *ecode, uint8_t *o) {         \
+        return enc16_stream(v, at, lo, hi, ecode, o);                                            \
+    }
+ENC16_FUNCS(, _any)
+#if HMA_PC_X86
+ENC16_FUNCS(__attribute__((target("bmi,bmi2"))), _bmi2)
+#endif
+
+static size_t enc16(hma__pc_ctx *c, const ent_plan *P, const uint8_t *t, const uint8_t *b, size_t n,
+                    uint8_t *dst) {
+    const size_t ne = n / 2;
+    const int diff = (int)P->diff;
+    const unsigned nsym = P->nsym;
+    uint16_t cbase[256];
+    fwd16(t, b, ne, c->vbuf, diff);
+    memset(c->hist, 0, sizeof(uint32_t) * nsym * P->nctx);
+    for (unsigned k = 0; k < 256; k++) cbase[k] = (uint16_t)(P->map[k] * nsym);
+#if HMA_PC_X86
+    if (c->bmi2) enc16_hist_bmi2(c->vbuf, b, ne, c->sym16, cbase, c->abuf, c->hist, diff, P->ebits);
+    else
+#endif
+        enc16_hist_any(c->vbuf, b, ne, c->sym16, cbase, c->abuf, c->hist, diff, P->ebits);
+    size_t head = ent_header(c, P, n, dst);
+    if (!head) return 0;
+    uint8_t *o = dst + head;
+    for (unsigned s = 0; s < NSTREAM; s++) {
+        size_t lo, hi, slen;
+        stream_range(ne, s, &lo, &hi);
+#if HMA_PC_X86
+        if (c->bmi2) slen = enc16_stream_bmi2(c->vbuf, c->abuf, lo, hi, c->ecode, o);
+        else
+#endif
+            slen = enc16_stream_any(c->vbuf, c->abuf, lo, hi, c->ecode, o);
+        put32(dst + head - 4 * NSTREAM + 4 * s, (uint32_t)slen);
+        o += slen;
+    }
+    return (size_t)(o - dst);
+}
+
+/* Generic path: any width and shift. */
+HOT size_t enc_gen(hma__pc_ctx *c, const ent_plan *P, const uint8_t *t, const uint8_t *b, size_t n,
+                   uint8_t *dst, const unsigned E, const int diff) {
+    const size_t ne = n / E;
+    const unsigned bits = 8 * E, nsym = P->nsym;
+    const ent_k K = plan_k(P);
+    uint8_t map[256];
+    memcpy(map, P->map, sizeof map);
+    uint32_t *hist = c->hist;
+    memset(hist, 0, sizeof(uint32_t) * nsym * P->nctx);
+    for (size_t i = 0; i < ne; i++) {
+        uint64_t tv = ldE(t + i * E, E), bv = diff ? ldE(b + i * E, E) : 0;
+        unsigned sy = val_sym(fwd_val(tv, bv, K, diff), K, diff);
+        hist[(diff ? map[ctx_key(bv, bits, K.ebits)] : 0) * nsym + sy]++;
+    }
+    size_t head = ent_header(c, P, n, dst);
+    if (!head) return 0;
+    uint8_t *o = dst + head;
+    const uint32_t *ecode = c->ecode;
+    for (unsigned s = 0; s < NSTREAM; s++) {
+        size_t lo, hi;
+        stream_range(ne, s, &lo, &hi);
+        bitw w = {o, 0, 0};
+        for (size_t i = lo; i < hi; i++) {
+            uint64_t tv = ldE(t + i * E, E), bv = diff ? ldE(b + i * E, E) : 0;
+            uint64_t v = fwd_val(tv, bv, K, diff);
+            unsigned sy = val_sym(v, K, diff);
+            uint32_t ec = ecode[(diff ? map[ctx_key(bv, bits, K.ebits)] : 0) * nsym + sy];
+            unsigned l = (ec >> 16) & 0xFF, nx = ec >> 24;
+            uint64_t code = ec & 0xFFFF, extra = v & ((1ull << nx) - 1); /* nx <= 60 */
+            if (l + nx <= 56) {
+                bw_put(&w, code | extra << l, l + nx);
+            } else {
+                bw_put(&w, code, l);
+                bw_put(&w, extra & 0xFFFFFFFFu, 32);
+                bw_put(&w, extra >> 32, nx - 32);
+            }
+        }
+        size_t slen = (size_t)(w.p - o) + (w.n ? 1 : 0);
+        put32(dst + head - 4 * NSTREAM + 4 * s, (uint32_t)slen);
+        o += slen;
+    }
+    return (size_t)(o - dst);
+}
+
+/* Trailing zero bits common to every element (of the base too for DIFF),
+ * leaving at least 9 bits. */
+static unsigned common_shift(const uint8_t *t, const uint8_t *b, size_t ne, unsigned E) {
+    uint64_t orv = 0;
+    if (E == 2)
+        for (size_t i = 0; i < ne; i++) orv |= (uint64_t)(ld16(t + 2 * i) | (b ? ld16(b + 2 * i) : 0));
+    else if (E == 4)
+        for (size_t i = 0; i < ne; i++) orv |= (uint64_t)(ld32(t + 4 * i) | (b ? ld32(b + 4 * i) : 0));
+    else
+        for (size_t i = 0; i < ne; i++) orv |= ld64(t + 8 * i) | (b ? ld64(b + 8 * i) : 0);
+    unsigned shift = orv ? (unsigned)__builtin_ctzll(orv) : 64;
+    return shift > 8 * E - 9 ? 8 * E - 9 : shift;
+}
+
+static size_t ent_encode(hma__pc_ctx *c, int diff, hma__pc_fmt fmt, const uint8_t *t,
+                         const uint8_t *b, size_t n, uint8_t *dst) {
+    const unsigned E = fmt.esize;
+    const size_t ne = n / E;
+    ent_plan P;
+    plan_init(&P, diff, fmt, common_shift(t, diff ? b : NULL, ne, E));
+    if (diff && P.ebits) plan_contexts(&P, b, ne);
+    if (E == 2 && P.shift == 0) return enc16(c, &P, t, b, n, dst);
+    switch (E * 2 + (diff != 0)) {
+    case 4: return enc_gen(c, &P, t, b, n, dst, 2, 0);
+    case 5: return enc_gen(c, &P, t, b, n, dst, 2, 1);
+    case 8: return enc_gen(c, &P, t, b, n, dst, 4, 0);
+    case 9: return enc_gen(c, &P, t, b, n, dst, 4, 1);
+    case 16: return enc_gen(c, &P, t, b, n, dst, 8, 0);
+    default: return enc_gen(c, &P, t, b, n, dst, 8, 1);
+    }
+}
+
+/* ---- decoder --------------------------------------------------------------- */
+/*
+ * A stream is read at a bit position: the 8 bytes from pos / 8 hold at least
+ * 57 bits from pos. `fast` loads need pos / 8 + 8 <= payload length (the
+ * caller checks how many elements keep it so); the safe load reads zeros
+ * past the end of the payload. A stream that reads past its own end is
+ * caught afterwards (its bit count must match its length).
+ */
+HOT uint64_t win_fast(const uint8_t *src, size_t pos) { return ld64(src + (pos >> 3)) >> (pos & 7); }
+static inline uint64_t win_safe(const uint8_t *src, size_t len, size_t pos) {
+    uint64_t w = 0;
+    size_t at = pos >> 3;
+    for (unsigned k = 0; k < 8; k++)
+        if (at + k < len) w |= (uint64_t)src[at + k] << (8 * k);
+    return w >> (pos & 7);
+}
+
+/* Table entry: code length | (length + nx) << 8 | value << 16, where value
+ * is m << nx on the 16-bit path and m on the generic one. */
+static int dtab_build(uint32_t *tab, const uint8_t *len, unsigned nsym, const ent_plan *p, int v16) {
+    unsigned cnt[HUF_MAXLEN + 1] = {0}, nz = 0, sole = nsym;
+    for (unsigned s = 0; s < nsym; s++) {
+        if (!len[s]) continue;
+        nz++;
+        if (len[s] == HUF_SOLE) sole = s;
+        else if (len[s] > HUF_MAXLEN) return -1;
+        else cnt[len[s]]++;
+    }
+    unsigned m, nx;
+    if (sole < nsym) {
+        if (nz != 1) return -1;
+        sym_parts(sole, p, &m, &nx);
+        uint32_t e = nx << 8 | (v16 ? m << nx : m) << 16;
+        for (unsigned k = 0; k < HUF_TSIZE; k++) tab[k] = e;
+        return 0;
+    }
+    /* the encoder writes complete codes only: every table entry is set */
+    uint32_t kraft = 0;
+    for (unsigned l = 1; l <= HUF_MAXLEN; l++) kraft += cnt[l] << (HUF_MAXLEN - l);
+    if (kraft != HUF_TSIZE) return -1;
+    uint16_t code[MAX_SYM];
+    huf_codes(len, nsym, code);
+    for (unsigned s = 0; s < nsym; s++) {
+        unsigned l = len[s];
+        if (!l) continue;
+        sym_parts(s, p, &m, &nx);
+        uint32_t e = l | (l + nx) << 8 | (v16 ? m << nx : m) << 16;
+        for (unsigned k = code[s]; k < HUF_TSIZE; k += 1u << l) tab[k] = e;
+    }
+    return 0;
+}
+
+/* 16-bit path: one element of one stream into v[i]. */
+HOT void dec16_one(const uint8_t *src, size_t len, size_t *pos, const uint32_t *tabs,
+                   const uint32_t *cbase, const uint8_t *b, uint16_t *v, size_t i, const int diff,
+                   const unsigned kshift, const unsigned kmask, const int fast) {
+    uint64_t w = fast ? win_fast(src, *pos) : win_safe(src, len, *pos);
+    const uint32_t *tab = diff ? tabs + cbase[(ld16(b + 2 * i) >> kshift) & kmask] : tabs;
+    uint32_t e = tab[w & (HUF_TSIZE - 1)];
+    unsigned l = e & 0xFF, tot = (e >> 8) & 0xFF;
+    v[i] = (uint16_t)((e >> 16) + ((w >> l) & ((1u << (tot - l)) - 1)));
+    *pos += tot;
+}
+
+HOT void dec16_run(const uint32_t *tabs, const uint32_t *cbase, const uint8_t *src, size_t len,
+                   size_t pos[NSTREAM], const uint8_t *b, uint16_t *v, size_t ne, const int diff,
+                   const unsigned kshift, const unsigned kmask) {
+    const uint64_t maxbits = HUF_MAXLEN + (diff ? 12 : 8);
+    size_t p0 = pos[0], p1 = pos[1], p2 = pos[2], p3 = pos[3];
+    const size_t q = ne / NSTREAM;
+    size_t k = 0;
+    while (k < q && len >= 16) {
+        /* rounds whose 8-byte loads all stay inside the payload */
+        const size_t lim = 8 * (len - 8);
+        size_t pmax = p0 > p1 ? p0 : p1, pm2 = p2 > p3 ? p2 : p3;
+        if (pm2 > pmax) pmax = pm2;
+        uint64_t safe = pmax < lim ? (lim - pmax) / maxbits : 0;
+        if (safe > q - k) safe = q - k;
+        if (safe < 4) break;
+        for (size_t end = k + safe; k < end; k++) {
+            dec16_one(src, len, &p0, tabs, cbase, b, v, k, diff, kshift, kmask, 1);
+            dec16_one(src, len, &p1, tabs, cbase, b, v, q + k, diff, kshift, kmask, 1);
+            dec16_one(src, len, &p2, tabs, cbase, b, v, 2 * q + k, diff, kshift, kmask, 1);
+            dec16_one(src, len, &p3, tabs, cbase, b, v, 3 * q + k, diff, kshift, kmask, 1);
+        }
+    }
+    for (; k < q; k++) {
+        dec16_one(src, len, &p0, tabs, cbase, b, v, k, diff, kshift, kmask, 0);
+        dec16_one(src, len, &p1, tabs, cbase, b, v, q + k, diff, kshift, kmask, 0);
+        dec16_one(src, len, &p2, tabs, cbase, b, v, 2 * q + k, diff, kshift, kmask, 0);
+        dec16_one(src, len, &p3, tabs, cbase, b, v, 3 * q + k, diff, kshift, kmask, 0);
+    }
+    for (size_t i = NSTREAM * q; i < ne; i++) dec16_one(src, len, &p3, tabs, cbase, b, v, i, diff, kshift, kmask, 0);
+    pos[0] = p0;
+    pos[1] = p1;
+    pos[2] = p2;
+    pos[3] = p3;
+}
+
+#define DEC16_FUNCS(ATTR, SUF)                                                                   \
+    ATTR static void dec16_run##SUF(const uint32_t *tabs, const uint32_t *cbase, const uint8_t *src, \
+                                    size_t len, size_t pos[NSTREAM], const uint8_t *b, uint16_t *v, \
+                                    size_t ne, int diff, unsigned ebits) {                       \
+        if (!diff) dec16_run(tabs, cbase, src, len, pos, b, v, ne, 0, 0, 0);                     \
+        else if (ebits == 8) dec16_run(tabs, cbase, src, len, pos, b, v, ne, 1, 7, 255);         \
+        else dec16_run(tabs, cbase, src, len, pos, b, v, ne, 1, 15 - ebits, (1u << ebits) - 1);  \
+    }
+DEC16_FUNCS(, _any)
+#if HMA_PC_X86
+DEC16_FUNCS(__attribute__((target("bmi,bmi2"))), _bmi2)
+#endif
+
+static void dec16(hma__pc_ctx *c, const ent_plan *P, const uint8_t *src, size_t len,
+                  const size_t start[NSTREAM], uint64_t used[NSTREAM], const uint8_t *b, uint8_t *dst,
+                  size_t ne) {
+    uint32_t cbase[256];
+    for (unsigned k = 0; k < 256; k++) cbase[k] = P->map[k] * HUF_TSIZE;
+    size_t pos[NSTREAM];
+    for (unsigned s = 0; s < NSTREAM; s++) pos[s] = 8 * start[s];
+    uint16_t *v = (uint16_t *)(void *)dst; /* values first, elements after */
+#if HMA_PC_X86
+    if (c->bmi2) dec16_run_bmi2(c->dtab, cbase, src, len, pos, b, v, ne, (int)P->diff, P->ebits);
+    else
+#endif
+        dec16_run_any(c->dtab, cbase, src, len, pos, b, v, ne, (int)P->diff, P->ebits);
+    for (unsigned s = 0; s < NSTREAM; s++) used[s] = pos[s] - 8 * start[s];
+    inv16(dst, b, ne, (int)P->diff);
+}
+
+/* Generic path: one element of one stream into dst[i]. */
+HOT void decg_one(const uint8_t *src, size_t len, size_t *pos, const uint32_t *tabs, const uint8_t *map,
+                  ent_k k, const uint8_t *b, uint8_t *dst, size_t i, const unsigned E, const int diff,
+                  const int fast) {
+    uint64_t bv = diff ? ldE(b + i * E, E) : 0;
+    const uint32_t *tab = diff ? tabs + (size_t)map[ctx_key(bv, 8 * E, k.ebits)] * HUF_TSIZE : tabs;
+    uint64_t w = fast ? win_fast(src, *pos) : win_safe(src, len, *pos);
+    uint32_t e = tab[w & (HUF_TSIZE - 1)];
+    unsigned l = e & 0xFF, nx = ((e >> 8) & 0xFF) - l;
+    uint64_t v = (uint64_t)(e >> 16) << nx;
+    *pos += l;
+    if (nx > 56) { /* more than one window holds */
+        w = fast ? win_fast(src, *pos) : win_safe(src, len, *pos);
+        v |= w & 0xFFFFFFFFu;
+        *pos += 32;
+        nx -= 32;
+        w = fast ? win_fast(src, *pos) : win_safe(src, len, *pos);
+        v |= (w & ((1ull << nx) - 1)) << 32;
+    } else if (nx) {
+        w = fast ? win_fast(src, *pos) : win_safe(src, len, *pos);
+        v |= w & ((1ull << nx) - 1);
+    }
+    *pos += nx;
+    stE(dst + i * E, inv_val(v, bv, k, diff), E);
+}
+
+HOT void dec_gen(const uint32_t *tabs, const ent_plan *P, const uint8_t *src, size_t len,
+                 const size_t start[NSTREAM], uint64_t used[NSTREAM], const uint8_t *b, uint8_t *dst,
+                 size_t ne, const unsigned E, const int diff) {
+    const ent_k K = plan_k(P);
+    uint8_t map[256];
+    memcpy(map, P->map, sizeof map);
+    const uint64_t maxbits = HUF_MAXLEN + (diff ? K.B - 4 : K.B - 8);
+    size_t p0 = 8 * start[0], p1 = 8 * start[1], p2 = 8 * start[2], p3 = 8 * start[3];
+    const size_t q = ne / NSTREAM;
+    size_t k = 0;
+    while (k < q && len >= 16) {
+        const size_t lim = 8 * (len - 8);
+        size_t pmax = p0 > p1 ? p0 : p1, pm2 = p2 > p3 ? p2 : p3;
+        if (pm2 > pmax) pmax = pm2;
+        uint64_t safe = pmax < lim ? (lim - pmax) / maxbits : 0;
+        if (safe > q - k) safe = q - k;
+        if (safe < 4) break;
+        for (size_t end = k + safe; k < end; k++) {
+            decg_one(src, len, &p0, tabs, map, K, b, dst, k, E, diff, 1);
+            decg_one(src, len, &p1, tabs, map, K, b, dst, q + k, E, diff, 1);
+            decg_one(src, len, &p2, tabs, map, K, b, dst, 2 * q + k, E, diff, 1);
+            decg_one(src, len, &p3, tabs, map, K, b, dst, 3 * q + k, E, diff, 1);
+        }
+    }
+    for (; k < q; k++) {
+        decg_one(src, len, &p0, tabs, map, K, b, dst, k, E, diff, 0);
+        decg_one(src, len, &p1, tabs, map, K, b, dst, q + k, E, diff, 0);
+        decg_one(src, len, &p2, tabs, map, K, b, dst, 2 * q + k, E, diff, 0);
+        decg_one(src, len, &p3, tabs, map, K, b, dst, 3 * q + k, E, diff, 0);
+    }
+    for (size_t i = NSTREAM * q; i < ne; i++) decg_one(src, len, &p3, tabs, map, K, b, dst, i, E, diff, 0);
+    used[0] = p0 - 8 * start[0];
+    used[1] = p1 - 8 * start[1];
+    used[2] = p2 - 8 * start[2];
+    used[3] = p3 - 8 * start[3];
+}
+
+static int ent_decode(hma__pc_ctx *c, int diff, hma__pc_fmt fmt, const uint8_t *src, size_t len,
+                      const uint8_t *b, uint8_t *dst, size_t n, const char **why) {
+    const unsigned E = fmt.esize, bits = 8 * E;
+    const size_t ne = n / E;
+    size_t pos = 6;
+    if (len < 6) {
+        *why = "entropy-coded chunk header cut short";
+        return HMA_ERR_CORRUPT;
+    }
+    unsigned shift = src[0], nctx = src[1];
+    if (le32(src + 2) != ne) {
+        *why = "payload codes another element count";
+        return HMA_ERR_CORRUPT;
+    }
+    if (shift > bits - 9) {
+        *why = "shift larger than the element allows";
+        return HMA_ERR_CORRUPT;
+    }
+    if (nctx < 1 || nctx > MAX_CTX || (nctx > 1 && (!diff || !fmt.ebits))) {
+        *why = "context count out of range";
+        return HMA_ERR_CORRUPT;
+    }
+    ent_plan P;
+    plan_init(&P, diff, fmt, shift);
+    P.nctx = nctx;
+    const int v16 = E == 2 && shift == 0;
+    if (len - pos < nctx - 1) {
+        *why = "context keys cut short";
+        return HMA_ERR_CORRUPT;
+    }
+    memset(P.map, (int)(nctx - 1), sizeof P.map);
+    for (unsigned cx = 0; cx + 1 < nctx; cx++) {
+        unsigned key = src[pos++];
+        if (P.map[key] != nctx - 1 || (fmt.ebits <= 8 && key >> fmt.ebits)) {
+            *why = "context key repeated or out of range";
+            return HMA_ERR_CORRUPT;
+        }
+        P.map[key] = (uint8_t)cx;
+    }
+    const unsigned nsym = P.nsym;
+    for (unsigned cx = 0; cx < nctx; cx++) {
+        if (len - pos < 4) {
+            *why = "code length table cut short";
+            return HMA_ERR_CORRUPT;
+        }
+        unsigned first = src[pos] | src[pos + 1] << 8, count = src[pos + 2] | src[pos + 3] << 8;
+        pos += 4;
+        if (first > nsym || count > nsym - first || len - pos < (count + 1) / 2) {
+            *why = "code length table out of range or cut short";
+            return HMA_ERR_CORRUPT;
+        }
+        uint8_t *l = c->len + cx * nsym;
+        memset(l, 0, nsym);
+        for (unsigned k = 0; k < count; k++) l[first + k] = (uint8_t)(src[pos + k / 2] >> (4 * (k & 1)) & 15);
+        if ((count & 1) && src[pos + count / 2] >> 4) {
+            *why = "code length padding not zero";
+            return HMA_ERR_CORRUPT;
+        }
+        pos += (count + 1) / 2;
+        if (dtab_build(c->dtab + cx * HUF_TSIZE, l, nsym, &P, v16)) {
+            *why = "code lengths do not form one complete Huffman code";
+            return HMA_ERR_CORRUPT;
+        }
+    }
+    if (len - pos < 4 * NSTREAM) {
+        *why = "stream lengths cut short";
+        return HMA_ERR_CORRUPT;
+    }
+    size_t start[NSTREAM], slen[NSTREAM], at = pos + 4 * NSTREAM;
+    for (unsigned s = 0; s < NSTREAM; s++) {
+        slen[s] = le32(src + pos + 4 * s);
+        start[s] = at;
+        if (slen[s] > len - at) {
+            *why = "bit stream extends past the chunk payload";
+            return HMA_ERR_CORRUPT;
+        }
+        at += slen[s];
+    }
+    if (at != len) {
+        *why = "bytes left over after the last bit stream";
+        return HMA_ERR_CORRUPT;
+    }
+    uint64_t used[NSTREAM];
+    if (v16) dec16(c, &P, src, len, start, used, b, dst, ne);
+    else {
+        switch (E * 2 + (diff != 0)) {
+        case 4: dec_gen(c->dtab, &P, src, len, start, used, b, dst, ne, 2, 0); break;
+        case 5: dec_gen(c->dtab, &P, src, len, start, used, b, dst, ne, 2, 1); break;
+        case 8: dec_gen(c->dtab, &P, src, len, start, used, b, dst, ne, 4, 0); break;
+        case 9: dec_gen(c->dtab, &P, src, len, start, used, b, dst, ne, 4, 1); break;
+        case 16: dec_gen(c->dtab, &P, src, len, start, used, b, dst, ne, 8, 0); break;
+        default: dec_gen(c->dtab, &P, src, len, start, used, b, dst, ne, 8, 1); break;
+        }
+    }
+    for (unsigned s = 0; s < NSTREAM; s++)
+        if ((used[s] + 7) / 8 != slen[s]) {
+            *why = "bit stream length differs from the bits its elements use";
+            return HMA_ERR_CORRUPT;
+        }
+    return 0;
 }
 
 /* ======================================================================= */
 /* Chunk coding                                                            */
 /* ======================================================================= */
 
-struct hma__pc_ctx {
-    ZSTD_CCtx *cctx;
-    ZSTD_DCtx *dctx;
-    uint8_t *planes; /* max_chunk bytes */
-    slotter st;      /* sorted methods */
-    size_t max_chunk;
-    int level; /* level the cctx is set to; INT32_MIN when unset */
-};
-
 size_t hma__pc_bound(size_t n) {
-    /* planes: 8 directory entries of 5 bytes + one zstd bound per plane;
-     * ZSTD_compressBound is monotone and sub-additive enough for this. */
+    /* zstd's bound covers the raw size; the rest is slack for the bit
+     * writer's 8-byte stores. */
     return 64 + ZSTD_compressBound(n) + 8 * 64;
 }
 
@@ -428,10 +1096,19 @@ int hma__pc_ctx_new(hma__pc_ctx **out, size_t max_chunk) {
     if (!c) return HMA_ERR_NO_MEMORY;
     c->cctx = ZSTD_createCCtx();
     c->dctx = ZSTD_createDCtx();
-    c->planes = hma__malloc(max_chunk ? max_chunk : 1);
     c->max_chunk = max_chunk;
     c->level = INT32_MIN;
-    if (!c->cctx || !c->dctx || !c->planes) {
+#if HMA_PC_X86
+    __builtin_cpu_init();
+    c->bmi2 = __builtin_cpu_supports("bmi2") ? 1 : 0;
+#endif
+    c->vbuf = hma__malloc(max_chunk ? max_chunk : 2);
+    c->abuf = hma__malloc(max_chunk ? max_chunk : 2);
+    for (unsigned v = 0; v < 65536; v++) {
+        const ent_k k = {16, 0, 0, 16, 0xFFFF, 0x8000};
+        c->sym16[v] = (uint8_t)val_sym(v, k, 1);
+    }
+    if (!c->cctx || !c->dctx || !c->vbuf || !c->abuf) {
         hma__pc_ctx_free(c);
         return HMA_ERR_NO_MEMORY;
     }
@@ -443,7 +1120,8 @@ void hma__pc_ctx_free(hma__pc_ctx *c) {
     if (!c) return;
     ZSTD_freeCCtx(c->cctx);
     ZSTD_freeDCtx(c->dctx);
-    hma__free(c->planes);
+    hma__free(c->vbuf);
+    hma__free(c->abuf);
     hma__free(c);
 }
 
@@ -458,80 +1136,33 @@ static int set_level(hma__pc_ctx *c, int level) {
     return 0;
 }
 
-/* One zstd frame of src into dst; returns its size or 0 when not smaller.
- * Byte planes are mostly entropy-coded literals: a minimum match length of
- * 7 keeps zstd from spending bits and time on short matches there (measured
- * on the toy pair: smaller and faster; see docs/performance.md). */
-static size_t zframe(hma__pc_ctx *c, const uint8_t *src, size_t n, uint8_t *dst, size_t cap,
-                     int plane) {
-    if (ZSTD_isError(ZSTD_CCtx_setParameter(c->cctx, ZSTD_c_minMatch, plane ? 7 : 0))) return 0;
-    size_t r = ZSTD_compress2(c->cctx, dst, cap, src, n);
-    if (ZSTD_isError(r) || r >= n) return 0;
-    return r;
-}
-
-static void put32(uint8_t *p, uint32_t v) {
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
-
-static int method_ok(int method, unsigned esize, unsigned ebits, const uint8_t *base) {
+static int method_ok(int method, unsigned esize, const uint8_t *base) {
     if (esize != 1 && esize != 2 && esize != 4 && esize != 8) return 0;
     switch (method) {
     case HMA__PC_STORE:
     case HMA__PC_ZSTD: return 1;
-    case HMA__PC_PLANES: return esize >= 2;
-    case HMA__PC_XOR:
+    case HMA__PC_FLOAT: return esize >= 2;
     case HMA__PC_DIFF: return esize >= 2 && base != NULL;
-    case HMA__PC_XOR_SORTED:
-    case HMA__PC_DIFF_SORTED:
-        return esize >= 2 && base != NULL && ebits >= 1 && ebits <= SORT_KEY_BITS &&
-               ebits < esize * 8;
     default: return 0;
     }
-}
-
-/* transform kind of a plane method (see FWD_BODY) */
-static int kind_of(int method) {
-    return method == HMA__PC_PLANES ? 0
-           : (method == HMA__PC_XOR || method == HMA__PC_XOR_SORTED) ? 1
-                                                                      : 2;
 }
 
 int hma__pc_encode(hma__pc_ctx *c, int method, hma__pc_fmt fmt, const uint8_t *src,
                    const uint8_t *base, size_t n, int level, uint8_t *dst, size_t cap,
                    size_t *out_len, int *method_used) {
     unsigned esize = fmt.esize;
-    if (!method_ok(method, esize, fmt.ebits, base) || n % esize || n > c->max_chunk ||
-        cap < hma__pc_bound(n) || n > UINT32_MAX)
+    if (!method_ok(method, esize, base) || n % esize || n > c->max_chunk ||
+        cap < hma__pc_bound(n) || n > UINT32_MAX ||
+        (method == HMA__PC_DIFF && fmt.ebits > 11))
         return HMA_ERR_INVALID_ARGUMENT;
-    int rc = set_level(c, level);
-    if (rc) return rc;
     size_t len = 0;
     if (method == HMA__PC_ZSTD) {
-        len = zframe(c, src, n, dst, cap, 0);
-    } else if (method != HMA__PC_STORE) {
-        size_t ne = n / esize, pos = 5u * esize;
-        slotter *slots = NULL;
-        if (method >= HMA__PC_XOR_SORTED) {
-            slotter_init(&c->st, base, ne, esize, fmt.ebits);
-            slots = &c->st;
-        }
-        fwd(kind_of(method), esize, src, base, ne, c->planes, slots);
-        for (unsigned k = 0; k < esize; k++) {
-            const uint8_t *pl = c->planes + k * ne;
-            size_t z = zframe(c, pl, ne, dst + pos, cap - pos, 1);
-            dst[5 * k] = z ? 1 : 0;
-            if (!z) {
-                memcpy(dst + pos, pl, ne);
-                z = ne;
-            }
-            put32(dst + 5 * k + 1, (uint32_t)z);
-            pos += z;
-        }
-        len = pos < n ? pos : 0;
+        int rc = set_level(c, level);
+        if (rc) return rc;
+        size_t r = ZSTD_compress2(c->cctx, dst, cap, src, n);
+        len = ZSTD_isError(r) || r >= n ? 0 : r;
+    } else if (method != HMA__PC_STORE && n > 0) {
+        len = ent_encode(c, method == HMA__PC_DIFF, fmt, src, base, n, dst);
     }
     if (len == 0) {
         if (n) memcpy(dst, src, n);
@@ -544,23 +1175,13 @@ int hma__pc_encode(hma__pc_ctx *c, int method, hma__pc_fmt fmt, const uint8_t *s
     return 0;
 }
 
-static int zdecode(hma__pc_ctx *c, const uint8_t *src, size_t len, uint8_t *dst, size_t n) {
-    /* The frame must declare exactly n bytes and decode to exactly n. */
-    unsigned long long fc = ZSTD_getFrameContentSize(src, len);
-    if (fc != n) return -1;
-    size_t r = ZSTD_decompressDCtx(c->dctx, dst, n, src, len);
-    if (ZSTD_isError(r) || r != n) return -1;
-    return 0;
-}
-
 int hma__pc_decode(hma__pc_ctx *c, int method, hma__pc_fmt fmt, const uint8_t *src,
                    size_t src_len, const uint8_t *base, uint8_t *dst, size_t n,
                    const char **why) {
-    static const char *const bad_method = "unknown coding method or method not valid here";
     unsigned esize = fmt.esize;
     *why = "";
-    if (!method_ok(method, esize, fmt.ebits, base) || n % esize) {
-        *why = bad_method;
+    if (!method_ok(method, esize, base) || n % esize || (method == HMA__PC_DIFF && fmt.ebits > 11)) {
+        *why = "unknown coding method or method not valid here";
         return HMA_ERR_CORRUPT;
     }
     if (method == HMA__PC_STORE) {
@@ -572,55 +1193,18 @@ int hma__pc_decode(hma__pc_ctx *c, int method, hma__pc_fmt fmt, const uint8_t *s
         return 0;
     }
     if (method == HMA__PC_ZSTD) {
-        if (zdecode(c, src, src_len, dst, n)) {
+        /* The frame must declare exactly n bytes and decode to exactly n. */
+        unsigned long long fc = ZSTD_getFrameContentSize(src, src_len);
+        size_t r = fc == n ? ZSTD_decompressDCtx(c->dctx, dst, n, src, src_len) : 0;
+        if (fc != n || ZSTD_isError(r) || r != n) {
             *why = "zstd frame does not decode to the chunk's raw size";
             return HMA_ERR_CORRUPT;
         }
         return 0;
     }
-    if (n > c->max_chunk) {
-        *why = "chunk larger than the pack's chunk size";
+    if (n == 0) {
+        *why = "empty chunk with an entropy-coded payload";
         return HMA_ERR_CORRUPT;
     }
-    size_t ne = n / esize, pos = 5u * esize;
-    if (src_len < pos) {
-        *why = "plane directory cut short";
-        return HMA_ERR_CORRUPT;
-    }
-    for (unsigned k = 0; k < esize; k++) {
-        unsigned mode = src[5 * k];
-        size_t len = le32(src + 5 * k + 1);
-        if (len > src_len - pos) {
-            *why = "plane extends past the chunk payload";
-            return HMA_ERR_CORRUPT;
-        }
-        uint8_t *pl = c->planes + k * ne;
-        if (mode == 0) {
-            if (len != ne) {
-                *why = "raw plane size differs from the element count";
-                return HMA_ERR_CORRUPT;
-            }
-            memcpy(pl, src + pos, ne);
-        } else if (mode == 1) {
-            if (zdecode(c, src + pos, len, pl, ne)) {
-                *why = "zstd plane does not decode to the element count";
-                return HMA_ERR_CORRUPT;
-            }
-        } else {
-            *why = "unknown plane mode";
-            return HMA_ERR_CORRUPT;
-        }
-        pos += len;
-    }
-    if (pos != src_len) {
-        *why = "bytes left over after the last plane";
-        return HMA_ERR_CORRUPT;
-    }
-    slotter *slots = NULL;
-    if (method >= HMA__PC_XOR_SORTED) {
-        slotter_init(&c->st, base, ne, esize, fmt.ebits);
-        slots = &c->st;
-    }
-    inv(kind_of(method), esize, c->planes, base, ne, dst, slots);
-    return 0;
+    return ent_decode(c, method == HMA__PC_DIFF, fmt, src, src_len, base, dst, n, why);
 }
