@@ -315,6 +315,13 @@ static int cmp_shard(const void *a, const void *b) {
     return x->len < y->len ? -1 : x->len > y->len;
 }
 
+/* 1 if s[0..n) holds a byte < 0x20 or 0x7f. */
+static int has_control(const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) return 1;
+    return 0;
+}
+
 static int check_shard_path(const char *index, const hma__json_member *m) {
     const char *p = m->value.v.str;
     size_t n = m->value.len;
@@ -324,6 +331,7 @@ static int check_shard_path(const char *index, const hma__json_member *m) {
     const char *why = NULL;
     if (n == 0) why = "is empty";
     else if (memchr(p, 0, n)) why = "contains a NUL character";
+    else if (has_control(p, n)) why = "contains a control character"; /* would break one-line messages (fuzz_index) */
     else if (p[0] == '/') why = "is absolute";
     else if (strstr(p, "..")) why = "contains \"..\"";
     else if (memchr(p, '/', n)) why = "contains '/'";
