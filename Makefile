@@ -4,8 +4,11 @@
 #   make test       every test (installs missing Debian packages first)
 #   make bench      benchmarks (not part of make test)
 #   make install PREFIX=/usr/local DESTDIR=   /   make uninstall   /   make clean
-#   make SAN=asan test    the same tests under ASan+UBSan (build in build/asan)
-#   make SAN=tsan test-concurrency   concurrency tests under TSan
+#   make SAN=asan test    the same tests under ASan+UBSan+LSan (build in build/asan)
+#   make SAN=tsan test-concurrency   the multi-threaded tests under TSan (build/tsan)
+#   make valgrind   the unit test programs under valgrind memcheck
+#   make abi-check  compare the library's ABI and exported symbols with abi/
+#   make abi-update regenerate abi/libhma.abi and abi/symbols.txt (then commit)
 
 VERSION_MAJOR := $(shell sed -n 's/^\#define HMA_VERSION_MAJOR \([0-9]*\).*/\1/p' include/hma.h)
 VERSION_MINOR := $(shell sed -n 's/^\#define HMA_VERSION_MINOR \([0-9]*\).*/\1/p' include/hma.h)
@@ -68,7 +71,7 @@ ITEST_SRC := $(sort $(wildcard tests/internal/test_*.c))
 ITEST_BIN := $(patsubst tests/internal/%.c,$(BUILD)/tests/internal/%,$(ITEST_SRC))
 TESTUTIL := tests/testutil.c
 
-.PHONY: all lib deps run test test-unit test-concurrency bench install uninstall clean docs fuzz
+.PHONY: all lib deps run test test-unit test-concurrency valgrind abi-check abi-update bench install uninstall clean docs fuzz
 all: lib $(HMA_BIN)
 lib: $(SHARED) $(LIBOUT)/libhma.so.$(VERSION_MAJOR) $(LIBOUT)/libhma.so $(STATIC)
 
@@ -132,10 +135,42 @@ test: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory test-unit
 
+# Sanitizer run-time options: leaks are errors (LSan), the first report stops
+# the program with a nonzero exit.
+SAN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:detect_stack_use_after_return=1 \
+  LSAN_OPTIONS=report_objects=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+TEST_ENV := HMA_BIN=$(HMA_BIN) LIBOUT=$(LIBOUT) BUILD=$(BUILD) PYTHON=$(PYTHON) SAN=$(SAN) $(SAN_ENV)
+
 # Runs every test program and script, then prints one closing line.
 test-unit: all $(TEST_BIN) $(ITEST_BIN)
-	@HMA_BIN=$(HMA_BIN) LIBOUT=$(LIBOUT) BUILD=$(BUILD) PYTHON=$(PYTHON) SAN=$(SAN) \
-	  sh tests/run_all.sh $(TEST_BIN) $(ITEST_BIN)
+	@$(TEST_ENV) sh tests/run_all.sh $(TEST_BIN) $(ITEST_BIN)
+
+# The test programs that run many threads at once (make SAN=tsan test-concurrency).
+CONC_BIN := $(patsubst %,$(BUILD)/tests/%,test_concurrency test_merge test_store test_writer)
+test-concurrency: deps
+	@$(MAKE) --no-print-directory lib $(CONC_BIN)
+	@$(TEST_ENV) HMA_PROGRAMS_ONLY=1 sh tests/run_all.sh $(CONC_BIN)
+
+# The cmocka programs under valgrind memcheck: any error, and definite or
+# indirect leaks, fail. Not with SAN (valgrind and sanitizers exclude each other).
+# test_toyllm is left out: it tests example code (a toy transformer forward
+# pass, > 20 min under valgrind); the library calls it makes are covered.
+VALGRIND_BIN := $(filter-out $(BUILD)/tests/test_toyllm,$(TEST_BIN)) $(ITEST_BIN)
+valgrind: deps
+	@[ -z "$(SAN)" ] || { echo "make valgrind: not with SAN=$(SAN)"; exit 2; }
+	@$(MAKE) --no-print-directory all $(VALGRIND_BIN)
+	@$(TEST_ENV) HMA_VALGRIND=1 HMA_PROGRAMS_ONLY=1 sh tests/run_all.sh $(VALGRIND_BIN)
+
+# ---- ABI ---------------------------------------------------------------------------
+# abi/libhma.abi (abidw) and abi/symbols.txt are the committed baseline; see
+# docs/reliability.md. abi-check fails on removed or changed functions, types
+# or symbols; additions are reported and allowed by abidiff, but the symbol
+# list must still be updated (make abi-update) so that each one is reviewed.
+abi-check: lib
+	@sh abi/check.sh $(SHARED)
+abi-update: lib
+	@sh abi/check.sh --update $(SHARED)
 
 run: deps
 	@$(MAKE) --no-print-directory all

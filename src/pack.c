@@ -848,7 +848,12 @@ static int out_begin(outfile *o, const char *path, const char *const *inputs, si
     o->final = hma__strdup(path);
     o->dir = slash ? hma__strndup(path, dlen ? dlen : 1) : hma__strdup(".");
     o->tmp = hma__malloc(len + 32);
-    if (!o->final || !o->dir || !o->tmp) return hma__fail(HMA_ERR_NO_MEMORY, "%.400s: out of memory", path);
+    if (!o->final || !o->dir || !o->tmp) {
+        /* o->tmp holds no name yet: out_free() must not unlink it. */
+        hma__free(o->tmp);
+        o->tmp = NULL;
+        return hma__fail(HMA_ERR_NO_MEMORY, "%.400s: out of memory", path);
+    }
     if (slash) snprintf(o->tmp, len + 32, "%.*s/.hma-tmp-XXXXXX", (int)dlen, path);
     else snprintf(o->tmp, len + 32, ".hma-tmp-XXXXXX");
     o->fd = mkstemp(o->tmp);

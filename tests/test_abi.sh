@@ -22,5 +22,18 @@ versioned=$(objdump -T "$so" | grep -c ' HMA_1\.0 ' || true)
 [ "$versioned" -gt 0 ] || fail "symbols are not versioned HMA_1.0"
 unver=$(objdump -T "$so" | awk '$2 != "l" && / hma_/ && !/HMA_1\.0/' || true)
 [ -z "$unver" ] || fail "hma_ symbols without the HMA_1.0 version: $unver"
+# The exported list is exactly the committed one (abi/symbols.txt): an
+# addition or removal must be recorded on purpose (make abi-update).
+if [ -f abi/symbols.txt ]; then
+    now=$(echo "$syms" | grep -v '^HMA_1\.0$' | LC_ALL=C sort -u)
+    if [ "$now" != "$(cat abi/symbols.txt)" ]; then
+        echo "$now" >"${TMPDIR:-/tmp}/hma-test-abi.$$"
+        diff -u abi/symbols.txt "${TMPDIR:-/tmp}/hma-test-abi.$$" | sed -n '3,$p' | grep '^[-+]'
+        rm -f "${TMPDIR:-/tmp}/hma-test-abi.$$"
+        fail "exported symbols differ from abi/symbols.txt (- removed, + added); if intended, run make abi-update and commit"
+    fi
+else
+    fail "abi/symbols.txt missing (make abi-update)"
+fi
 n=$(echo "$syms" | grep -c '^hma_')
-echo "test_abi: $n hma_ symbols exported, all versioned HMA_1.0, SONAME $soname: ok"
+echo "test_abi: $n hma_ symbols exported (as in abi/symbols.txt), all versioned HMA_1.0, SONAME $soname: ok"

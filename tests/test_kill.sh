@@ -1,0 +1,88 @@
+#!/bin/sh
+# test_kill.sh - a merge killed with SIGKILL at random moments (20 runs)
+# leaves either nothing or a complete, valid file under the output name,
+# never a partial one. Inputs: a synthetic ~100 MB BF16 pair made with numpy;
+# the reference is an uninterrupted `hma merge` of the same pair. Only hidden
+# ".hma-tmp-*" temporaries may remain after a kill (nothing can clean up after
+# SIGKILL; they never carry the final name).
+# Environment: HMA_BIN (default examples/hma), PYTHON (default /usr/bin/python3),
+# HMA_KILL_RUNS (default 20).
+set -u
+HMA=${HMA_BIN:-examples/hma}
+PY=${PYTHON:-/usr/bin/python3}
+RUNS=${HMA_KILL_RUNS:-20}
+D=$(mktemp -d "${TMPDIR:-/tmp}/hma-test-kill.XXXXXX") || exit 1
+trap 'rm -rf "$D"' EXIT INT TERM
+ms() { date +%s%N | cut -c1-13; }
+fail() { echo "test_kill.sh: FAIL: $*" >&2; exit 1; }
+[ -x "$HMA" ] || fail "$HMA not built"
+
+# 24 layer tensors of 2 Mi BF16 elements per file (96 MiB), aligned = base +
+# a small perturbation; the values do not depend on libhma.
+tg=$(ms)
+"$PY" - "$D" <<'PY' || fail "cannot generate the inputs"
+import json, struct, sys
+import numpy as np
+d = sys.argv[1]
+rng = np.random.default_rng(7)
+def bf16(x):
+    u = x.astype(np.float32).view(np.uint32)
+    return ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+n, names = 1 << 21, ["model.layers.%d.mlp.w" % i for i in range(24)]
+base = [rng.standard_normal(n, dtype=np.float32) * 0.02 for _ in names]
+for fname, arrs in (("base", base), ("aligned", [b + rng.standard_normal(n, dtype=np.float32) * 0.001 for b in base])):
+    hdr, off = {}, 0
+    for name in names:
+        hdr[name] = {"dtype": "BF16", "shape": [1024, 2048], "data_offsets": [off, off + 2 * n]}
+        off += 2 * n
+    h = json.dumps(hdr, separators=(",", ":")).encode()
+    h += b" " * (-len(h) % 8)
+    with open("%s/%s.safetensors" % (d, fname), "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h)
+        for a in arrs:
+            f.write(bf16(a).tobytes())
+PY
+
+merge() { "$HMA" merge --base "$D/base.safetensors" --model "$D/aligned.safetensors" --alpha 0.3 -q -o "$1"; }
+
+t0=$(ms)
+merge "$D/ref.safetensors" 2>"$D/err" || { cat "$D/err" >&2; fail "reference merge failed"; }
+"$HMA" inspect "$D/ref.safetensors" >/dev/null || fail "reference is not valid"
+# timed a second time, warm, as the runs below will be
+t1=$(ms)
+merge "$D/ref2.safetensors" 2>"$D/err" || { cat "$D/err" >&2; fail "second reference merge failed"; }
+T=$(($(ms) - t1))
+cmp -s "$D/ref.safetensors" "$D/ref2.safetensors" || fail "two uninterrupted merges differ"
+rm -f "$D/ref2.safetensors"
+
+mkdir "$D/out" || exit 1
+OUT=$D/out/merged.safetensors
+killed=0; complete=0; run=1
+while [ "$run" -le "$RUNS" ]; do
+    # a moment from 0 to 1.5x the reference merge time, reproducible per run
+    delay=$(awk -v r="$run" -v t="$T" 'BEGIN { srand(r * 7919 + 1); printf "%.3f", rand() * t * 1.5 / 1000 }')
+    merge "$OUT" 2>/dev/null &
+    pid=$!
+    sleep "$delay"
+    kill -KILL "$pid" 2>/dev/null
+    { wait "$pid"; } 2>/dev/null # no "Killed" line from the shell
+    st=$?
+    for f in "$D"/out/* "$D"/out/.[!.]*; do
+        [ -e "$f" ] || continue
+        case ${f##*/} in
+            merged.safetensors | .hma-tmp-*) ;;
+            *) fail "run $run: unexpected file ${f##*/} in the output folder" ;;
+        esac
+    done
+    if [ -e "$OUT" ]; then
+        "$HMA" inspect "$OUT" >/dev/null 2>&1 || fail "run $run (killed after ${delay}s): $OUT is not a valid file"
+        cmp -s "$OUT" "$D/ref.safetensors" || fail "run $run (killed after ${delay}s): $OUT differs from the reference"
+        complete=$((complete + 1))
+    fi
+    [ "$st" -ne 0 ] && killed=$((killed + 1))
+    rm -rf "$D/out" && mkdir "$D/out"
+    run=$((run + 1))
+done
+# The test means something only if kills landed mid-merge.
+[ "$killed" -ge $((RUNS / 4)) ] || fail "only $killed of $RUNS runs were killed before finishing"
+echo "test_kill.sh: $RUNS runs (inputs made in $((t0 - tg)) ms, reference merge ${T} ms): $killed killed mid-merge, $complete complete outputs, no partial file: ok"
