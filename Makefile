@@ -77,7 +77,9 @@ lib: $(SHARED) $(LIBOUT)/libhma.so.$(VERSION_MAJOR) $(LIBOUT)/libhma.so $(STATIC
 
 # ---- dependencies (Debian 12) ----------------------------------------------
 DEB_PKGS := build-essential pkg-config libopenblas-dev libzstd-dev libcmocka-dev \
-            python3 python3-numpy valgrind abigail-tools clang
+            python3 python3-numpy valgrind abigail-tools clang libclang-rt-14-dev
+# make bench also measures the PyTorch merge users run today (Debian's torch).
+BENCH_PKGS := python3-torch
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
@@ -176,7 +178,8 @@ run: deps
 	@$(MAKE) --no-print-directory all
 	@sh examples/run.sh $(HMA_BIN)
 
-bench: deps
+bench:
+	@$(MAKE) --no-print-directory deps DEB_PKGS="$(DEB_PKGS) $(BENCH_PKGS)"
 	@$(MAKE) --no-print-directory all
 	@sh bench/run.sh $(HMA_BIN)
 
