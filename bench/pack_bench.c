@@ -8,7 +8,7 @@
  * Build (from the repository root, after `make lib`):
  *   cc -std=c11 -O2 -D_GNU_SOURCE -pthread -Iinclude -Isrc -o build/pack_bench \
  *      bench/pack_bench.c lib/libhma.a -lzstd -lopenblas -lpthread -lm
- * Run:  build/pack_bench [BASE TARGET] [--level N] [--reps N]
+ * Run:  build/pack_bench [BASE TARGET] [--level N] [--reps N] [--codec-only]
  */
 #include "hma.h"
 #include "draft_pack.h"
@@ -93,10 +93,11 @@ static void codec_run(const hma_store *tgt, const hma_store *base, int method, i
 int main(int argc, char **argv) {
     const char *bpath = "examples/data/toy-llama/base.safetensors";
     const char *tpath = "examples/data/toy-llama/aligned.safetensors";
-    int level = HMA_PACK_DEFAULT_LEVEL, reps = 5, npos = 0;
+    int level = HMA_PACK_DEFAULT_LEVEL, reps = 5, npos = 0, codec_only = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--level") && i + 1 < argc) level = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--codec-only")) codec_only = 1;
         else if (npos == 0) bpath = argv[i], npos++;
         else if (npos == 1) tpath = argv[i], npos++;
     }
@@ -114,6 +115,11 @@ int main(int argc, char **argv) {
     codec_run(tgt, NULL, HMA__PC_FLOAT, level, reps, cs, "standalone: FLOAT (Huffman exponent)");
     codec_run(tgt, base, HMA__PC_DIFF, level, reps, cs, "with base: DIFF (Huffman, contexts)");
     printf("  (hma_pack_create uses DIFF for floats with a base, FLOAT for floats alone, ZSTD otherwise)\n");
+    if (codec_only) {
+        hma_store_close(tgt);
+        hma_store_close(base);
+        return 0;
+    }
 
     char dir[] = "/tmp/hma-pack-bench-XXXXXX";
     if (!mkdtemp(dir)) return 1;

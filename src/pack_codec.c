@@ -759,12 +759,16 @@ HOT size_t enc_gen(hma__pc_ctx *c, const ent_plan *P, const uint8_t *t, const ui
  * leaving at least 9 bits. */
 static unsigned common_shift(const uint8_t *t, const uint8_t *b, size_t ne, unsigned E) {
     uint64_t orv = 0;
-    if (E == 2)
-        for (size_t i = 0; i < ne; i++) orv |= (uint64_t)(ld16(t + 2 * i) | (b ? ld16(b + 2 * i) : 0));
-    else if (E == 4)
-        for (size_t i = 0; i < ne; i++) orv |= (uint64_t)(ld32(t + 4 * i) | (b ? ld32(b + 4 * i) : 0));
-    else
-        for (size_t i = 0; i < ne; i++) orv |= ld64(t + 8 * i) | (b ? ld64(b + 8 * i) : 0);
+    /* in blocks, stopping once bit 0 is seen: most chunks have shift 0 */
+    for (size_t i0 = 0; i0 < ne && !(orv & 1); i0 += 256) {
+        size_t i1 = ne - i0 < 256 ? ne : i0 + 256;
+        if (E == 2)
+            for (size_t i = i0; i < i1; i++) orv |= (uint64_t)(ld16(t + 2 * i) | (b ? ld16(b + 2 * i) : 0));
+        else if (E == 4)
+            for (size_t i = i0; i < i1; i++) orv |= (uint64_t)(ld32(t + 4 * i) | (b ? ld32(b + 4 * i) : 0));
+        else
+            for (size_t i = i0; i < i1; i++) orv |= ld64(t + 8 * i) | (b ? ld64(b + 8 * i) : 0);
+    }
     unsigned shift = orv ? (unsigned)__builtin_ctzll(orv) : 64;
     return shift > 8 * E - 9 ? 8 * E - 9 : shift;
 }
@@ -851,26 +855,50 @@ HOT void dec16_one(const uint8_t *src, size_t len, size_t *pos, const uint32_t *
     *pos += tot;
 }
 
+/* Fast rounds: per stream a bit position and a 57+ bit window loaded at it
+ * once per round; a round decodes two elements of each stream (at most 23
+ * bits each) from that window. */
+HOT uint16_t win_dec(uint64_t *w, size_t *pos, const uint32_t *tab) {
+    uint32_t e = tab[*w & (HUF_TSIZE - 1)];
+    unsigned l = e & 0xFF, tot = (e >> 8) & 0xFF;
+    uint16_t v = (uint16_t)((e >> 16) + (unsigned)((*w & ((1ull << tot) - 1)) >> l));
+    *w >>= tot;
+    *pos += tot;
+    return v;
+}
+
 HOT void dec16_run(const uint32_t *tabs, const uint32_t *cbase, const uint8_t *src, size_t len,
                    size_t pos[NSTREAM], const uint8_t *b, uint16_t *v, size_t ne, const int diff,
                    const unsigned kshift, const unsigned kmask) {
-    const uint64_t maxbits = HUF_MAXLEN + (diff ? 12 : 8);
     size_t p0 = pos[0], p1 = pos[1], p2 = pos[2], p3 = pos[3];
     const size_t q = ne / NSTREAM;
     size_t k = 0;
-    while (k < q && len >= 16) {
-        /* rounds whose 8-byte loads all stay inside the payload */
-        const size_t lim = 8 * (len - 8);
-        size_t pmax = p0 > p1 ? p0 : p1, pm2 = p2 > p3 ? p2 : p3;
-        if (pm2 > pmax) pmax = pm2;
-        uint64_t safe = pmax < lim ? (lim - pmax) / maxbits : 0;
-        if (safe > q - k) safe = q - k;
-        if (safe < 4) break;
-        for (size_t end = k + safe; k < end; k++) {
-            dec16_one(src, len, &p0, tabs, cbase, b, v, k, diff, kshift, kmask, 1);
-            dec16_one(src, len, &p1, tabs, cbase, b, v, q + k, diff, kshift, kmask, 1);
-            dec16_one(src, len, &p2, tabs, cbase, b, v, 2 * q + k, diff, kshift, kmask, 1);
-            dec16_one(src, len, &p3, tabs, cbase, b, v, 3 * q + k, diff, kshift, kmask, 1);
+    if (len >= 16 && q >= 2) {
+        /* table of every 16-bit base element >> kshift (<= 512 entries) */
+        const uint32_t *tp[512];
+        if (diff)
+            for (unsigned x = 0; x < (1u << (16 - kshift)); x++) tp[x] = tabs + cbase[x & kmask];
+        const size_t maxpair = 2 * (HUF_MAXLEN + (diff ? 12 : 8));
+        for (;;) {
+            /* a round loads 8 bytes at each pos / 8, then moves pos by <= maxpair */
+            size_t pmax = p0 > p1 ? p0 : p1, pm2 = p2 > p3 ? p2 : p3;
+            if (pm2 > pmax) pmax = pm2;
+            const size_t lim = 8 * (len - 8);
+            size_t rounds = pmax <= lim ? (lim - pmax) / maxpair + 1 : 0;
+            if (rounds > (q - k) / 2) rounds = (q - k) / 2;
+            if (rounds < 4) break;
+            for (size_t end = k + 2 * rounds; k < end; k += 2) {
+                uint64_t w0 = win_fast(src, p0), w1 = win_fast(src, p1), w2 = win_fast(src, p2),
+                         w3 = win_fast(src, p3);
+#define DEC16_PAIR(W, P, I)                                                                          \
+    v[I] = win_dec(&W, &P, diff ? tp[ld16(b + 2 * (I)) >> kshift] : tabs);                       \
+    v[(I) + 1] = win_dec(&W, &P, diff ? tp[ld16(b + 2 * ((I) + 1)) >> kshift] : tabs);
+                DEC16_PAIR(w0, p0, k)
+                DEC16_PAIR(w1, p1, q + k)
+                DEC16_PAIR(w2, p2, 2 * q + k)
+                DEC16_PAIR(w3, p3, 3 * q + k)
+#undef DEC16_PAIR
+            }
         }
     }
     for (; k < q; k++) {

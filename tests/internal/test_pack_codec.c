@@ -316,6 +316,39 @@ static void test_malformed_payloads(void **state) {
     free(x);
 }
 
+/* 16-bit chunks of every small element count, and some larger ones: the
+ * decoder's fast rounds hand over to its careful tail at every point. */
+static void test_fast_path_handover(void **state) {
+    (void)state;
+    enum { MAXNE = 5000 };
+    static const hma__pc_fmt fmts[] = {{2, 8}, {2, 5}};
+    hma__pc_ctx *c = NULL;
+    assert_int_equal(hma__pc_ctx_new(&c, MAXNE * 2), 0);
+    size_t cap = hma__pc_bound(MAXNE * 2);
+    uint8_t *t = malloc(MAXNE * 2), *b = malloc(MAXNE * 2), *d = malloc(cap), *out = malloc(MAXNE * 2);
+    for (size_t fi = 0; fi < 2; fi++)
+        for (size_t ne = 1; ne <= MAXNE; ne = ne < 260 ? ne + 1 : ne * 3 / 2 + 7)
+            for (int mode = 1; mode <= 2; mode++) {
+                size_t n = 2 * ne;
+                fill(b, NULL, n, 2, 0);
+                fill(t, b, n, 2, mode);
+                for (int m = HMA__PC_FLOAT; m <= HMA__PC_DIFF; m++) {
+                    const uint8_t *bp = m == HMA__PC_DIFF ? b : NULL;
+                    size_t l;
+                    int used;
+                    assert_int_equal(hma__pc_encode(c, m, fmts[fi], t, bp, n, 1, d, cap, &l, &used), 0);
+                    memset(out, 0xA5, n);
+                    assert_int_equal(decode_exact(c, used, fmts[fi], d, l, bp, n, out), 0);
+                    assert_memory_equal(t, out, n);
+                }
+            }
+    hma__pc_ctx_free(c);
+    free(t);
+    free(b);
+    free(d);
+    free(out);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_xxh64_vectors),
@@ -323,6 +356,7 @@ int main(void) {
         cmocka_unit_test(test_chunk_round_trips),
         cmocka_unit_test(test_paths_and_ratios),
         cmocka_unit_test(test_malformed_payloads),
+        cmocka_unit_test(test_fast_path_handover),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
