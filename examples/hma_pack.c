@@ -1,6 +1,5 @@
 /* hma_pack.c - `hma pack` and `hma unpack`: lossless delta packs of a checkpoint. */
 #include "hma.h"
-#include "../src/draft_pack.h"
 #include "hma_cli.h"
 
 #include <stdio.h>

@@ -6,7 +6,6 @@
  */
 #include "internal.h"
 
-#include "draft_search.h"
 #include "kernels.h"
 
 #include <cblas.h>

@@ -1,14 +1,13 @@
 /*
  * groups.h - layer grouping (internal): layer detection by name family,
  * group specs ("all", "blocks:K", "split:..", "layers"), name-rule matching
- * and gradients. The public wrappers live in groups.c too (draft_plan.h).
+ * and gradients. The public wrappers live in groups.c too (declared in include/hma.h).
  */
 #ifndef HMA_GROUPS_H
 #define HMA_GROUPS_H
 
 #include "internal.h"
 
-#include "draft_plan.h"
 
 typedef enum hma__gkind { HMA__G_ALL = 0, HMA__G_BLOCKS = 1, HMA__G_SPLIT = 2, HMA__G_LAYERS = 3 } hma__gkind;
 

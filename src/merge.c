@@ -6,7 +6,6 @@
  */
 #include "internal.h"
 
-#include "draft_plan.h"
 #include "groups.h"
 #include "kernels.h"
 #include "methods.h"

@@ -9,7 +9,6 @@
 
 #include "internal.h"
 
-#include "draft_plan.h"
 #include "kernels.h"
 
 /* mergekit's threshold: |cos| above it makes SLERP fall back to linear. */

@@ -7,7 +7,6 @@
  */
 #include "internal.h"
 
-#include "draft_search.h"
 
 #include <float.h>
 #include <math.h>

@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../src/draft_plan.h"
 #include "hma.h"
 #include "testutil.h"
 

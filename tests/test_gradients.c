@@ -12,8 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../src/draft_plan.h"
-#include "../src/draft_search.h"
+#include "hma.h"
 #include "testutil.h"
 
 static uint64_t tstate = 777;

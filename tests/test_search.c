@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../src/draft_search.h"
+#include "hma.h"
 #include "testutil.h"
 
 /* ---- independent reference of the parametrisation ------------------------ */
