@@ -8,6 +8,13 @@
  * kernels (causal, grouped-query, tiles of 3 positions x 2 query heads).
  * Worker threads take batches from a shared counter; per-row losses are
  * summed in row order, so the result does not depend on the thread count.
+ * Layer 0's q|k|v depend only on the input byte and are tabulated at load.
+ *
+ * Threading: workers run OpenBLAS single-threaded (rows in parallel). This
+ * was measured faster than one worker with threaded BLAS, because attention
+ * and the pointwise work are then serial; build with -DTOYLLM_BLAS_THREADS to
+ * get the latter (one worker, openblas_set_num_threads(threads)) for
+ * comparison.
  *
  * On x86 the pointwise and attention kernels use AVX2+FMA (selected at run
  * time with __builtin_cpu_supports, compiled with target attributes, so no
@@ -96,22 +103,9 @@ static int tl_cpu_avx2(void)
 static void tl_gemm(size_t M, size_t N, size_t K, const float *A, size_t lda,
                     const float *W, float beta, float *C, size_t ldc)
 {
-#ifdef TL_BETA_MEMSET
-    if (beta == 0.0f) {
-        for (size_t i = 0; i < M; i++)
-            memset(C + i * ldc, 0, N * sizeof(float));
-        beta = 1.0f;
-    }
-#endif
-#ifdef TL_WT
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)M, (blasint)N,
-                (blasint)K, 1.0f, A, (blasint)lda, W, (blasint)N, beta, C,
-                (blasint)ldc);
-#else
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)M, (blasint)N,
                 (blasint)K, 1.0f, A, (blasint)lda, W, (blasint)K, beta, C,
                 (blasint)ldc);
-#endif
 }
 
 /* ------------------------------------------------------------------------ */
@@ -673,42 +667,15 @@ int toyllm_load(toyllm **out, toyllm_get_fn get, void *ctx)
         return rc;
     }
 
-#ifdef TL_WT
-    {
-        float *tmp = tl_alloc(2u * TL_FF * TL_D);
-        if (!tmp) {
-            free(xn);
-            toyllm_free(m);
-            return TOYLLM_ENOMEM;
-        }
-        for (unsigned l = 0; l <= TL_NL; l++) {
-            float *w[4];
-            size_t no[4], ni[4];
-            unsigned nw = 0;
-            if (l < TL_NL) {
-                tl_layer *ly = &m->layer[l];
-                w[0] = ly->wqkv, no[0] = TL_QKV, ni[0] = TL_D;
-                w[1] = ly->wo, no[1] = TL_D, ni[1] = TL_D;
-                w[2] = ly->wgu, no[2] = 2u * TL_FF, ni[2] = TL_D;
-                w[3] = ly->wd, no[3] = TL_D, ni[3] = TL_FF;
-                nw = 4;
-            } else {
-                w[0] = m->lm_head, no[0] = TL_V, ni[0] = TL_D;
-                nw = 1;
-            }
-            for (unsigned k = 0; k < nw; k++) {
-                memcpy(tmp, w[k], no[k] * ni[k] * sizeof(float));
-                for (size_t o = 0; o < no[k]; o++)
-                    for (size_t i = 0; i < ni[k]; i++)
-                        w[k][i * no[k] + o] = tmp[o * ni[k] + i];
-            }
-        }
-        free(tmp);
-    }
-#endif
     /* Layer 0 input depends only on the byte: precompute its q|k|v. */
     rmsnorm(m->avx2, m->embed, m->layer[0].ln1, xn, TL_V);
+    /* small: run it single-threaded rather than waking OpenBLAS's pool */
+    int blas_prev = openblas_get_num_threads();
+    if (blas_prev != 1)
+        openblas_set_num_threads(1);
     tl_gemm(TL_V, TL_QKV, TL_D, xn, TL_D, m->layer[0].wqkv, 0.0f, m->qkv0, TL_QKV);
+    if (blas_prev != 1)
+        openblas_set_num_threads(blas_prev);
     free(xn);
     *out = m;
     return 0;
