@@ -15,20 +15,6 @@
 #include "hma.h"
 #include "testutil.h"
 
-static char *g_dir;
-
-static int setup(void **state) {
-    (void)state;
-    g_dir = tu_mkdtemp();
-    return g_dir ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    tu_rmtree(g_dir);
-    free(g_dir);
-    return 0;
-}
 
 /* Open `path` in both modes; expect `code` (HMA_OK: then `ntensors` tensors). */
 static void expect_open(const char *path, int code, size_t ntensors) {
@@ -61,7 +47,7 @@ static void test_json_empty_object_first(void **state) {
     };
     static const int codes[] = {HMA_OK, HMA_OK, HMA_ERR_JSON_SYNTAX};
     for (size_t i = 0; i < sizeof headers / sizeof headers[0]; i++) {
-        char *p = tu_join(g_dir, "empty.safetensors");
+        char *p = tu_join(tu_dir, "empty.safetensors");
         assert_int_equal(tu_write_safetensors_raw(p, headers[i], strlen(headers[i]), NULL, 0), 0);
         hma_store *st = NULL;
         int rc = hma_store_open(&st, p, 0);
@@ -88,17 +74,17 @@ static void test_index_shard_path_control_char(void **state) {
         "{\"weight_map\":{\"x.a\":\"a\\u007f.safetensors\"}}",
         "{\"weight_map\":{\"x.a\":\"\\t\"}}",
     };
-    char *ix = tu_join(g_dir, "model.safetensors.index.json");
+    char *ix = tu_join(tu_dir, "model.safetensors.index.json");
     for (size_t i = 0; i < sizeof indexes / sizeof indexes[0]; i++) {
         assert_int_equal(tu_write_file(ix, indexes[i], strlen(indexes[i])), 0);
         expect_open(ix, HMA_ERR_BAD_SHARD_PATH, 0);
         assert_non_null(strstr(hma_last_error(), "control character"));
-        expect_open(g_dir, HMA_ERR_BAD_SHARD_PATH, 0); /* through the folder too */
+        expect_open(tu_dir, HMA_ERR_BAD_SHARD_PATH, 0); /* through the folder too */
     }
     /* a plain name with UTF-8 (no control byte) is still a name like any other */
     static const char ok_index[] = "{\"weight_map\":{\"x.a\":\"caf\xc3\xa9.safetensors\"}}";
     static const char shard_hdr[] = "{\"x.a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}";
-    char *sh = tu_join(g_dir, "caf\xc3\xa9.safetensors");
+    char *sh = tu_join(tu_dir, "caf\xc3\xa9.safetensors");
     const float one = 1.0f;
     assert_int_equal(tu_write_safetensors_raw(sh, shard_hdr, strlen(shard_hdr), &one, 4), 0);
     assert_int_equal(tu_write_file(ix, ok_index, strlen(ok_index)), 0);
@@ -112,5 +98,5 @@ int main(void) {
         cmocka_unit_test(test_json_empty_object_first),
         cmocka_unit_test(test_index_shard_path_control_char),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, tu_group_setup, tu_group_teardown);
 }

@@ -20,22 +20,8 @@
 #include "../src/draft_pack.h"
 #include "testutil.h"
 
-static char *g_dir;
 
-static int setup(void **state) {
-    (void)state;
-    g_dir = tu_mkdtemp();
-    return g_dir ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    tu_rmtree(g_dir);
-    free(g_dir);
-    return 0;
-}
-
-static char *path_in(const char *name) { return tu_join(g_dir, name); }
+static char *path_in(const char *name) { return tu_join(tu_dir, name); }
 
 /* ---- building test files ------------------------------------------------------ */
 
@@ -358,7 +344,7 @@ static void test_refusals(void **state) {
     char *pack = path_in("r.hmapack"), *out = path_in("r.out.safetensors");
     hma_pack_options o = opts(1, 4096);
     /* a folder or an index is not packed */
-    assert_int_equal(hma_pack_create(g_dir, NULL, pack, &o, NULL), HMA_ERR_UNSUPPORTED);
+    assert_int_equal(hma_pack_create(tu_dir, NULL, pack, &o, NULL), HMA_ERR_UNSUPPORTED);
     char *idx = path_in("model.safetensors.index.json");
     assert_int_equal(tu_write_file(idx, "{}", 2), 0);
     assert_int_equal(hma_pack_create(idx, NULL, pack, &o, NULL), HMA_ERR_UNSUPPORTED);
@@ -370,7 +356,7 @@ static void test_refusals(void **state) {
     assert_int_equal(hma_pack_create(p.tpath, NULL, p.tpath, &o, NULL), HMA_ERR_OVERWRITES_INPUT);
     assert_int_equal(hma_pack_create(p.tpath, NULL, pack, &o, NULL), HMA_OK);
     assert_int_equal(hma_pack_unpack(pack, NULL, pack, &o, NULL), HMA_ERR_OVERWRITES_INPUT);
-    assert_int_equal(hma_pack_unpack(pack, NULL, g_dir, &o, NULL), HMA_ERR_EXISTS);
+    assert_int_equal(hma_pack_unpack(pack, NULL, tu_dir, &o, NULL), HMA_ERR_EXISTS);
     /* a failing unpack leaves nothing behind */
     char *missing = path_in("no/such/dir/x.safetensors");
     assert_int_equal(hma_pack_unpack(pack, NULL, missing, &o, NULL), HMA_ERR_IO);
@@ -378,7 +364,7 @@ static void test_refusals(void **state) {
     hma_store *s = NULL;
     assert_int_equal(hma_pack_open(&s, p.tpath, NULL, 1), HMA_ERR_CORRUPT); /* not a pack */
     assert_int_equal(hma_pack_verify(pack, NULL, p.bpath, &o, NULL), HMA_ERR_MISMATCH);
-    assert_false(tu_has_entry_prefix(g_dir, ".hma-tmp-"));
+    assert_false(tu_has_entry_prefix(tu_dir, ".hma-tmp-"));
     unlink(idx);
     unlink(pack);
     free(idx);
@@ -477,5 +463,5 @@ int main(void) {
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_every_byte_flipped_and_truncated),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, tu_group_setup, tu_group_teardown);
 }

@@ -18,20 +18,6 @@
 #include "hma.h"
 #include "testutil.h"
 
-static char *g_dir;
-
-static int setup(void **state) {
-    (void)state;
-    g_dir = tu_mkdtemp();
-    return g_dir ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    tu_rmtree(g_dir);
-    free(g_dir);
-    return 0;
-}
 
 /* ---- building test files --------------------------------------------------- */
 
@@ -84,7 +70,7 @@ static char *dir_file(const char *dir, const char *name) {
 }
 
 static char *make_subdir(const char *name) {
-    char *d = dir_file(g_dir, name);
+    char *d = dir_file(tu_dir, name);
     assert_int_equal(mkdir(d, 0700), 0);
     return d;
 }
@@ -222,7 +208,7 @@ static void test_toy_bytes_mmap_vs_pread(void **state) {
 
 static void test_read_ranges(void **state) {
     (void)state;
-    char *path = dir_file(g_dir, "ranges.safetensors");
+    char *path = dir_file(tu_dir, "ranges.safetensors");
     const spec specs[] = {{"a", "U8", "[100]", 100}, {"b", "F32", "[3,5]", 60}, {"e", "F16", "[0,4]", 0}};
     build_file(path, NULL, specs, 3, 0);
     for (int mode = 0; mode < 2; mode++) {
@@ -272,7 +258,7 @@ static void test_read_ranges(void **state) {
 
 static void test_metadata(void **state) {
     (void)state;
-    char *path = dir_file(g_dir, "meta.safetensors");
+    char *path = dir_file(tu_dir, "meta.safetensors");
     const spec specs[] = {{"w", "BF16", "[2]", 4}};
     build_file(path, "{\"zeta\":\"1\",\"alpha\":\"\\u00e9t\\u00e9\",\"empty\":\"\",\"mid\":\"x\\ny\"}", specs, 1, 5);
     hma_store *st = NULL;
@@ -308,7 +294,7 @@ static void test_metadata(void **state) {
 
 static void test_valid_edges(void **state) {
     (void)state;
-    char *path = dir_file(g_dir, "edge.safetensors");
+    char *path = dir_file(tu_dir, "edge.safetensors");
     hma_store *st = NULL;
 
     /* zero tensors, with and without metadata / padding */
@@ -406,7 +392,7 @@ static void test_many_tensors_lookup(void **state) {
     unsigned char *data = malloc(N);
     assert_non_null(data);
     for (int i = 0; i < N; i++) data[N - 1 - i] = (unsigned char)i;
-    char *path = dir_file(g_dir, "many.safetensors");
+    char *path = dir_file(tu_dir, "many.safetensors");
     assert_int_equal(tu_write_safetensors_raw(path, hdr, h, data, N), 0);
     hma_store *st = NULL;
     assert_int_equal(hma_store_open(&st, path, 0), HMA_OK);
@@ -595,7 +581,7 @@ static void test_index_errors(void **state) {
 
 static void test_pread_truncated_after_open(void **state) {
     (void)state;
-    char *path = dir_file(g_dir, "shrink.safetensors");
+    char *path = dir_file(tu_dir, "shrink.safetensors");
     const spec specs[] = {{"a", "U8", "[64]", 64}, {"b", "U8", "[64]", 64}};
     build_file(path, NULL, specs, 2, 0);
     hma_store *st = NULL;
@@ -621,7 +607,7 @@ static void test_pread_truncated_after_open(void **state) {
 
 static void test_open_input_protected(void **state) {
     (void)state;
-    char *path = dir_file(g_dir, "input.safetensors");
+    char *path = dir_file(tu_dir, "input.safetensors");
     const spec specs[] = {{"a", "U8", "[4]", 4}};
     build_file(path, NULL, specs, 1, 0);
     hma_store *st = NULL, *st2 = NULL;
@@ -734,5 +720,5 @@ int main(void) {
         cmocka_unit_test(test_open_input_protected),
         cmocka_unit_test(test_concurrent_readers),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, tu_group_setup, tu_group_teardown);
 }

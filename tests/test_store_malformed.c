@@ -17,20 +17,6 @@
 #include "hma.h"
 #include "testutil.h"
 
-static char *g_dir;
-
-static int setup(void **state) {
-    (void)state;
-    g_dir = tu_mkdtemp();
-    return g_dir ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    tu_rmtree(g_dir);
-    free(g_dir);
-    return 0;
-}
 
 /* Opens path in both modes; both must fail with `code`, naming the file. */
 static void expect_open_fails(const char *label, const char *path, int code) {
@@ -139,7 +125,7 @@ static const hcase header_cases[] = {
 
 static void test_header_cases(void **state) {
     (void)state;
-    char *path = tu_join(g_dir, "bad.safetensors");
+    char *path = tu_join(tu_dir, "bad.safetensors");
     unsigned char zeros[64] = {0};
     size_t n = sizeof header_cases / sizeof header_cases[0];
     assert_true(n >= 40);
@@ -163,7 +149,7 @@ static void write_prefixed(const char *path, uint64_t n, const char *rest, size_
 
 static void test_prefix_cases(void **state) {
     (void)state;
-    char *path = tu_join(g_dir, "short.safetensors");
+    char *path = tu_join(tu_dir, "short.safetensors");
     assert_int_equal(tu_write_file(path, "", 0), 0); /* empty file: mmap would fail */
     expect_open_fails("empty file", path, HMA_ERR_HEADER_SIZE);
     assert_int_equal(tu_write_file(path, "\x02\0\0\0\0", 5), 0);
@@ -185,7 +171,7 @@ static void test_prefix_cases(void **state) {
 
 static void test_long_name(void **state) {
     (void)state;
-    char *path = tu_join(g_dir, "long.safetensors");
+    char *path = tu_join(tu_dir, "long.safetensors");
     size_t nl = HMA_MAX_NAME + 1;
     char *hdr = malloc(nl + 128);
     assert_non_null(hdr);
@@ -209,7 +195,7 @@ static void test_long_name(void **state) {
 /* The message format: "PATH: tensor 'NAME': ..." and "PATH: header byte N: ...". */
 static void test_message_format(void **state) {
     (void)state;
-    char *path = tu_join(g_dir, "msg.safetensors");
+    char *path = tu_join(tu_dir, "msg.safetensors");
     const char *h = "{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,4]}}";
     assert_int_equal(tu_write_safetensors_raw(path, h, strlen(h), "\0\0\0\0", 4), 0);
     hma_store *st = NULL;
@@ -239,10 +225,10 @@ static void test_message_format(void **state) {
 static void test_not_files(void **state) {
     (void)state;
     hma_store *st = NULL;
-    char *missing = tu_join(g_dir, "missing.safetensors");
+    char *missing = tu_join(tu_dir, "missing.safetensors");
     assert_int_equal(hma_store_open(&st, missing, 0), HMA_ERR_NOT_FOUND);
     assert_non_null(strstr(hma_last_error(), missing));
-    char *sub = tu_join(g_dir, "emptydir");
+    char *sub = tu_join(tu_dir, "emptydir");
     assert_int_equal(tu_write_file(missing, "", 0), 0);
     unlink(missing);
     assert_int_equal(mkdir(sub, 0700), 0);
@@ -268,7 +254,7 @@ static void test_mutations_of_toy(void **state) {
     uint64_t hl = 0;
     for (int i = 7; i >= 0; i--) hl = (hl << 8) | orig[i];
     size_t keep = (size_t)(8 + hl + 64); /* header plus a little data */
-    char *path = tu_join(g_dir, "mut.safetensors");
+    char *path = tu_join(tu_dir, "mut.safetensors");
     assert_int_equal(tu_write_file(path, orig, len), 0);
     unsigned seed = 12345;
     for (int iter = 0; iter < 300; iter++) {
@@ -323,5 +309,5 @@ int main(void) {
         cmocka_unit_test(test_not_files),
         cmocka_unit_test(test_mutations_of_toy),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, tu_group_setup, tu_group_teardown);
 }

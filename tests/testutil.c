@@ -35,6 +35,22 @@ char *tu_mkdtemp(void) {
     return tmpl;
 }
 
+char *tu_dir;
+
+int tu_group_setup(void **state) {
+    (void)state;
+    tu_dir = tu_mkdtemp();
+    return tu_dir ? 0 : -1;
+}
+
+int tu_group_teardown(void **state) {
+    (void)state;
+    tu_rmtree(tu_dir);
+    free(tu_dir);
+    tu_dir = NULL;
+    return 0;
+}
+
 void tu_rmtree(const char *path) {
     DIR *d = opendir(path);
     if (d) {

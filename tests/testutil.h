@@ -16,6 +16,11 @@ char *tu_toy_path(const char *file);
 char *tu_mkdtemp(void);
 /* rm -rf of a folder made by tu_mkdtemp(). */
 void tu_rmtree(const char *path);
+/* A temporary folder for a whole cmocka group: tu_group_setup() makes it
+ * (tu_dir), tu_group_teardown() removes it with everything inside. */
+extern char *tu_dir;
+int tu_group_setup(void **state);
+int tu_group_teardown(void **state);
 /* dir + "/" + name, malloc'd. */
 char *tu_join(const char *dir, const char *name);
 
