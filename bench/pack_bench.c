@@ -11,7 +11,6 @@
  * Run:  build/pack_bench [BASE TARGET] [--level N] [--reps N] [--codec-only]
  */
 #include "hma.h"
-#include "draft_pack.h"
 #include "pack_codec.h"
 
 #include <stdio.h>

@@ -9,7 +9,6 @@
  * byte of it is handed out.
  */
 #include "internal.h"
-#include "draft_pack.h"
 #include "pack_codec.h"
 #include "safetensors.h"
 #include "store.h"

@@ -17,7 +17,6 @@
 #include <unistd.h>
 
 #include "hma.h"
-#include "../src/draft_pack.h"
 #include "testutil.h"
 
 
