@@ -37,8 +37,10 @@ static int fmt_of(hma_dtype dt, hma__pc_fmt *f) {
 }
 
 /* One-core codec run over every chunk of the target: returns ratio and speeds. */
-static void codec_run(const hma_store *tgt, const hma_store *base, int method, int level, int reps,
-                      size_t cs, const char *label) {
+typedef struct { double ratio, comp, decomp; } codec_result;
+
+static codec_result codec_run(const hma_store *tgt, const hma_store *base, int method, int level, int reps,
+                              size_t cs, const char *label) {
     hma__pc_ctx *c = NULL;
     if (hma__pc_ctx_new(&c, cs)) exit(1);
     size_t cap = hma__pc_bound(cs);
@@ -80,13 +82,24 @@ static void codec_run(const hma_store *tgt, const hma_store *base, int method, i
             ncomp += out;
         }
     }
+    codec_result r = {(double)nraw / (double)ncomp, (double)nraw / te / 1e6, (double)nraw / td / 1e6};
     printf("  %-34s ratio %.4f   compress %6.0f MB/s   decompress %6.0f MB/s  (one core, CPU time)\n", label,
-           (double)nraw / (double)ncomp, (double)nraw / te / 1e6, (double)nraw / td / 1e6);
+           r.ratio, r.comp, r.decomp);
     hma__pc_ctx_free(c);
     free(raw);
     free(bb);
     free(enc);
     free(dec);
+    return r;
+}
+
+/* The goals of the delta-pack issue, judged on this run's numbers; the exit
+ * status is 1 when one is missed, as bench_merge does. */
+static int met;
+static int goal(const char *what, double got, double want, const char *unit) {
+    int ok = got >= want;
+    printf("  goal %-46s %8.3f %-5s (>= %g): %s\n", what, got, unit, want, ok ? "PASS" : "FAIL");
+    return ok;
 }
 
 int main(int argc, char **argv) {
@@ -111,13 +124,20 @@ int main(int argc, char **argv) {
     printf("pack_bench: target %s, base %s, level %d, chunk %zu bytes, best of %d\n", tpath, bpath, level, cs, reps);
     printf("codec alone (tensor bytes only):\n");
     codec_run(tgt, NULL, HMA__PC_ZSTD, level, reps, cs, "plain zstd of the bytes");
-    codec_run(tgt, NULL, HMA__PC_FLOAT, level, reps, cs, "standalone: FLOAT (Huffman exponent)");
-    codec_run(tgt, base, HMA__PC_DIFF, level, reps, cs, "with base: DIFF (Huffman, contexts)");
+    codec_result sa = codec_run(tgt, NULL, HMA__PC_FLOAT, level, reps, cs, "standalone: FLOAT (Huffman exponent)");
+    codec_result wb = codec_run(tgt, base, HMA__PC_DIFF, level, reps, cs, "with base: DIFF (Huffman, contexts)");
     printf("  (hma_pack_create uses DIFF for floats with a base, FLOAT for floats alone, ZSTD otherwise)\n");
+    met = goal("ratio against the base", wb.ratio, 1.85, "x");
+    met &= goal("ratio standalone (BF16)", sa.ratio, 1.42, "x");
+    met &= goal("compression, one core, against the base", wb.comp, 300, "MB/s");
+    met &= goal("compression, one core, standalone", sa.comp, 300, "MB/s");
+    met &= goal("decompression, one core, against the base", wb.decomp, 1000, "MB/s");
+    met &= goal("decompression, one core, standalone", sa.decomp, 1000, "MB/s");
+    printf("  pack goals: %s\n", met ? "all met" : "NOT all met");
     if (codec_only) {
         hma_store_close(tgt);
         hma_store_close(base);
-        return 0;
+        return met ? 0 : 1;
     }
 
     char dir[] = "/tmp/hma-pack-bench-XXXXXX";
@@ -152,5 +172,5 @@ int main(int argc, char **argv) {
     rmdir(dir);
     hma_store_close(tgt);
     hma_store_close(base);
-    return 0;
+    return met ? 0 : 1;
 }
