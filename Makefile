@@ -181,7 +181,7 @@ run: deps
 bench:
 	@$(MAKE) --no-print-directory deps DEB_PKGS="$(DEB_PKGS) $(BENCH_PKGS)"
 	@$(MAKE) --no-print-directory all
-	@sh bench/run.sh $(HMA_BIN)
+	@PYTHON=$(PYTHON) sh bench/run.sh $(HMA_BIN)
 
 # Fuzzing (libFuzzer, clang): each target runs FUZZ_SECONDS seconds.
 FUZZ_SECONDS ?= 60
