@@ -1,0 +1,524 @@
+/*
+ * hma_search.c - `hma search`: the paper's experiment on a toy-llama pair.
+ *
+ * Scores plain model averaging (MA) along a = 0 (base) ... 1 (aligned) on the
+ * full eval set, then at each HMA mean runs a derivative-free search
+ * (hma_search()) over K per-group ratios with the mean fixed, scoring the
+ * candidates on a subset of eval.bin; the best candidate of each mean is then
+ * scored on the full set. Prints one markdown table (method, ratios, code
+ * bits/byte = forgetting, prose bits/byte = alignment, Pareto front) and
+ * writes two SVG plots (all points; a zoom on the Pareto front) and two CSV
+ * files.
+ *
+ * The search minimises  w_code * code + w_prose * prose  with the weights
+ * taken from the slope of the full-set MA curve around the mean (tangent
+ * weights): MA's own points are then (locally) optimal, and any candidate
+ * that scores lower lies beyond the MA curve, i.e. improves alignment for its
+ * forgetting or the reverse.
+ *
+ * Every model is merged in memory (hma_plan_merge_tensor(), BF16 output, as
+ * a saved merge would be) and every score is cached: nothing is scored twice.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "hma_cli.h"
+#include "hma_eval.h"
+#include "hma_plot.h"
+
+#include "hma.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define MAXK 16
+#define MAXLIST 64
+
+typedef struct {
+    double r[MAXK];
+    int has[2];     /* [0] subset, [1] full set */
+    double s[2][2]; /* [set][code, prose] */
+} cached;
+
+typedef struct {
+    hma_plan *plan;
+    size_t k;
+    hma_toy_rows *rows[2]; /* [0] subset, [1] full */
+    int threads;
+    cached *c;
+    size_t n, cap;
+    double t0;
+    size_t evals[2];
+    double secs[2];
+} ctx;
+
+static int same_vec(const double *a, const double *b, size_t k) {
+    for (size_t i = 0; i < k; i++)
+        if (fabs(a[i] - b[i]) > 1e-12) return 0;
+    return 1;
+}
+
+static void fmt_ratios(char *buf, size_t cap, const double *r, size_t k) {
+    size_t o = 0;
+    int all_same = 1;
+    for (size_t i = 1; i < k; i++) all_same &= r[i] == r[0];
+    if (all_same) {
+        snprintf(buf, cap, "%.3f", r[0]);
+        return;
+    }
+    for (size_t i = 0; i < k && o < cap; i++) o += (size_t)snprintf(buf + o, cap - o, i ? ", %.3f" : "(%.3f", r[i]);
+    if (o < cap) snprintf(buf + o, cap - o, ")");
+}
+
+/* Score ratio vector r on the subset (set 0) or the full set (set 1), cached. */
+static int score(ctx *c, const double *r, int set, double out[2]) {
+    cached *e = NULL;
+    for (size_t i = 0; i < c->n && !e; i++)
+        if (same_vec(c->c[i].r, r, c->k)) e = &c->c[i];
+    if (!e) {
+        if (c->n == c->cap) {
+            size_t nc = c->cap ? 2 * c->cap : 32;
+            cached *p = realloc(c->c, nc * sizeof *p);
+            if (!p) {
+                fprintf(stderr, "hma search: out of memory\n");
+                return 1;
+            }
+            c->c = p;
+            c->cap = nc;
+        }
+        e = &c->c[c->n++];
+        memset(e, 0, sizeof *e);
+        memcpy(e->r, r, c->k * sizeof *r);
+    }
+    if (!e->has[set]) {
+        double t = hma_toy_now();
+        int rc = hma_plan_set_ratios(c->plan, r, c->k);
+        if (rc) return hma_cli_fail("search", rc);
+        toyllm *m = NULL;
+        if (hma_toy_load_plan(&m, c->plan)) return hma_toy_fail("search");
+        rc = hma_toy_score(m, c->rows[set], c->threads, e->s[set]);
+        toyllm_free(m);
+        if (rc) return hma_toy_fail("search");
+        e->has[set] = 1;
+        t = hma_toy_now() - t;
+        c->evals[set]++;
+        c->secs[set] += t;
+        char rb[160];
+        fmt_ratios(rb, sizeof rb, r, c->k);
+        fprintf(stderr, "[%6.1f s] %-6s a = %-28s code %.4f  prose %.4f  (%.1f s)\n", hma_toy_now() - c->t0,
+                set ? "full" : "subset", rb, e->s[set][0], e->s[set][1], t);
+    }
+    out[0] = e->s[set][0];
+    out[1] = e->s[set][1];
+    return 0;
+}
+
+/* hma_eval_fn: candidates of the search are scored on the subset. */
+static int eval_subset(void *user, size_t k, const double *ratios, size_t n_scores, double *scores) {
+    ctx *c = user;
+    (void)k;
+    (void)n_scores;
+    return score(c, ratios, 0, scores) ? 1 : 0;
+}
+
+static void search_usage(FILE *f) {
+    fprintf(f,
+            "usage: hma search --base B --model M [options]\n"
+            "The alignment-tax experiment on a toy-llama pair (examples/data/toy-llama):\n"
+            "MA theta = (1-a) base + a model (a = weight of the ALIGNED model) at a = 0, the\n"
+            "--ma ratios and 1 on the full eval set; an HMA search over per-group ratios\n"
+            "a_k with mean a fixed at each --means value, candidates scored on --search-rows\n"
+            "rows, the best of each mean rescored on the full set. Prints a markdown table,\n"
+            "writes OUT/experiment.svg, OUT/experiment-front.svg (zoom on the Pareto front),\n"
+            "OUT/results.csv and OUT/candidates.csv.\n"
+            "  --groups SPEC      HMA groups (default blocks:3; see hma merge --help)\n"
+            "  --ma LIST          MA ratios (default 0.1,0.2,...,0.9)\n"
+            "  --means LIST       HMA means (default 0.3,0.5,0.7)\n"
+            "  --budget N         candidates per search, MA centre included (default 10)\n"
+            "  --search-rows N    rows of each set scoring candidates (default 32)\n"
+            "  --rows N           rows of each set of the final table (default: all)\n"
+            "  --lo X --hi X      bounds of every a_k (default 0 and 1)\n"
+            "  --seed N           search seed (default 0; mean i uses seed + i)\n"
+            "  --eval FILE        evaluation set (default: eval.bin beside --base)\n"
+            "  --out DIR          output folder (default .; created if missing)\n"
+            "  --threads N        scoring threads (default 2; scores do not depend on it)\n");
+}
+
+static int parse_list_arg(const char *s, double *v, size_t *n) {
+    *n = hma_toy_parse_list(s, v, MAXLIST);
+    return *n ? 0 : hma_cli_usage("search", "bad number list");
+}
+
+typedef struct {
+    const char *method;
+    char label[32];
+    double r[MAXK];
+    double s[2];
+    double mean;
+    int is_hma;
+} row;
+
+int hma_cmd_search(int argc, char **argv) {
+    const char *base = NULL, *model = NULL, *groups = "blocks:3", *evalp = NULL, *outdir = ".";
+    double ma[MAXLIST] = {0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9}, means[MAXLIST] = {0.3, 0.5, 0.7};
+    size_t n_ma = 9, n_means = 3;
+    long budget = 10, srows = 32, rows = 0, threads = 2;
+    unsigned long long seed = 0;
+    double lo = 0.0, hi = 1.0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int has = i + 1 < argc;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            search_usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--base") && has) base = argv[++i];
+        else if (!strcmp(a, "--model") && has) model = argv[++i];
+        else if (!strcmp(a, "--groups") && has) groups = argv[++i];
+        else if (!strcmp(a, "--eval") && has) evalp = argv[++i];
+        else if (!strcmp(a, "--out") && has) outdir = argv[++i];
+        else if (!strcmp(a, "--ma") && has) {
+            if (parse_list_arg(argv[++i], ma, &n_ma)) return 2;
+        } else if (!strcmp(a, "--means") && has) {
+            if (parse_list_arg(argv[++i], means, &n_means)) return 2;
+        } else if ((!strcmp(a, "--lo") || !strcmp(a, "--hi")) && has) {
+            double v;
+            if (hma_toy_parse_list(argv[++i], &v, 1) != 1) return hma_cli_usage("search", "bad bound");
+            if (a[3] == 'o') lo = v;
+            else hi = v;
+        } else if ((!strcmp(a, "--budget") || !strcmp(a, "--search-rows") || !strcmp(a, "--rows") ||
+                    !strcmp(a, "--threads") || !strcmp(a, "--seed")) &&
+                   has) {
+            char *end;
+            errno = 0;
+            unsigned long long v = strtoull(argv[++i], &end, 10);
+            if (*end || errno || argv[i][0] == '-' || (strcmp(a, "--seed") && v > 100000))
+                return hma_cli_usage("search", "bad number");
+            if (!strcmp(a, "--budget")) budget = (long)v;
+            else if (!strcmp(a, "--search-rows")) srows = (long)v;
+            else if (!strcmp(a, "--rows")) rows = (long)v;
+            else if (!strcmp(a, "--threads")) threads = (long)v;
+            else seed = v;
+        } else return hma_cli_usage("search", "unknown option, missing value or stray argument");
+    }
+    if (!base || !model) return hma_cli_usage("search", "--base and --model are required");
+    if (budget < 1 || threads < 1) return hma_cli_usage("search", "--budget and --threads must be >= 1");
+    if (!(lo <= hi)) return hma_cli_usage("search", "--lo must not exceed --hi");
+    for (size_t i = 0; i < n_means; i++)
+        if (means[i] < lo || means[i] > hi) return hma_cli_usage("search", "every mean must lie within [--lo, --hi]");
+
+    char *evdefault = evalp ? NULL : hma_toy_default_eval(base);
+    const char *evpath = evalp ? evalp : evdefault;
+    int status = 1, rc;
+    hma_store *st[2] = {NULL, NULL};
+    ctx c;
+    memset(&c, 0, sizeof c);
+    toyllm_evalset es;
+    memset(&es, 0, sizeof es);
+    hma_toy_rows sub = {0, 0, NULL, NULL}, full = {0, 0, NULL, NULL};
+    row *tab = NULL;
+    FILE *cand = NULL;
+    char *path_svg = NULL, *path_zoom = NULL, *path_csv = NULL, *path_cand = NULL;
+    if (!evpath) goto oom;
+    c.t0 = hma_toy_now();
+    c.threads = (int)threads;
+
+    if ((rc = hma_store_open(&st[0], base, 0)) || (rc = hma_store_open(&st[1], model, 0)) ||
+        (rc = hma_plan_create(&c.plan, st, 2)) || (rc = hma_plan_set_groups(c.plan, groups)) ||
+        (rc = hma_plan_set_output_dtype(c.plan, HMA_DTYPE_BF16))) {
+        status = hma_cli_fail("search", rc);
+        goto done;
+    }
+    c.k = hma_plan_group_count(c.plan);
+    if (c.k > MAXK) {
+        fprintf(stderr, "hma search: --groups %s makes %zu groups (at most %d here)\n", groups, c.k, MAXK);
+        status = 2;
+        goto done;
+    }
+    rc = toyllm_evalset_load(&es, evpath);
+    if (rc) {
+        fprintf(stderr, "hma search: %s: %s\n", evpath,
+                rc == TOYLLM_EIO ? "cannot read" : rc == TOYLLM_EFORMAT ? "not an eval.bin (bad size or header)" : "cannot load");
+        goto done;
+    }
+    if (hma_toy_rows_pick(&full, &es, (unsigned)rows) || hma_toy_rows_pick(&sub, &es, (unsigned)srows)) {
+        status = hma_toy_fail("search");
+        goto done;
+    }
+    c.rows[0] = &sub;
+    c.rows[1] = &full;
+
+    /* output paths */
+    if (mkdir(outdir, 0777) != 0 && errno != EEXIST) {
+        fprintf(stderr, "hma search: cannot create %s: %s\n", outdir, strerror(errno));
+        goto done;
+    }
+    size_t ol = strlen(outdir) + 32;
+    path_svg = malloc(ol), path_zoom = malloc(ol), path_csv = malloc(ol), path_cand = malloc(ol);
+    if (!path_svg || !path_zoom || !path_csv || !path_cand) goto oom;
+    snprintf(path_svg, ol, "%s/experiment.svg", outdir);
+    snprintf(path_zoom, ol, "%s/experiment-front.svg", outdir);
+    snprintf(path_csv, ol, "%s/results.csv", outdir);
+    snprintf(path_cand, ol, "%s/candidates.csv", outdir);
+
+    printf("hma search: base %s, aligned %s, eval %s\n", base, model, evpath);
+    printf("groups %s (K = %zu):", groups, c.k);
+    for (size_t g = 0; g < c.k; g++) {
+        long l0 = -1, l1 = -1;
+        for (size_t i = 0; i < hma_plan_tensor_count(c.plan); i++)
+            if (hma_plan_tensor_group(c.plan, i) == (int)g && hma_plan_tensor_layer(c.plan, i) >= 0) {
+                long l = hma_plan_tensor_layer(c.plan, i);
+                if (l0 < 0 || l < l0) l0 = l;
+                if (l > l1) l1 = l;
+            }
+        if (l0 >= 0) printf(" a_%zu = layers %ld-%ld%s", g + 1, l0, l1, g == 0 ? " + embedding" : "");
+        else printf(" a_%zu = (no layers)", g + 1);
+        printf(g + 1 < c.k ? "," : "; final norm and lm_head take the mean\n");
+    }
+    printf("final table on %u rows of each set, search candidates on %u rows; budget %ld a mean, seed %llu\n\n",
+           full.rows, sub.rows, budget, seed);
+    fflush(stdout);
+
+    /* 1. MA on the full set, endpoints included (a = 0 is base, a = 1 aligned) */
+    size_t n_curve = 0;
+    double curve_a[MAXLIST + 2];
+    curve_a[n_curve++] = 0.0;
+    for (size_t i = 0; i < n_ma; i++)
+        if (ma[i] > 0.0 && ma[i] < 1.0) curve_a[n_curve++] = ma[i];
+    curve_a[n_curve++] = 1.0;
+    for (size_t i = 1; i < n_curve; i++) /* sort (insertion; tiny) */
+        for (size_t j = i; j > 0 && curve_a[j] < curve_a[j - 1]; j--) {
+            double t = curve_a[j];
+            curve_a[j] = curve_a[j - 1];
+            curve_a[j - 1] = t;
+        }
+    size_t max_rows = n_curve + n_means * 2;
+    tab = calloc(max_rows, sizeof *tab);
+    if (!tab) goto oom;
+    size_t nt = 0;
+    for (size_t i = 0; i < n_curve; i++) {
+        if (i && curve_a[i] == curve_a[i - 1]) continue;
+        row *t = &tab[nt++];
+        for (size_t g = 0; g < c.k; g++) t->r[g] = curve_a[i];
+        t->mean = curve_a[i];
+        t->method = curve_a[i] == 0.0 ? "base" : curve_a[i] == 1.0 ? "aligned" : "MA";
+        snprintf(t->label, sizeof t->label, "%g", curve_a[i]);
+        if (score(&c, t->r, 1, t->s)) goto done;
+    }
+    size_t n_ma_rows = nt;
+
+    /* 2. HMA searches on the subset, one per mean */
+    cand = fopen(path_cand, "w");
+    if (!cand) {
+        fprintf(stderr, "hma search: cannot write %s: %s\n", path_cand, strerror(errno));
+        goto done;
+    }
+    fprintf(cand, "mean,index,w_code,w_prose");
+    for (size_t g = 0; g < c.k; g++) fprintf(cand, ",a_%zu", g + 1);
+    fprintf(cand, ",subset_code_bpb,subset_prose_bpb,objective\n");
+    double wts[MAXLIST][2], obj_ma[MAXLIST], obj_best[MAXLIST];
+    size_t n_cand[MAXLIST];
+    for (size_t m = 0; m < n_means; m++) {
+        /* tangent weights from the full-set MA neighbours of the mean: the
+         * central difference, else a one-sided one (left, then right), where
+         * MA trades code for prose; else (MA improves or worsens both
+         * scores there) equal weights, i.e. total bits. */
+        const row *left = NULL, *mid = NULL, *right = NULL;
+        for (size_t i = 0; i < n_ma_rows; i++) {
+            if (tab[i].mean < means[m] - 1e-9) left = &tab[i];
+            else if (tab[i].mean <= means[m] + 1e-9) mid = &tab[i];
+            else if (!right) right = &tab[i];
+        }
+        const row *pairs[3][2] = {{left, right}, {left, mid}, {mid, right}};
+        double lam = 1.0;
+        for (int q = 0; q < 3; q++) {
+            const row *p0 = pairs[q][0], *p1 = pairs[q][1];
+            if (!p0 || !p1) continue;
+            double dc = p1->s[0] - p0->s[0], dp = p1->s[1] - p0->s[1];
+            if (dc > 0 && dp < 0) {
+                lam = -dp / dc;
+                break;
+            }
+        }
+        wts[m][0] = lam / (1.0 + lam);
+        wts[m][1] = 1.0 / (1.0 + lam);
+        hma_search_options so;
+        hma_search_options_init(&so);
+        so.k = c.k;
+        so.mean = means[m];
+        so.lo = lo;
+        so.hi = hi;
+        so.budget = (size_t)budget;
+        so.seed = seed + m;
+        so.n_scores = 2;
+        so.weights = wts[m];
+        hma_points *pts = NULL;
+        fprintf(stderr, "search at mean %g: minimise %.3f * code + %.3f * prose\n", means[m], wts[m][0], wts[m][1]);
+        rc = hma_search(&so, eval_subset, &c, &pts);
+        if (rc) {
+            hma_points_free(pts);
+            if (rc == HMA_ERR_CALLBACK) goto done; /* the callback printed why */
+            status = hma_cli_fail("search", rc);
+            goto done;
+        }
+        /* the chosen HMA point: the best candidate that is not MA itself */
+        size_t np = hma_points_count(pts), best = (size_t)-1;
+        double bobj = INFINITY;
+        obj_ma[m] = NAN;
+        n_cand[m] = np;
+        for (size_t i = 0; i < np; i++) {
+            const double *r = hma_points_ratios(pts, i), *s = hma_points_scores(pts, i);
+            double o = wts[m][0] * s[0] + wts[m][1] * s[1];
+            int is_ma = 1;
+            for (size_t g = 0; g < c.k; g++) is_ma &= fabs(r[g] - means[m]) <= 1e-9;
+            fprintf(cand, "%g,%zu,%.6f,%.6f", means[m], i, wts[m][0], wts[m][1]);
+            for (size_t g = 0; g < c.k; g++) fprintf(cand, ",%.6f", r[g]);
+            fprintf(cand, ",%.6f,%.6f,%.6f\n", s[0], s[1], o);
+            if (is_ma) obj_ma[m] = o;
+            else if (isfinite(o) && o < bobj) bobj = o, best = i;
+        }
+        obj_best[m] = bobj;
+        if (best != (size_t)-1) {
+            row *t = &tab[nt++];
+            memcpy(t->r, hma_points_ratios(pts, best), c.k * sizeof(double));
+            t->mean = means[m];
+            t->method = "HMA";
+            t->is_hma = 1;
+            snprintf(t->label, sizeof t->label, "%g", means[m]);
+        }
+        hma_points_free(pts);
+    }
+    if (fclose(cand) != 0) {
+        cand = NULL;
+        fprintf(stderr, "hma search: cannot write %s\n", path_cand);
+        goto done;
+    }
+    cand = NULL;
+
+    /* 3. the chosen HMA points (and MA at each mean, if not scored yet) on the full set */
+    for (size_t i = n_ma_rows; i < nt; i++) {
+        double r[MAXK];
+        for (size_t g = 0; g < c.k; g++) r[g] = tab[i].mean;
+        double dummy[2];
+        if (score(&c, r, 1, dummy) || score(&c, tab[i].r, 1, tab[i].s)) goto done;
+    }
+
+    /* 4. Pareto front of the table (both scores lower-is-better) */
+    double xs[MAXLIST * 3], ys[MAXLIST * 3];
+    size_t idx[MAXLIST * 3], nf = 0;
+    int on_front[MAXLIST * 3] = {0};
+    for (size_t i = 0; i < nt; i++) xs[i] = tab[i].s[0], ys[i] = tab[i].s[1];
+    if ((rc = hma_pareto_front(nt, xs, ys, 0, idx, &nf))) {
+        status = hma_cli_fail("search", rc);
+        goto done;
+    }
+    for (size_t i = 0; i < nf; i++) on_front[idx[i]] = 1;
+
+    /* 5. the table */
+    printf("| method | a (aligned weight; a_1..a_%zu for HMA) | code bits/byte (forgetting) | prose bits/byte "
+           "(alignment) | vs MA at the same mean (code, prose) | Pareto front |\n",
+           c.k);
+    printf("| --- | --- | ---: | ---: | --- | :---: |\n");
+    for (size_t i = 0; i < nt; i++) {
+        char rb[160], vs[96] = "";
+        fmt_ratios(rb, sizeof rb, tab[i].r, c.k);
+        if (tab[i].is_hma) {
+            double r[MAXK], s[2];
+            for (size_t g = 0; g < c.k; g++) r[g] = tab[i].mean;
+            if (score(&c, r, 1, s)) goto done;
+            snprintf(vs, sizeof vs, "%+.4f, %+.4f", tab[i].s[0] - s[0], tab[i].s[1] - s[1]);
+        }
+        char name[48];
+        if (!strcmp(tab[i].method, "MA") || tab[i].is_hma) snprintf(name, sizeof name, "%s %s", tab[i].method, tab[i].label);
+        else snprintf(name, sizeof name, "%s", tab[i].method);
+        printf("| %s | %s | %.4f | %.4f | %s | %s |\n", name, rb, tab[i].s[0], tab[i].s[1], vs, on_front[i] ? "yes" : "no");
+    }
+    printf("\nHMA search on the %u-row subset (objective = w_code * code + w_prose * prose, tangent weights):\n",
+           sub.rows);
+    for (size_t m = 0; m < n_means; m++)
+        printf("  mean %g: w = (%.3f, %.3f), %zu candidates, MA objective %.5f, best HMA objective %.5f (%s)\n", means[m],
+               wts[m][0], wts[m][1], n_cand[m], obj_ma[m], obj_best[m],
+               obj_best[m] < obj_ma[m] ? "HMA better on the subset" : "MA better on the subset");
+    printf("\nscored: %zu models on the full set (%.1f s), %zu on the subset (%.1f s); total %.1f s, %d threads\n",
+           c.evals[1], c.secs[1], c.evals[0], c.secs[0], hma_toy_now() - c.t0, c.threads);
+
+    /* 6. CSV and SVG */
+    FILE *f = fopen(path_csv, "w");
+    if (!f) {
+        fprintf(stderr, "hma search: cannot write %s: %s\n", path_csv, strerror(errno));
+        goto done;
+    }
+    fprintf(f, "method,mean");
+    for (size_t g = 0; g < c.k; g++) fprintf(f, ",a_%zu", g + 1);
+    fprintf(f, ",code_bpb,prose_bpb,pareto\n");
+    for (size_t i = 0; i < nt; i++) {
+        fprintf(f, "%s,%g", tab[i].method, tab[i].mean);
+        for (size_t g = 0; g < c.k; g++) fprintf(f, ",%.6f", tab[i].r[g]);
+        fprintf(f, ",%.6f,%.6f,%d\n", tab[i].s[0], tab[i].s[1], on_front[i]);
+    }
+    if (fclose(f) != 0) {
+        fprintf(stderr, "hma search: cannot write %s\n", path_csv);
+        goto done;
+    }
+
+    /* two plots: everything, and a zoom on the Pareto front of the table */
+    double fx0 = INFINITY, fx1 = -INFINITY, fy0 = INFINITY, fy1 = -INFINITY;
+    for (size_t i = 0; i < nf; i++) {
+        fx0 = fmin(fx0, xs[idx[i]]), fx1 = fmax(fx1, xs[idx[i]]);
+        fy0 = fmin(fy0, ys[idx[i]]), fy1 = fmax(fy1, ys[idx[i]]);
+    }
+    double mx_ = fmax(0.5 * (fx1 - fx0), 0.004), my_ = fmax(0.5 * (fy1 - fy0), 0.004);
+    fx0 -= mx_, fx1 += mx_, fy0 -= my_, fy1 += my_;
+    char hname[96], title[160];
+    snprintf(hname, sizeof hname, "HMA (K = %zu, label = mean a)", c.k);
+    for (int zoom = 0; zoom < 2; zoom++) {
+        double mx[MAXLIST + 2], my[MAXLIST + 2], hx[MAXLIST], hy[MAXLIST], bx[1], by[1], ax[1], ay[1];
+        const char *ml[MAXLIST + 2], *hl[MAXLIST];
+        size_t nm = 0, nh = 0, nb = 0, na = 0;
+        for (size_t i = 0; i < nt; i++) {
+            double x = tab[i].s[0], y = tab[i].s[1];
+            if (zoom && !(x >= fx0 && x <= fx1 && y >= fy0 && y <= fy1)) continue;
+            if (tab[i].is_hma) hx[nh] = x, hy[nh] = y, hl[nh++] = tab[i].label;
+            else if (tab[i].mean == 0.0) bx[nb] = x, by[nb++] = y;
+            else if (tab[i].mean == 1.0) ax[na] = x, ay[na++] = y;
+            if (!tab[i].is_hma) /* the MA curve, endpoints included */
+                mx[nm] = x, my[nm] = y, ml[nm++] = (tab[i].mean == 0.0 || tab[i].mean == 1.0) ? NULL : tab[i].label;
+        }
+        hma_plot_series ser[4] = {
+            {"MA, theta = (1-a) base + a aligned (label = a)", "#1f77b4", HMA_MARK_CIRCLE, 1, nm, mx, my, ml, 0},
+            {hname, "#d62728", HMA_MARK_STAR, 0, nh, hx, hy, hl, 1},
+            {"base (a = 0)", "#2ca02c", HMA_MARK_SQUARE, 0, nb, bx, by, NULL, 0},
+            {"aligned (a = 1)", "#ff7f0e", HMA_MARK_DIAMOND, 0, na, ax, ay, NULL, 0},
+        };
+        snprintf(title, sizeof title, "%s, toy-llama (%u rows per set; lower-left is better)",
+                 zoom ? "Zoom on the Pareto front" : "Alignment vs forgetting", full.rows);
+        const char *path = zoom ? path_zoom : path_svg;
+        if (hma_plot_svg(path, title, "code bits/byte (forgetting)", "prose bits/byte (alignment)", ser, 4)) {
+            fprintf(stderr, "hma search: cannot write %s: %s\n", path, strerror(errno));
+            goto done;
+        }
+    }
+    printf("\nplot:       %s\nzoomed:     %s\ntable:      %s\ncandidates: %s\n", path_svg, path_zoom, path_csv,
+           path_cand);
+    status = fflush(stdout) ? 1 : 0;
+    goto done;
+oom:
+    fprintf(stderr, "hma search: out of memory\n");
+done:
+    if (cand) fclose(cand);
+    free(tab);
+    free(c.c);
+    free(path_svg);
+    free(path_zoom);
+    free(path_csv);
+    free(path_cand);
+    hma_toy_rows_free(&sub);
+    hma_toy_rows_free(&full);
+    toyllm_evalset_free(&es);
+    hma_plan_free(c.plan);
+    hma_store_close(st[1]);
+    hma_store_close(st[0]);
+    free(evdefault);
+    return status;
+}
