@@ -21,8 +21,8 @@ start=$(date +%s)
 status=0
 "$HMA" search --base "$DATA/base.safetensors" --model "$DATA/aligned.safetensors" \
     --eval "$DATA/eval.bin" --groups blocks:3 \
-    --ma 0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9 --means 0.6 \
-    --budget 8 --search-rows 16 --seed 0 --threads 2 --out "$OUT" > "$OUT/table.md" || status=$?
+    --ma 0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9 --means 0.5,0.7 \
+    --budget 6 --search-rows 16 --seed 0 --threads 2 --out "$OUT" > "$OUT/table.md" || status=$?
 echo
 cat "$OUT/table.md"
 echo
