@@ -1256,10 +1256,11 @@ HMA_API int hma_sweep(const hma_sweep_options *opts, hma_eval_fn fn, void *user,
  * "target"), optionally coded against a "base" checkpoint: typically the
  * model before RLHF, with the target one of its fine-tuned variants. Float
  * tensors (F16, BF16, F32, F64, C64) are coded as the ordered-integer
- * difference from the base tensor of the same name, dtype and shape (or, when
- * the base has none, or there is no base, with their exponent bytes separated
- * from sign and mantissa), split into byte planes and compressed with zstd;
- * other tensors are zstd-compressed as they are. Tensors are cut into chunks
+ * difference from the base tensor of the same name, dtype and shape,
+ * entropy-coded by libhma's own Huffman coder with one table per exponent of
+ * the base element (or, when the base has none, or there is no base, with
+ * their exponent byte Huffman-coded and the other bytes stored); other
+ * tensors are zstd-compressed as they are. Tensors are cut into chunks
  * (1 MiB by default) that decode in parallel, and any byte range decodes
  * alone. Every chunk carries an xxhash64 of its decoded bytes, and the pack
  * records an xxhash64 of the base it was made against, so wrong data is never
@@ -1281,7 +1282,7 @@ HMA_API int hma_sweep(const hma_sweep_options *opts, hma_eval_fn fn, void *user,
  * weights is accepted as the same base.
  */
 
-/** zstd level used when hma_pack_options.level is 0. */
+/** zstd level used when hma_pack_options.level is 0 (it applies to the zstd-coded, non-float chunks). */
 #define HMA_PACK_DEFAULT_LEVEL 1
 /** Raw bytes per chunk when hma_pack_options.chunk_size is 0 (1 MiB). */
 #define HMA_PACK_DEFAULT_CHUNK (1u << 20)
@@ -1297,7 +1298,7 @@ HMA_API int hma_sweep(const hma_sweep_options *opts, hma_eval_fn fn, void *user,
  */
 typedef struct hma_pack_options {
     size_t size;         /* sizeof(hma_pack_options), set by hma_pack_options_init() */
-    int level;           /* zstd level, ZSTD_minCLevel()..22; 0 = HMA_PACK_DEFAULT_LEVEL */
+    int level;           /* zstd level of non-float chunks, ZSTD_minCLevel()..22; 0 = HMA_PACK_DEFAULT_LEVEL */
     unsigned threads;    /* worker threads; 0 = one per online CPU */
     uint64_t chunk_size; /* raw bytes per chunk (create only); 0 = HMA_PACK_DEFAULT_CHUNK */
 } hma_pack_options;
