@@ -180,10 +180,7 @@ static void *worker(void *arg) {
 }
 
 static int run_rows(gjob *j, unsigned threads) {
-    if (threads == 0) {
-        long nc = sysconf(_SC_NPROCESSORS_ONLN);
-        threads = nc > 0 ? (unsigned)nc : 1;
-    }
+    if (threads == 0) threads = hma__default_threads(256);
     if (threads > j->nrows) threads = j->nrows ? (unsigned)j->nrows : 1;
     if (threads > 256) threads = 256;
     if (pthread_mutex_init(&j->mu, NULL) != 0)

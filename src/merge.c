@@ -1115,10 +1115,7 @@ static void run_phase(mctx *c, unsigned nt) {
 
 static unsigned thread_count(const hma_plan *p, uint64_t njobs) {
     unsigned nt = p->threads;
-    if (nt == 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        nt = n > 0 ? (unsigned)(n > 1024 ? 1024 : n) : 1;
-    }
+    if (nt == 0) nt = hma__default_threads(1024);
     if (njobs < nt) nt = njobs ? (unsigned)njobs : 1;
     return nt;
 }

@@ -132,11 +132,7 @@ static int same_shape(const hma__st_tensor *t, const hma_tensor *b) {
     return 1;
 }
 
-static unsigned default_threads(unsigned t) {
-    if (t) return t;
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (unsigned)(n > 256 ? 256 : n) : 1;
-}
+static unsigned default_threads(unsigned t) { return t ? t : hma__default_threads(256); }
 
 /* ======================================================================= */
 /* Parallel for: jobs [0, n) over `threads` threads (the caller is one).   */
