@@ -36,6 +36,10 @@ static int fmt_of(hma_dtype dt, hma__pc_fmt *f) {
     }
 }
 
+static const uint8_t *bb_of(int m, const uint8_t *bb) {
+    return m == HMA__PC_DIFF || m == HMA__PC_DIFF16 ? bb : NULL;
+}
+
 /* One-core codec run over every chunk of the target: returns ratio and speeds. */
 typedef struct { double ratio, comp, decomp; } codec_result;
 
@@ -55,19 +59,22 @@ static codec_result codec_run(const hma_store *tgt, const hma_store *base, int m
         int m = method;
         if (!isf) m = HMA__PC_ZSTD;
         else if (m == HMA__PC_DIFF && !b) m = HMA__PC_FLOAT;
+        /* as hma_pack_create: 16-bit floats take the 16-bit methods */
+        if (isf && f.esize == 2 && m == HMA__PC_DIFF) m = HMA__PC_DIFF16;
+        if (isf && f.esize == 2 && m == HMA__PC_FLOAT) m = HMA__PC_FLOAT16;
         uint64_t n = hma_tensor_nbytes(t);
         for (uint64_t off = 0; off < n; off += cs) {
             size_t len = (size_t)(n - off < cs ? n - off : cs), out = 0;
             int used = 0;
             hma_store_read(tgt, t, off, raw, len);
-            if (m == HMA__PC_DIFF) hma_store_read(base, b, off, bb, len);
+            if (m == HMA__PC_DIFF || m == HMA__PC_DIFF16) hma_store_read(base, b, off, bb, len);
             double be = 1e30, bd = 1e30;
             for (int r = 0; r < reps; r++) {
                 double t0 = cpu_now();
-                hma__pc_encode(c, m, f, raw, m == HMA__PC_DIFF ? bb : NULL, len, level, enc, cap, &out, &used);
+                hma__pc_encode(c, m, f, raw, bb_of(m, bb), len, level, enc, cap, &out, &used);
                 double t1 = cpu_now();
                 const char *why;
-                if (hma__pc_decode(c, used, f, enc, out, m == HMA__PC_DIFF ? bb : NULL, dec, len, &why) ||
+                if (hma__pc_decode(c, used, f, enc, out, bb_of(m, bb), dec, len, &why) ||
                     memcmp(raw, dec, len)) {
                     fprintf(stderr, "round trip failed: %s\n", why);
                     exit(1);
@@ -124,9 +131,9 @@ int main(int argc, char **argv) {
     printf("pack_bench: target %s, base %s, level %d, chunk %zu bytes, best of %d\n", tpath, bpath, level, cs, reps);
     printf("codec alone (tensor bytes only):\n");
     codec_run(tgt, NULL, HMA__PC_ZSTD, level, reps, cs, "plain zstd of the bytes");
-    codec_result sa = codec_run(tgt, NULL, HMA__PC_FLOAT, level, reps, cs, "standalone: FLOAT (Huffman exponent)");
-    codec_result wb = codec_run(tgt, base, HMA__PC_DIFF, level, reps, cs, "with base: DIFF (Huffman, contexts)");
-    printf("  (hma_pack_create uses DIFF for floats with a base, FLOAT for floats alone, ZSTD otherwise)\n");
+    codec_result sa = codec_run(tgt, NULL, HMA__PC_FLOAT, level, reps, cs, "standalone: FLOAT16");
+    codec_result wb = codec_run(tgt, base, HMA__PC_DIFF, level, reps, cs, "with base: DIFF16");
+    printf("  (as hma_pack_create: DIFF16 / FLOAT16 for BF16 and F16, DIFF / FLOAT for wider floats, ZSTD otherwise)\n");
     met = goal("ratio against the base", wb.ratio, 1.85, "x");
     met &= goal("ratio standalone (BF16)", sa.ratio, 1.42, "x");
     met &= goal("compression, one core, against the base", wb.comp, 300, "MB/s");

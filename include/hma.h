@@ -1255,12 +1255,17 @@ HMA_API int hma_sweep(const hma_sweep_options *opts, hma_eval_fn fn, void *user,
  * A pack is a lossless compressed copy of one safetensors file (the
  * "target"), optionally coded against a "base" checkpoint: typically the
  * model before RLHF, with the target one of its fine-tuned variants. Float
- * tensors (F16, BF16, F32, F64, C64) are coded as the ordered-integer
- * difference from the base tensor of the same name, dtype and shape,
- * entropy-coded by libhma's own Huffman coder with one table per exponent of
- * the base element (or, when the base has none, or there is no base, with
- * their exponent byte Huffman-coded and the other bytes stored); other
- * tensors are zstd-compressed as they are. Tensors are cut into chunks
+ * tensors are coded against the base tensor of the same name, dtype and
+ * shape: BF16 and F16 (nearly all weights) as the difference of their
+ * magnitudes, the length of each difference and the sign change
+ * Huffman-coded (one code per chunk, offset by the base element's exponent)
+ * and the remaining bits stored as they are, a layout that SIMD code decodes
+ * at over 1 GB/s on one core; F32, F64 and C64 as the ordered-integer
+ * difference with one Huffman code per exponent of the base element. When
+ * the base has no such tensor, or there is no base, a float tensor's
+ * exponent byte is Huffman-coded and the other bytes stored; other tensors
+ * are zstd-compressed as they are. This build writes pack format version 3
+ * and reads versions 2 and 3. Tensors are cut into chunks
  * (1 MiB by default) that decode in parallel, and any byte range decodes
  * alone. Every chunk carries an xxhash64 of its decoded bytes, and the pack
  * records an xxhash64 of the base it was made against, so wrong data is never

@@ -25,7 +25,8 @@
 #include <unistd.h>
 
 #define PACK_MAGIC "HMAPACK"   /* 7 bytes + NUL = 8 */
-#define PACK_VERSION 2u /* 1: zstd byte planes (not read any more) */
+#define PACK_VERSION 3u /* written; 3 adds the 16-bit methods DIFF16 and FLOAT16 */
+#define PACK_VERSION_MIN 2u /* read back to 2; 1 (zstd byte planes) is not read any more */
 #define PACK_FLAG_BASE 1u
 #define FIXED_SIZE 72u
 #define TENSOR_HEAD 16u /* u8 coding, 7 zero bytes, u64 chunk count */
@@ -368,6 +369,7 @@ typedef struct pk_file {
     int registered;
     unsigned long long dev, ino;
     uint64_t file_size;
+    uint32_t version; /* 2 or 3 */
     uint32_t flags;
     uint64_t base_sum, cs, orig_size, index_off, index_len;
     unsigned char *index;
@@ -399,9 +401,10 @@ static int pk_check_fixed(pk_file *p, const unsigned char *h) {
     if (hma__xxh64(h, 64, 0) != get_u64(h + 64))
         return hma__fail(HMA_ERR_CORRUPT, "%.400s: bytes [0, 64): fixed header checksum mismatch (the header is damaged)", path);
     uint32_t version = get_u32(h + 8);
-    if (version != PACK_VERSION)
-        return hma__fail(HMA_ERR_UNSUPPORTED, "%.400s: pack format version %u (this build reads version %u)", path,
-                         version, PACK_VERSION);
+    if (version < PACK_VERSION_MIN || version > PACK_VERSION)
+        return hma__fail(HMA_ERR_UNSUPPORTED, "%.400s: pack format version %u (this build reads versions %u to %u)",
+                         path, version, PACK_VERSION_MIN, PACK_VERSION);
+    p->version = version;
     p->flags = get_u32(h + 12);
     if (p->flags & ~PACK_FLAG_BASE)
         return hma__fail(HMA_ERR_UNSUPPORTED, "%.400s: unknown pack flags 0x%x (this build knows 0x%x)", path,
@@ -496,9 +499,12 @@ static int pk_parse_index(pk_file *p) {
             ch->psum = get_u64(e + 16);
             ch->sum = get_u64(e + 24);
             uint64_t raw = (c + 1 < nc) ? p->cs : st->nbytes - c * p->cs;
+            int f16 = isfloat && fmt.esize == 2 && p->version >= 3;
             int mok = ch->method == HMA__PC_STORE || ch->method == HMA__PC_ZSTD ||
                       (isfloat && ch->method == HMA__PC_FLOAT) ||
-                      (isfloat && t->coding == CODING_BASE && ch->method == HMA__PC_DIFF);
+                      (isfloat && t->coding == CODING_BASE && ch->method == HMA__PC_DIFF) ||
+                      (f16 && ch->method == HMA__PC_FLOAT16) ||
+                      (f16 && t->coding == CODING_BASE && ch->method == HMA__PC_DIFF16);
             if (!mok || e[13] || e[14] || e[15])
                 return hma__fail(HMA_ERR_CORRUPT, "%.400s: tensor '%.200s': chunk %llu: coding method %u not valid here",
                                  path, st->name, (unsigned long long)c, ch->method);
@@ -963,9 +969,9 @@ static int enc_one(void *arg, size_t j, unsigned worker) {
     if (bt) {
         rc = hma_store_read(e->base, bt, start, s->basebuf, raw);
         if (rc) return hma__fail_prefix(rc, "base tensor '%.200s'", st->name);
-        method = HMA__PC_DIFF;
+        method = fmt.esize == 2 ? HMA__PC_DIFF16 : HMA__PC_DIFF;
     } else if (isfloat) {
-        method = HMA__PC_FLOAT;
+        method = fmt.esize == 2 ? HMA__PC_FLOAT16 : HMA__PC_FLOAT;
     }
     int used;
     size_t len;

@@ -1,14 +1,13 @@
 /* pack_codec.c - per-chunk coding of delta packs: xxhash64, the scalar maps,
- * the Huffman-coded FLOAT and DIFF methods, zstd (see pack_codec.h). */
+ * the Huffman-coded FLOAT and DIFF methods (any float width), zstd, and the
+ * dispatch to the 16-bit methods of pack_codec16.c (see pack_codec.h). */
 #include "internal.h"
+#include "huffman.h"
 #include "pack_codec.h"
 
 #include <string.h>
 #include <zstd.h>
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
-/* x86-64 with GCC or Clang: BMI2 clones of the hot loops, chosen at run time. */
+/* x86-64 with GCC or Clang: SIMD clones of the 16-bit loops, chosen at run time. */
 #ifndef HMA_PC_X86 /* -DHMA_PC_X86=0 tests the portable loops on x86 */
 #if defined(__x86_64__) && defined(__GNUC__)
 #define HMA_PC_X86 1
@@ -235,16 +234,16 @@ static void put32(uint8_t *p, uint32_t v) {
  * `shift` = trailing zero bits common to every element (of t, and of b for
  * DIFF): BF16 weights stored as F32 lose 16 raw bits per element.
  * Symbol s stands for the value (m << nx) | extra, with nx raw extra bits.
- * A decode-table entry holds (code length, code length + nx, m or m << nx),
- * so one lookup decodes an element. 16-bit elements without shift (BF16,
- * F16: nearly all weights) take a fast path: SSE2 transforms in separate
- * passes and a lean 4-stream decoding loop; the rest a generic one.
+ * A decode-table entry holds (code length, code length + nx, m), so one
+ * lookup decodes an element. Since pack version 3, 16-bit floats use the
+ * faster DIFF16 and FLOAT16 (pack_codec16.c); these two serve F32, F64 and
+ * version-2 packs.
  */
-#ifndef HUF_MAXLEN
-#define HUF_MAXLEN 11u
-#endif
-#define HUF_TSIZE (1u << HUF_MAXLEN)
-#define HUF_SOLE 15u /* code-length nibble: the context's only symbol, 0 bits */
+#define HUF_MAXLEN HMA__HUF_MAXLEN
+#define HUF_TSIZE HMA__HUF_TSIZE
+#define HUF_SOLE HMA__HUF_SOLE /* code-length nibble: the context's only symbol, 0 bits */
+#define huf_lengths hma__huf_lengths
+#define huf_codes hma__huf_codes
 #ifndef MAX_CTX
 #define MAX_CTX 16u
 #endif
@@ -258,14 +257,12 @@ struct hma__pc_ctx {
     ZSTD_DCtx *dctx;
     size_t max_chunk;
     int level;                          /* level the cctx is set to; INT32_MIN when unset */
-    uint16_t *vbuf;                     /* max_chunk bytes: 16-bit values of a chunk */
-    uint16_t *abuf;                     /* max_chunk bytes: their context * nsym + symbol */
-    uint8_t sym16[65536];               /* DIFF symbol of every 16-bit value */
     uint32_t hist[MAX_CTX * MAX_SYM];   /* encoder: symbol counts per context */
     uint32_t ecode[MAX_CTX * MAX_SYM];  /* encoder: code | length << 16 | nx << 24 */
     uint8_t len[MAX_CTX * MAX_SYM];     /* code lengths (both sides) */
     uint32_t dtab[MAX_CTX * HUF_TSIZE]; /* decoder tables */
-    int bmi2;                           /* the CPU has BMI2: take those loops */
+    int isa;                            /* 16-bit methods: 0 portable, 1 BMI2, 2 AVX2 + BMI2 */
+    hma__pc16_scratch pc16;             /* their buffers */
 };
 
 /* Parameters of one entropy-coded chunk. */
@@ -356,179 +353,6 @@ static void plan_init(ent_plan *p, int diff, hma__pc_fmt fmt, unsigned shift) {
     p->mask = p->B >= 64 ? ~0ull : (1ull << p->B) - 1;
     p->sign = 1ull << (p->B - 1);
     p->nctx = 1;
-}
-
-/* ---- 16-bit transforms (BF16, F16 without shift), SSE2 where available -- */
-
-static void fwd16(const uint8_t *t, const uint8_t *b, size_t ne, uint16_t *v, int diff) {
-    size_t i = 0;
-#if defined(__SSE2__)
-    const __m128i hi = _mm_set1_epi16((short)0x8000);
-    for (; i + 8 <= ne; i += 8) {
-        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)(t + 2 * i)), z;
-        if (diff) {
-            __m128i y = _mm_loadu_si128((const __m128i *)(const void *)(b + 2 * i));
-            __m128i ox = _mm_xor_si128(x, _mm_or_si128(_mm_srai_epi16(x, 15), hi));
-            __m128i oy = _mm_xor_si128(y, _mm_or_si128(_mm_srai_epi16(y, 15), hi));
-            __m128i d = _mm_sub_epi16(ox, oy);
-            z = _mm_xor_si128(_mm_slli_epi16(d, 1), _mm_srai_epi16(d, 15));
-        } else {
-            z = _mm_or_si128(_mm_slli_epi16(x, 1), _mm_srli_epi16(x, 15));
-        }
-        _mm_storeu_si128((__m128i *)(void *)(v + i), z);
-    }
-#endif
-    const ent_k k = {16, 0, 0, 16, 0xFFFF, 0x8000};
-    for (; i < ne; i++) v[i] = (uint16_t)fwd_val(ld16(t + 2 * i), diff ? ld16(b + 2 * i) : 0, k, diff);
-}
-
-/* In place: dst holds the values, becomes the elements. */
-static void inv16(uint8_t *dst, const uint8_t *b, size_t ne, int diff) {
-    size_t i = 0;
-#if defined(__SSE2__)
-    const __m128i hi = _mm_set1_epi16((short)0x8000), one = _mm_set1_epi16(1);
-    for (; i + 8 <= ne; i += 8) {
-        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(dst + 2 * i)), x;
-        if (diff) {
-            __m128i y = _mm_loadu_si128((const __m128i *)(const void *)(b + 2 * i));
-            __m128i oy = _mm_xor_si128(y, _mm_or_si128(_mm_srai_epi16(y, 15), hi));
-            __m128i d = _mm_xor_si128(_mm_srli_epi16(v, 1),
-                                      _mm_sub_epi16(_mm_setzero_si128(), _mm_and_si128(v, one)));
-            __m128i o = _mm_add_epi16(oy, d);
-            x = _mm_xor_si128(o, _mm_or_si128(_mm_sub_epi16(_mm_srli_epi16(o, 15), one), hi));
-        } else {
-            x = _mm_or_si128(_mm_srli_epi16(v, 1), _mm_slli_epi16(v, 15));
-        }
-        _mm_storeu_si128((__m128i *)(void *)(dst + 2 * i), x);
-    }
-#endif
-    const ent_k k = {16, 0, 0, 16, 0xFFFF, 0x8000};
-    for (; i < ne; i++)
-        st16(dst + 2 * i, (uint16_t)inv_val(ld16(dst + 2 * i), diff ? ld16(b + 2 * i) : 0, k, diff));
-}
-
-/* ---- Huffman code lengths ------------------------------------------------ */
-
-typedef struct fsym {
-    uint32_t f;
-    uint16_t s;
-} fsym;
-static int cmp_fsym(const void *a, const void *b) {
-    const fsym *x = a, *y = b;
-    if (x->f != y->f) return x->f < y->f ? -1 : 1;
-    return x->s < y->s ? -1 : x->s > y->s;
-}
-
-/* Optimal code lengths (Moffat & Katajainen, in place) of the ascending
- * frequencies a[0..n), n >= 2: a[i] becomes the length of symbol i. */
-static void mk_lengths(uint32_t *a, int n) {
-    int root = 0, leaf = 2, next;
-    a[0] += a[1];
-    for (next = 1; next < n - 1; next++) {
-        if (leaf >= n || a[root] < a[leaf]) {
-            a[next] = a[root];
-            a[root++] = (uint32_t)next;
-        } else {
-            a[next] = a[leaf++];
-        }
-        if (leaf >= n || (root < next && a[root] < a[leaf])) {
-            a[next] += a[root];
-            a[root++] = (uint32_t)next;
-        } else {
-            a[next] += a[leaf++];
-        }
-    }
-    a[n - 2] = 0;
-    for (next = n - 3; next >= 0; next--) a[next] = a[a[next]] + 1;
-    int avbl = 1, used = 0, dpth = 0;
-    root = n - 2;
-    next = n - 1;
-    while (avbl > 0) {
-        while (root >= 0 && (int)a[root] == dpth) {
-            used++;
-            root--;
-        }
-        while (avbl > used) {
-            a[next--] = (uint32_t)dpth;
-            avbl--;
-        }
-        avbl = 2 * used;
-        dpth++;
-        used = 0;
-    }
-}
-
-/* Code lengths (1..HUF_MAXLEN, 0 = absent, HUF_SOLE = the only symbol) of
- * nsym symbols with counts h; the code is complete. Ties go by symbol. */
-static void huf_lengths(const uint32_t *h, unsigned nsym, uint8_t *len) {
-    fsym fs[MAX_SYM];
-    uint32_t a[MAX_SYM];
-    unsigned cnt[64] = {0}; /* a depth above 63 needs > 2^40 elements */
-    int n = 0;
-    memset(len, 0, nsym);
-    for (unsigned s = 0; s < nsym; s++)
-        if (h[s]) fs[n++] = (fsym){h[s], (uint16_t)s};
-    if (n == 0) return;
-    if (n == 1) {
-        len[fs[0].s] = HUF_SOLE;
-        return;
-    }
-    qsort(fs, (size_t)n, sizeof *fs, cmp_fsym);
-    for (int i = 0; i < n; i++) a[i] = fs[i].f;
-    mk_lengths(a, n);
-    unsigned maxl = 0;
-    for (int i = 0; i < n; i++) {
-        cnt[a[i]]++;
-        if (a[i] > maxl) maxl = a[i];
-    }
-    /* limit to HUF_MAXLEN (as miniz does): fold the long codes in, then
-     * lengthen the deepest shorter codes until the Kraft sum is exact */
-    if (maxl > HUF_MAXLEN) {
-        for (unsigned l = HUF_MAXLEN + 1; l <= maxl; l++) {
-            cnt[HUF_MAXLEN] += cnt[l];
-            cnt[l] = 0;
-        }
-        uint32_t total = 0;
-        for (unsigned l = 1; l <= HUF_MAXLEN; l++) total += cnt[l] << (HUF_MAXLEN - l);
-        while (total != HUF_TSIZE) {
-            cnt[HUF_MAXLEN]--;
-            for (unsigned l = HUF_MAXLEN - 1; l > 0; l--)
-                if (cnt[l]) {
-                    cnt[l]--;
-                    cnt[l + 1] += 2;
-                    break;
-                }
-            total--;
-        }
-        maxl = HUF_MAXLEN;
-    }
-    /* least frequent symbols get the longest codes */
-    int i = 0;
-    for (unsigned l = maxl; l > 0; l--)
-        for (unsigned k = 0; k < cnt[l]; k++) len[fs[i++].s] = (uint8_t)l;
-}
-
-/* Canonical codes (by length, then symbol), bit-reversed for LSB-first
- * streams; 0 for absent and sole symbols. */
-static void huf_codes(const uint8_t *len, unsigned nsym, uint16_t *code) {
-    unsigned cnt[HUF_MAXLEN + 1] = {0}, next[HUF_MAXLEN + 2];
-    for (unsigned s = 0; s < nsym; s++)
-        if (len[s] >= 1 && len[s] <= HUF_MAXLEN) cnt[len[s]]++;
-    unsigned c = 0;
-    for (unsigned l = 1; l <= HUF_MAXLEN; l++) {
-        c = (c + cnt[l - 1]) << 1;
-        next[l] = c;
-    }
-    for (unsigned s = 0; s < nsym; s++) {
-        unsigned l = len[s];
-        if (l < 1 || l > HUF_MAXLEN) {
-            code[s] = 0;
-            continue;
-        }
-        unsigned v = next[l]++, r = 0;
-        for (unsigned k = 0; k < l; k++) r |= ((v >> k) & 1u) << (l - 1 - k);
-        code[s] = (uint16_t)r;
-    }
 }
 
 /* ---- encoder --------------------------------------------------------------- */
@@ -638,78 +462,6 @@ static size_t ent_header(hma__pc_ctx *c, const ent_plan *P, size_t n, uint8_t *d
     return (size_t)(o - dst) + 4 * NSTREAM;
 }
 
-/* Fast path, 16-bit elements without shift: symbols and histograms. */
-HOT void enc16_hist(const uint16_t *v, const uint8_t *b, size_t ne, const uint8_t *sym16,
-                    const uint16_t *cbase, uint16_t *at, uint32_t *hist, const int diff,
-                    const unsigned kshift, const unsigned kmask) {
-    for (size_t i = 0; i < ne; i++) {
-        unsigned a = diff ? cbase[(ld16(b + 2 * i) >> kshift) & kmask] + sym16[v[i]] : (unsigned)(v[i] >> 8);
-        at[i] = (uint16_t)a;
-        hist[a]++;
-    }
-}
-/* Fast path: the bits of elements [lo, hi) into one stream at o; returns its size. */
-HOT size_t enc16_stream(const uint16_t *v, const uint16_t *at, size_t lo, size_t hi,
-                        const uint32_t *ecode, uint8_t *o) {
-    bitw w = {o, 0, 0};
-    for (size_t i = lo; i < hi; i++) {
-        uint32_t ec = ecode[at[i]];
-        unsigned l = (ec >> 16) & 0xFF, nx = ec >> 24;
-        bw_put(&w, (ec & 0xFFFF) | (uint64_t)(v[i] & ((1u << nx) - 1)) << l, l + nx);
-    }
-    return (size_t)(w.p - o) + (w.n ? 1 : 0);
-}
-
-/* The loops twice: for any x86-64 and for CPUs with BMI2 (variable shifts
- * and bit masks without the cl register), chosen at run time. */
-#define ENC16_FUNCS(ATTR, SUF)                                                                   \
-    ATTR static void enc16_hist##SUF(const uint16_t *v, const uint8_t *b, size_t ne,              \
-                                     const uint8_t *sym16, const uint16_t *cbase, uint16_t *at,   \
-                                     uint32_t *hist, int diff, unsigned ebits) {                  \
-        if (!diff) enc16_hist(v, b, ne, sym16, cbase, at, hist, 0, 0, 0);                        \
-        else if (ebits == 8) enc16_hist(v, b, ne, sym16, cbase, at, hist, 1, 7, 255);            \
-        else enc16_hist(v, b, ne, sym16, cbase, at, hist, 1, 15 - ebits, (1u << ebits) - 1);     \
-    }                                                                                            \
-    ATTR static size_t enc16_stream##SUF(const uint16_t *v, const uint16_t *at, size_t lo,       \
-                                         size_t hi, const uint32_t *ecode, uint8_t *o) {         \
-        return enc16_stream(v, at, lo, hi, ecode, o);                                            \
-    }
-ENC16_FUNCS(, _any)
-#if HMA_PC_X86
-ENC16_FUNCS(__attribute__((target("bmi,bmi2"))), _bmi2)
-#endif
-
-static size_t enc16(hma__pc_ctx *c, const ent_plan *P, const uint8_t *t, const uint8_t *b, size_t n,
-                    uint8_t *dst) {
-    const size_t ne = n / 2;
-    const int diff = (int)P->diff;
-    const unsigned nsym = P->nsym;
-    uint16_t cbase[256];
-    fwd16(t, b, ne, c->vbuf, diff);
-    memset(c->hist, 0, sizeof(uint32_t) * nsym * P->nctx);
-    for (unsigned k = 0; k < 256; k++) cbase[k] = (uint16_t)(P->map[k] * nsym);
-#if HMA_PC_X86
-    if (c->bmi2) enc16_hist_bmi2(c->vbuf, b, ne, c->sym16, cbase, c->abuf, c->hist, diff, P->ebits);
-    else
-#endif
-        enc16_hist_any(c->vbuf, b, ne, c->sym16, cbase, c->abuf, c->hist, diff, P->ebits);
-    size_t head = ent_header(c, P, n, dst);
-    if (!head) return 0;
-    uint8_t *o = dst + head;
-    for (unsigned s = 0; s < NSTREAM; s++) {
-        size_t lo, hi, slen;
-        stream_range(ne, s, &lo, &hi);
-#if HMA_PC_X86
-        if (c->bmi2) slen = enc16_stream_bmi2(c->vbuf, c->abuf, lo, hi, c->ecode, o);
-        else
-#endif
-            slen = enc16_stream_any(c->vbuf, c->abuf, lo, hi, c->ecode, o);
-        put32(dst + head - 4 * NSTREAM + 4 * s, (uint32_t)slen);
-        o += slen;
-    }
-    return (size_t)(o - dst);
-}
-
 /* Generic path: any width and shift. */
 HOT size_t enc_gen(hma__pc_ctx *c, const ent_plan *P, const uint8_t *t, const uint8_t *b, size_t n,
                    uint8_t *dst, const unsigned E, const int diff) {
@@ -780,7 +532,7 @@ static size_t ent_encode(hma__pc_ctx *c, int diff, hma__pc_fmt fmt, const uint8_
     ent_plan P;
     plan_init(&P, diff, fmt, common_shift(t, diff ? b : NULL, ne, E));
     if (diff && P.ebits) plan_contexts(&P, b, ne);
-    if (E == 2 && P.shift == 0) return enc16(c, &P, t, b, n, dst);
+    (void)c;
     switch (E * 2 + (diff != 0)) {
     case 4: return enc_gen(c, &P, t, b, n, dst, 2, 0);
     case 5: return enc_gen(c, &P, t, b, n, dst, 2, 1);
@@ -808,9 +560,8 @@ static inline uint64_t win_safe(const uint8_t *src, size_t len, size_t pos) {
     return w >> (pos & 7);
 }
 
-/* Table entry: code length | (length + nx) << 8 | value << 16, where value
- * is m << nx on the 16-bit path and m on the generic one. */
-static int dtab_build(uint32_t *tab, const uint8_t *len, unsigned nsym, const ent_plan *p, int v16) {
+/* Table entry: code length | (length + nx) << 8 | m << 16. */
+static int dtab_build(uint32_t *tab, const uint8_t *len, unsigned nsym, const ent_plan *p) {
     unsigned cnt[HUF_MAXLEN + 1] = {0}, nz = 0, sole = nsym;
     for (unsigned s = 0; s < nsym; s++) {
         if (!len[s]) continue;
@@ -823,7 +574,7 @@ static int dtab_build(uint32_t *tab, const uint8_t *len, unsigned nsym, const en
     if (sole < nsym) {
         if (nz != 1) return -1;
         sym_parts(sole, p, &m, &nx);
-        uint32_t e = nx << 8 | (v16 ? m << nx : m) << 16;
+        uint32_t e = nx << 8 | m << 16;
         for (unsigned k = 0; k < HUF_TSIZE; k++) tab[k] = e;
         return 0;
     }
@@ -837,111 +588,10 @@ static int dtab_build(uint32_t *tab, const uint8_t *len, unsigned nsym, const en
         unsigned l = len[s];
         if (!l) continue;
         sym_parts(s, p, &m, &nx);
-        uint32_t e = l | (l + nx) << 8 | (v16 ? m << nx : m) << 16;
+        uint32_t e = l | (l + nx) << 8 | m << 16;
         for (unsigned k = code[s]; k < HUF_TSIZE; k += 1u << l) tab[k] = e;
     }
     return 0;
-}
-
-/* 16-bit path: one element of one stream into v[i]. */
-HOT void dec16_one(const uint8_t *src, size_t len, size_t *pos, const uint32_t *tabs,
-                   const uint32_t *cbase, const uint8_t *b, uint16_t *v, size_t i, const int diff,
-                   const unsigned kshift, const unsigned kmask, const int fast) {
-    uint64_t w = fast ? win_fast(src, *pos) : win_safe(src, len, *pos);
-    const uint32_t *tab = diff ? tabs + cbase[(ld16(b + 2 * i) >> kshift) & kmask] : tabs;
-    uint32_t e = tab[w & (HUF_TSIZE - 1)];
-    unsigned l = e & 0xFF, tot = (e >> 8) & 0xFF;
-    v[i] = (uint16_t)((e >> 16) + ((w >> l) & ((1u << (tot - l)) - 1)));
-    *pos += tot;
-}
-
-/* Fast rounds: per stream a bit position and a 57+ bit window loaded at it
- * once per round; a round decodes two elements of each stream (at most 23
- * bits each) from that window. */
-HOT uint16_t win_dec(uint64_t *w, size_t *pos, const uint32_t *tab) {
-    uint32_t e = tab[*w & (HUF_TSIZE - 1)];
-    unsigned l = e & 0xFF, tot = (e >> 8) & 0xFF;
-    uint16_t v = (uint16_t)((e >> 16) + (unsigned)((*w & ((1ull << tot) - 1)) >> l));
-    *w >>= tot;
-    *pos += tot;
-    return v;
-}
-
-HOT void dec16_run(const uint32_t *tabs, const uint32_t *cbase, const uint8_t *src, size_t len,
-                   size_t pos[NSTREAM], const uint8_t *b, uint16_t *v, size_t ne, const int diff,
-                   const unsigned kshift, const unsigned kmask) {
-    size_t p0 = pos[0], p1 = pos[1], p2 = pos[2], p3 = pos[3];
-    const size_t q = ne / NSTREAM;
-    size_t k = 0;
-    if (len >= 16 && q >= 2) {
-        /* table of every 16-bit base element >> kshift (<= 512 entries) */
-        const uint32_t *tp[512];
-        if (diff)
-            for (unsigned x = 0; x < (1u << (16 - kshift)); x++) tp[x] = tabs + cbase[x & kmask];
-        const size_t maxpair = 2 * (HUF_MAXLEN + (diff ? 12 : 8));
-        for (;;) {
-            /* a round loads 8 bytes at each pos / 8, then moves pos by <= maxpair */
-            size_t pmax = p0 > p1 ? p0 : p1, pm2 = p2 > p3 ? p2 : p3;
-            if (pm2 > pmax) pmax = pm2;
-            const size_t lim = 8 * (len - 8);
-            size_t rounds = pmax <= lim ? (lim - pmax) / maxpair + 1 : 0;
-            if (rounds > (q - k) / 2) rounds = (q - k) / 2;
-            if (rounds < 4) break;
-            for (size_t end = k + 2 * rounds; k < end; k += 2) {
-                uint64_t w0 = win_fast(src, p0), w1 = win_fast(src, p1), w2 = win_fast(src, p2),
-                         w3 = win_fast(src, p3);
-#define DEC16_PAIR(W, P, I)                                                                          \
-    v[I] = win_dec(&W, &P, diff ? tp[ld16(b + 2 * (I)) >> kshift] : tabs);                       \
-    v[(I) + 1] = win_dec(&W, &P, diff ? tp[ld16(b + 2 * ((I) + 1)) >> kshift] : tabs);
-                DEC16_PAIR(w0, p0, k)
-                DEC16_PAIR(w1, p1, q + k)
-                DEC16_PAIR(w2, p2, 2 * q + k)
-                DEC16_PAIR(w3, p3, 3 * q + k)
-#undef DEC16_PAIR
-            }
-        }
-    }
-    for (; k < q; k++) {
-        dec16_one(src, len, &p0, tabs, cbase, b, v, k, diff, kshift, kmask, 0);
-        dec16_one(src, len, &p1, tabs, cbase, b, v, q + k, diff, kshift, kmask, 0);
-        dec16_one(src, len, &p2, tabs, cbase, b, v, 2 * q + k, diff, kshift, kmask, 0);
-        dec16_one(src, len, &p3, tabs, cbase, b, v, 3 * q + k, diff, kshift, kmask, 0);
-    }
-    for (size_t i = NSTREAM * q; i < ne; i++) dec16_one(src, len, &p3, tabs, cbase, b, v, i, diff, kshift, kmask, 0);
-    pos[0] = p0;
-    pos[1] = p1;
-    pos[2] = p2;
-    pos[3] = p3;
-}
-
-#define DEC16_FUNCS(ATTR, SUF)                                                                   \
-    ATTR static void dec16_run##SUF(const uint32_t *tabs, const uint32_t *cbase, const uint8_t *src, \
-                                    size_t len, size_t pos[NSTREAM], const uint8_t *b, uint16_t *v, \
-                                    size_t ne, int diff, unsigned ebits) {                       \
-        if (!diff) dec16_run(tabs, cbase, src, len, pos, b, v, ne, 0, 0, 0);                     \
-        else if (ebits == 8) dec16_run(tabs, cbase, src, len, pos, b, v, ne, 1, 7, 255);         \
-        else dec16_run(tabs, cbase, src, len, pos, b, v, ne, 1, 15 - ebits, (1u << ebits) - 1);  \
-    }
-DEC16_FUNCS(, _any)
-#if HMA_PC_X86
-DEC16_FUNCS(__attribute__((target("bmi,bmi2"))), _bmi2)
-#endif
-
-static void dec16(hma__pc_ctx *c, const ent_plan *P, const uint8_t *src, size_t len,
-                  const size_t start[NSTREAM], uint64_t used[NSTREAM], const uint8_t *b, uint8_t *dst,
-                  size_t ne) {
-    uint32_t cbase[256];
-    for (unsigned k = 0; k < 256; k++) cbase[k] = P->map[k] * HUF_TSIZE;
-    size_t pos[NSTREAM];
-    for (unsigned s = 0; s < NSTREAM; s++) pos[s] = 8 * start[s];
-    uint16_t *v = (uint16_t *)(void *)dst; /* values first, elements after */
-#if HMA_PC_X86
-    if (c->bmi2) dec16_run_bmi2(c->dtab, cbase, src, len, pos, b, v, ne, (int)P->diff, P->ebits);
-    else
-#endif
-        dec16_run_any(c->dtab, cbase, src, len, pos, b, v, ne, (int)P->diff, P->ebits);
-    for (unsigned s = 0; s < NSTREAM; s++) used[s] = pos[s] - 8 * start[s];
-    inv16(dst, b, ne, (int)P->diff);
 }
 
 /* Generic path: one element of one stream into dst[i]. */
@@ -1032,7 +682,6 @@ static int ent_decode(hma__pc_ctx *c, int diff, hma__pc_fmt fmt, const uint8_t *
     ent_plan P;
     plan_init(&P, diff, fmt, shift);
     P.nctx = nctx;
-    const int v16 = E == 2 && shift == 0;
     if (len - pos < nctx - 1) {
         *why = "context keys cut short";
         return HMA_ERR_CORRUPT;
@@ -1066,7 +715,7 @@ static int ent_decode(hma__pc_ctx *c, int diff, hma__pc_fmt fmt, const uint8_t *
             return HMA_ERR_CORRUPT;
         }
         pos += (count + 1) / 2;
-        if (dtab_build(c->dtab + cx * HUF_TSIZE, l, nsym, &P, v16)) {
+        if (dtab_build(c->dtab + cx * HUF_TSIZE, l, nsym, &P)) {
             *why = "code lengths do not form one complete Huffman code";
             return HMA_ERR_CORRUPT;
         }
@@ -1090,8 +739,7 @@ static int ent_decode(hma__pc_ctx *c, int diff, hma__pc_fmt fmt, const uint8_t *
         return HMA_ERR_CORRUPT;
     }
     uint64_t used[NSTREAM];
-    if (v16) dec16(c, &P, src, len, start, used, b, dst, ne);
-    else {
+    {
         switch (E * 2 + (diff != 0)) {
         case 4: dec_gen(c->dtab, &P, src, len, start, used, b, dst, ne, 2, 0); break;
         case 5: dec_gen(c->dtab, &P, src, len, start, used, b, dst, ne, 2, 1); break;
@@ -1128,15 +776,17 @@ int hma__pc_ctx_new(hma__pc_ctx **out, size_t max_chunk) {
     c->level = INT32_MIN;
 #if HMA_PC_X86
     __builtin_cpu_init();
-    c->bmi2 = __builtin_cpu_supports("bmi2") ? 1 : 0;
+    if (__builtin_cpu_supports("bmi2")) c->isa = __builtin_cpu_supports("avx2") ? 2 : 1;
 #endif
-    c->vbuf = hma__malloc(max_chunk ? max_chunk : 2);
-    c->abuf = hma__malloc(max_chunk ? max_chunk : 2);
-    for (unsigned v = 0; v < 65536; v++) {
-        const ent_k k = {16, 0, 0, 16, 0xFFFF, 0x8000};
-        c->sym16[v] = (uint8_t)val_sym(v, k, 1);
-    }
-    if (!c->cctx || !c->dctx || !c->vbuf || !c->abuf) {
+    /* 16-bit methods, per element: symbol and raw-bit count (1 byte each),
+     * z (2 bytes); per group of 8, one u32 position */
+    size_t ne = max_chunk / 2 + 1;
+    c->pc16.sym = hma__malloc(ne);
+    c->pc16.nr = hma__malloc(ne);
+    c->pc16.z = hma__malloc(2 * ne);
+    c->pc16.key = hma__malloc(2 * ne);
+    c->pc16.gp = hma__malloc(sizeof(uint32_t) * (ne / 8 + 8));
+    if (!c->cctx || !c->dctx || !c->pc16.sym || !c->pc16.nr || !c->pc16.z || !c->pc16.key || !c->pc16.gp) {
         hma__pc_ctx_free(c);
         return HMA_ERR_NO_MEMORY;
     }
@@ -1148,8 +798,11 @@ void hma__pc_ctx_free(hma__pc_ctx *c) {
     if (!c) return;
     ZSTD_freeCCtx(c->cctx);
     ZSTD_freeDCtx(c->dctx);
-    hma__free(c->vbuf);
-    hma__free(c->abuf);
+    hma__free(c->pc16.sym);
+    hma__free(c->pc16.nr);
+    hma__free(c->pc16.z);
+    hma__free(c->pc16.key);
+    hma__free(c->pc16.gp);
     hma__free(c);
 }
 
@@ -1171,6 +824,8 @@ static int method_ok(int method, unsigned esize, const uint8_t *base) {
     case HMA__PC_ZSTD: return 1;
     case HMA__PC_FLOAT: return esize >= 2;
     case HMA__PC_DIFF: return esize >= 2 && base != NULL;
+    case HMA__PC_FLOAT16: return esize == 2;
+    case HMA__PC_DIFF16: return esize == 2 && base != NULL;
     default: return 0;
     }
 }
@@ -1181,7 +836,7 @@ int hma__pc_encode(hma__pc_ctx *c, int method, hma__pc_fmt fmt, const uint8_t *s
     unsigned esize = fmt.esize;
     if (!method_ok(method, esize, base) || n % esize || n > c->max_chunk ||
         cap < hma__pc_bound(n) || n > UINT32_MAX ||
-        (method == HMA__PC_DIFF && fmt.ebits > 11))
+        (method == HMA__PC_DIFF && fmt.ebits > 11) || (method == HMA__PC_DIFF16 && fmt.ebits > 8))
         return HMA_ERR_INVALID_ARGUMENT;
     size_t len = 0;
     if (method == HMA__PC_ZSTD) {
@@ -1189,6 +844,8 @@ int hma__pc_encode(hma__pc_ctx *c, int method, hma__pc_fmt fmt, const uint8_t *s
         if (rc) return rc;
         size_t r = ZSTD_compress2(c->cctx, dst, cap, src, n);
         len = ZSTD_isError(r) || r >= n ? 0 : r;
+    } else if ((method == HMA__PC_FLOAT16 || method == HMA__PC_DIFF16) && n > 0) {
+        len = hma__pc16_encode(method == HMA__PC_DIFF16, fmt.ebits, src, base, n, dst, &c->pc16, c->isa);
     } else if (method != HMA__PC_STORE && n > 0) {
         len = ent_encode(c, method == HMA__PC_DIFF, fmt, src, base, n, dst);
     }
@@ -1208,7 +865,8 @@ int hma__pc_decode(hma__pc_ctx *c, int method, hma__pc_fmt fmt, const uint8_t *s
                    const char **why) {
     unsigned esize = fmt.esize;
     *why = "";
-    if (!method_ok(method, esize, base) || n % esize || (method == HMA__PC_DIFF && fmt.ebits > 11)) {
+    if (!method_ok(method, esize, base) || n % esize || (method == HMA__PC_DIFF && fmt.ebits > 11) ||
+        (method == HMA__PC_DIFF16 && fmt.ebits > 8)) {
         *why = "unknown coding method or method not valid here";
         return HMA_ERR_CORRUPT;
     }
@@ -1234,5 +892,12 @@ int hma__pc_decode(hma__pc_ctx *c, int method, hma__pc_fmt fmt, const uint8_t *s
         *why = "empty chunk with an entropy-coded payload";
         return HMA_ERR_CORRUPT;
     }
+    if (method == HMA__PC_FLOAT16 || method == HMA__PC_DIFF16)
+        return hma__pc16_decode(method == HMA__PC_DIFF16, fmt.ebits, src, src_len, base, dst, n, &c->pc16, c->isa,
+                                why);
     return ent_decode(c, method == HMA__PC_DIFF, fmt, src, src_len, base, dst, n, why);
+}
+
+void hma__pc_ctx_set_isa(hma__pc_ctx *c, int isa) {
+    if (isa < c->isa) c->isa = isa;
 }

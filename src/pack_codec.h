@@ -15,9 +15,15 @@
  *   DIFF   float, with base: zigzag(ord(t) - ord(b)) per element, coded as
  *          a Huffman symbol (bit length and 3 leading bits) plus raw low
  *          bits, with one Huffman table per base-exponent context
- * Both entropy methods share one layout: a small header (shift, contexts,
- * code lengths), then 4 interleaved bit streams over 4 quarters of the chunk,
- * decoded with one table lookup per element.
+ *   DIFF16  16-bit float with base (pack version 3): a Huffman-coded byte
+ *          (length of the magnitude difference, offset by the base's
+ *          exponent, and the sign flip) plus raw bits in separate streams
+ *   FLOAT16 16-bit float alone (pack version 3): rotl1, the top byte
+ *          Huffman-coded, the low bytes as a plane
+ * FLOAT and DIFF share one layout: a small header (shift, contexts, code
+ * lengths), then 4 interleaved bit streams over 4 quarters of the chunk,
+ * decoded with one table lookup per element. pack_codec16.c describes the
+ * 16-bit methods, which are laid out for SIMD decoding.
  *
  * Every transform is a bijection on bit patterns, so NaN payloads, infinities,
  * subnormals and negative zero round-trip exactly.
@@ -27,6 +33,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "huffman.h"
 
 /* ---- xxhash64 (the public XXH64 algorithm, written here because zstd's
  * bundled copy is not part of its public API) ---------------------------- */
@@ -57,7 +65,9 @@ enum hma__pc_method {
     HMA__PC_ZSTD = 1,
     HMA__PC_FLOAT = 2, /* float alone: Huffman-coded top byte + raw low bits */
     HMA__PC_DIFF = 3,  /* float with base: Huffman-coded ordered difference */
-    HMA__PC_METHOD_COUNT = 4
+    HMA__PC_DIFF16 = 4,  /* 16-bit float with base (pack_codec16.c) */
+    HMA__PC_FLOAT16 = 5, /* 16-bit float alone (pack_codec16.c) */
+    HMA__PC_METHOD_COUNT = 6
 };
 
 /* Element layout of a chunk: esize bytes an element (1, 2, 4, 8) and, for
@@ -72,12 +82,15 @@ typedef struct hma__pc_fmt {
 size_t hma__pc_bound(size_t n);
 
 /* Per-thread coding context for chunks of at most max_chunk bytes: zstd
- * contexts, Huffman tables (about 270 KiB) and 2 x max_chunk bytes of value
+ * contexts, Huffman tables (about 250 KiB) and 3.25 x max_chunk bytes of
  * buffers. Not thread-safe; one per worker thread. */
 typedef struct hma__pc_ctx hma__pc_ctx;
 /* Returns 0, or HMA_ERR_NO_MEMORY (no message set). */
 int hma__pc_ctx_new(hma__pc_ctx **out, size_t max_chunk);
 void hma__pc_ctx_free(hma__pc_ctx *ctx);
+/* Tests: use at most this SIMD level for the 16-bit methods (0 portable,
+ * 1 BMI2, 2 AVX2); the bytes written do not depend on it. */
+void hma__pc_ctx_set_isa(hma__pc_ctx *ctx, int isa);
 
 /*
  * Encode n raw bytes of src (with base bytes `base` of the same length for
@@ -101,5 +114,22 @@ int hma__pc_encode(hma__pc_ctx *ctx, int method, hma__pc_fmt fmt, const uint8_t 
 int hma__pc_decode(hma__pc_ctx *ctx, int method, hma__pc_fmt fmt, const uint8_t *src,
                    size_t src_len, const uint8_t *base, uint8_t *dst, size_t n,
                    const char **why);
+
+/* ---- the 16-bit methods (pack_codec16.c), called by the two above ------ */
+typedef struct hma__pc16_scratch {
+    uint32_t h2[256 * 32]; /* encoder: counts per (base exponent, nraw, flip) */
+    hma__huf8_tables tab;  /* decoder: Huffman tables */
+    uint8_t *sym;          /* max_chunk / 2 + 1 bytes: symbols */
+    uint8_t *nr;           /* the same: raw-bit counts */
+    uint16_t *z;           /* the same x 2 bytes: encoder values */
+    uint16_t *key;         /* the same x 2 bytes: encoder (exponent, nraw, flip) */
+    uint8_t symtab[256 * 32]; /* encoder: symbol of each key */
+    uint32_t *gp;          /* (max_chunk / 2 + 1) / 8 + 8: group bit positions */
+} hma__pc16_scratch;
+/* Returns the payload size, or 0 when it would not be smaller than n. */
+size_t hma__pc16_encode(int diff, unsigned ebits, const uint8_t *t, const uint8_t *b, size_t n, uint8_t *dst,
+                        hma__pc16_scratch *sc, int isa);
+int hma__pc16_decode(int diff, unsigned ebits, const uint8_t *src, size_t len, const uint8_t *b, uint8_t *dst,
+                     size_t n, hma__pc16_scratch *sc, int isa, const char **why);
 
 #endif /* HMA_PACK_CODEC_H */

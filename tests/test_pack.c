@@ -298,7 +298,7 @@ static void test_toy_pair(void **state) {
     assert_int_equal(st.tensors, 75);
     assert_int_equal(st.tensors_on_base, 75);
     double ratio = (double)st.raw_bytes / (double)st.packed_bytes;
-    assert_true(ratio > 1.8); /* 1.94 with zstd 1.5.4 at the default level */
+    assert_true(ratio > 1.85); /* 2.03 with pack format 3 (the issue asks for 1.85) */
     /* identical bytes whatever the thread count */
     assert_int_equal(hma_pack_create(ap, base, p2, &o2, NULL), HMA_OK);
     assert_files_equal(p1, p2);

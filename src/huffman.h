@@ -1,0 +1,74 @@
+/*
+ * huffman.h - length-limited canonical Huffman codes (shared by the pack's
+ * chunk methods), and a coder of byte symbols in four interleaved streams:
+ * the entropy stage of the 16-bit methods (pack_codec16.c).
+ *
+ * Codes are canonical (by length, then symbol, as in deflate) and written
+ * LSB first, so codes are stored bit-reversed; lengths are at most
+ * HMA__HUF_MAXLEN, so one 2^11-entry table lookup decodes a symbol.
+ */
+#ifndef HMA_HUFFMAN_H
+#define HMA_HUFFMAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define HMA__HUF_MAXLEN 11u
+#define HMA__HUF_TSIZE (1u << HMA__HUF_MAXLEN)
+#define HMA__HUF_SOLE 15u  /* code-length nibble: the only symbol, 0 bits */
+#define HMA__HUF_MAXSYM 512u
+
+/* Optimal code lengths limited to HMA__HUF_MAXLEN (0 = absent, HMA__HUF_SOLE
+ * = the only symbol present) of nsym <= HMA__HUF_MAXSYM symbols with counts
+ * h; the code is complete. Ties go by symbol, so the result is a function of
+ * the counts alone. */
+void hma__huf_lengths(const uint32_t *h, unsigned nsym, uint8_t *len);
+
+/* Canonical codes, bit-reversed for LSB-first streams; 0 for absent and sole
+ * symbols. Lengths above HMA__HUF_MAXLEN count as absent. */
+void hma__huf_codes(const uint8_t *len, unsigned nsym, uint16_t *code);
+
+/* ---- byte symbols in four streams --------------------------------------- */
+/*
+ * A block codes n byte symbols:
+ *   u8 first, u8 count - 1      symbols first .. first+count-1 (<= 255) have lengths
+ *   ceil(count / 2) bytes       4-bit code lengths, low nibble first, padding 0
+ *   4 x u32                     byte length of each stream
+ *   the 4 streams               symbols [s*q, (s+1)*q) in stream s < 3, the
+ *                               rest in stream 3, q = floor(n / 4)
+ * A block is self-delimiting; its size is returned by both sides.
+ */
+
+/* Worst-case block size for n symbols (header, 11 bits a symbol, slack for
+ * the bit writer's 8-byte stores). */
+size_t hma__huf8_bound(size_t n);
+
+/* Code lengths (hma__huf_lengths) for the counts hist[] of n symbols;
+ * returns the size of the block that hma__huf8_encode will write. */
+size_t hma__huf8_plan(const uint32_t hist[256], size_t n, uint8_t len[256]);
+
+/* Codes the n symbols sym[] with the lengths from hma__huf8_plan into dst
+ * (capacity at least hma__huf8_bound(n)); returns the block size. */
+size_t hma__huf8_encode(const uint8_t *sym, size_t n, const uint8_t len[256], uint8_t *dst);
+
+/* The same for the symbols map[keys[i]] (every key in [klo, khi)), without
+ * writing them out first: ec_keys (khi entries of scratch) maps keys to
+ * codes. */
+size_t hma__huf8_encode_keys(const uint16_t *keys, size_t n, const uint8_t *map, unsigned klo, unsigned khi,
+                             const uint8_t len[256], uint32_t *ec_keys, uint8_t *dst);
+
+/* Decoding tables (12 KiB): one symbol per lookup, and up to three. */
+typedef struct hma__huf8_tables {
+    uint16_t one[HMA__HUF_TSIZE + 2]; /* + slack for 4-byte gathers */
+    uint32_t multi[HMA__HUF_TSIZE];
+} hma__huf8_tables;
+
+/* Decodes a block of n symbols at src into out[0, n). `avail` >= the block's
+ * bytes may be read from src (a larger value lets the fast loop run longer;
+ * nothing past the block changes the result). t: scratch tables.
+ * isa: 0 portable, 1 BMI2, 2 AVX2 + BMI2 (x86-64: faster loops). Returns 0 and the block size in *used, or -1 with *why set (static text):
+ * never reads outside src[0, avail) nor writes outside out[0, n). */
+int hma__huf8_decode(const uint8_t *src, size_t avail, uint8_t *out, size_t n, hma__huf8_tables *t,
+                     int isa, size_t *used, const char **why);
+
+#endif /* HMA_HUFFMAN_H */

@@ -1,0 +1,576 @@
+/* pack_codec16.c - the chunk methods for 16-bit floats (BF16, F16), which
+ * hold nearly every weight: DIFF16 against the base and FLOAT16 alone.
+ *
+ * They are laid out for decoding speed (pack format version 3): a Huffman
+ * stage over one byte per element (huffman.c, one 4 KiB table), and the rest
+ * in planes that SIMD code rebuilds without per-element branches. The format
+ * of each payload is in pack_codec.h and docs/pack-format.md.
+ *
+ * DIFF16, per element t with base element b (sign bit 15, magnitude = the
+ * 15 bits below it):
+ *   d    = mag(t) - mag(b)                       -32767 .. 32767
+ *   z    = zigzag(d) + 1 = 2d + 1 (d >= 0), -2d (d < 0)     1 .. 65535
+ *   nraw = bit length of z - 1                   0 .. 15
+ *   flip = sign(t) xor sign(b)
+ *   o    = min(max(K - exponent(b), 0), 15)      K: one byte per chunk
+ *   symbol = ((nraw - o + 15) << 1) | flip       0 .. 61, Huffman-coded
+ *   raw  = the nraw bits of z below its leading 1, in one of 4 bit streams
+ * The offset o turns the size of the base's ulp into the expected length of
+ * the difference, so that one code serves every exponent; the sign flip is
+ * modelled, since weights near zero change sign often.
+ */
+#include "internal.h"
+#include "huffman.h"
+#include "pack_codec.h"
+
+#include <math.h>
+#include <string.h>
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define PC16_X86 1
+#else
+#define PC16_X86 0
+#endif
+
+#define NS 4u
+#define GROUP 8u /* raw-bit group: 8 elements use at most 120 bits, one 16-byte window */
+
+static inline uint16_t ld16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+static inline void st16(uint8_t *p, unsigned v) {
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+static void put32(uint8_t *p, uint32_t v) {
+    for (int k = 0; k < 4; k++) p[k] = (uint8_t)(v >> (8 * k));
+}
+static uint32_t get32(const uint8_t *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static inline void st64(uint8_t *p, uint64_t v) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
+    memcpy(p, &v, 8);
+}
+
+/* Elements [lo, hi) of stream s of ne. */
+static void quarter(size_t ne, unsigned s, size_t *lo, size_t *hi) {
+    size_t q = ne / NS;
+    *lo = s * q;
+    *hi = s + 1 < NS ? *lo + q : ne;
+}
+
+static inline unsigned offset_of(unsigned K, unsigned e) {
+    int o = (int)K - (int)e;
+    return o < 0 ? 0u : o > 15 ? 15u : (unsigned)o;
+}
+
+/* ======================================================================= */
+/* Encoding                                                                */
+/* ======================================================================= */
+
+/* K, from h2[e * 32 + nraw * 2 + flip] (rows elo..ehi): the median of
+ * e + nraw, so that o(e) = K - e is the typical nraw of the elements that
+ * weigh most. Fills hs with the symbol counts for that K. */
+static double flog2(double x) {
+    /* log2 for the cost estimate: exponent plus a polynomial of the
+     * mantissa; plain IEEE arithmetic, so every machine picks the same K */
+    int ex = 0;
+    double m = frexp(x, &ex); /* m in [0.5, 1) */
+    m = 2 * m - 1;            /* [0, 1) */
+    return (double)(ex - 1) + m * (1.4425449 + m * (-0.7181452 + m * (0.4575485 + m * (-0.2779042 + m * (0.1217970 - m * 0.0258411)))));
+}
+
+static unsigned choose_k(const uint32_t *h2, unsigned elo, unsigned ehi, size_t ne, uint32_t hs[256]) {
+    uint64_t sum[256 + 16] = {0};
+    for (unsigned e = elo; e <= ehi; e++)
+        for (unsigned c = 0; c < 32; c++) sum[e + (c >> 1)] += h2[e * 32 + c];
+    unsigned K0 = 0;
+    uint64_t acc = 0;
+    while (K0 < 255 && 2 * (acc + sum[K0]) < ne) acc += sum[K0++];
+    unsigned best_k = K0;
+    double best = -1;
+    for (unsigned K = K0 > 8 ? K0 - 8 : 0; K <= K0 + 8 && K <= 255; K++) {
+        uint32_t h[64] = {0};
+        for (unsigned e = elo; e <= ehi; e++) {
+            unsigned o = offset_of(K, e);
+            for (unsigned c = 0; c < 32; c++) h[((c >> 1) + 15 - o) << 1 | (c & 1)] += h2[e * 32 + c];
+        }
+        double cost = 0;
+        for (unsigned s = 0; s < 62; s++)
+            if (h[s]) cost -= (double)h[s] * flog2((double)h[s] / (double)ne);
+        if (best < 0 || cost < best) {
+            best = cost;
+            best_k = K;
+        }
+    }
+    unsigned K = best_k;
+    memset(hs, 0, 256 * sizeof *hs);
+    for (unsigned e = elo; e <= ehi; e++) {
+        unsigned o = offset_of(K, e);
+        for (unsigned c = 0; c < 32; c++) hs[((c >> 1) + 15 - o) << 1 | (c & 1)] += h2[e * 32 + c];
+    }
+    return K;
+}
+
+/* Encoder pass 1: per element z and its key (exponent, nraw, flip); widens
+ * [*elo, *ehi] to the exponents seen; returns the sum of nraw. */
+static uint64_t enc_keys_scalar(const uint8_t *t, const uint8_t *b, size_t ne, unsigned esh, unsigned emask,
+                                uint16_t *zb, uint16_t *key, unsigned *elo, unsigned *ehi) {
+    unsigned lo = *elo, hi = *ehi;
+    uint64_t bits = 0;
+    for (size_t i = 0; i < ne; i++) {
+        unsigned tv = ld16(t + 2 * i), bv = ld16(b + 2 * i), e = (bv >> esh) & emask;
+        int d = (int)(tv & 0x7FFF) - (int)(bv & 0x7FFF);
+        /* zigzag without a branch: the sign is random, a branch mispredicts */
+        unsigned z = (((unsigned)d << 1) ^ (unsigned)(d >> 31)) + 1u;
+        unsigned nr = 31u - (unsigned)__builtin_clz(z);
+        zb[i] = (uint16_t)z;
+        key[i] = (uint16_t)(e * 32 + nr * 2 + ((tv ^ bv) >> 15));
+        lo = e < lo ? e : lo;
+        hi = e > hi ? e : hi;
+        bits += nr;
+    }
+    *elo = lo;
+    *ehi = hi;
+    return bits;
+}
+
+#if PC16_X86
+#define AVX2 __attribute__((target("avx2,bmi,bmi2")))
+AVX2 static uint64_t enc_keys_avx2(const uint8_t *t, const uint8_t *b, size_t ne, unsigned esh, unsigned emask,
+                                   uint16_t *zb, uint16_t *key, unsigned *elo, unsigned *ehi) {
+    const __m256i lo15 = _mm256_set1_epi16(0x7FFF), one = _mm256_set1_epi16(1);
+    const __m256i em = _mm256_set1_epi16((short)emask), bias = _mm256_set1_epi32(127);
+    const __m128i sh = _mm_cvtsi32_si128((int)esh);
+    __m256i vlo = _mm256_set1_epi16(-1), vhi = _mm256_setzero_si256(), vbits = _mm256_setzero_si256();
+    size_t i = 0;
+    for (; i + 16 <= ne; i += 16) {
+        __m256i tv = _mm256_loadu_si256((const __m256i *)(const void *)(t + 2 * i));
+        __m256i bv = _mm256_loadu_si256((const __m256i *)(const void *)(b + 2 * i));
+        __m256i d = _mm256_sub_epi16(_mm256_and_si256(tv, lo15), _mm256_and_si256(bv, lo15));
+        __m256i z = _mm256_add_epi16(_mm256_xor_si256(_mm256_slli_epi16(d, 1), _mm256_srai_epi16(d, 15)), one);
+        /* bit length - 1: the exponent of z as a float (exact below 2^24) */
+        __m256i zl = _mm256_cvtepu16_epi32(_mm256_castsi256_si128(z));
+        __m256i zh = _mm256_cvtepu16_epi32(_mm256_extracti128_si256(z, 1));
+        __m256i nl = _mm256_sub_epi32(_mm256_srli_epi32(_mm256_castps_si256(_mm256_cvtepi32_ps(zl)), 23), bias);
+        __m256i nh = _mm256_sub_epi32(_mm256_srli_epi32(_mm256_castps_si256(_mm256_cvtepi32_ps(zh)), 23), bias);
+        __m256i nr = _mm256_permute4x64_epi64(_mm256_packus_epi32(nl, nh), 0xD8);
+        __m256i e = _mm256_and_si256(_mm256_srl_epi16(bv, sh), em);
+        __m256i k = _mm256_or_si256(_mm256_slli_epi16(e, 5),
+                                    _mm256_or_si256(_mm256_slli_epi16(nr, 1),
+                                                    _mm256_srli_epi16(_mm256_xor_si256(tv, bv), 15)));
+        vlo = _mm256_min_epu16(vlo, e);
+        vhi = _mm256_max_epu16(vhi, e);
+        vbits = _mm256_add_epi32(vbits, _mm256_madd_epi16(nr, one));
+        _mm256_storeu_si256((__m256i *)(void *)(zb + i), z);
+        _mm256_storeu_si256((__m256i *)(void *)(key + i), k);
+    }
+    uint16_t l[16], h[16];
+    uint32_t bs[8];
+    _mm256_storeu_si256((__m256i *)(void *)l, vlo);
+    _mm256_storeu_si256((__m256i *)(void *)h, vhi);
+    _mm256_storeu_si256((__m256i *)(void *)bs, vbits);
+    uint64_t bits = 0;
+    for (unsigned k = 0; k < 8; k++) bits += bs[k];
+    for (unsigned k = 0; k < 16 && i > 0; k++) {
+        *elo = l[k] < *elo ? l[k] : *elo;
+        *ehi = h[k] > *ehi ? h[k] : *ehi;
+    }
+    return bits + enc_keys_scalar(t + 2 * i, b + 2 * i, ne - i, esh, emask, zb + i, key + i, elo, ehi);
+}
+#endif
+
+size_t hma__pc16_encode(int diff, unsigned ebits, const uint8_t *t, const uint8_t *b, size_t n, uint8_t *dst,
+                        hma__pc16_scratch *sc, int isa) {
+    const size_t ne = n / 2;
+    uint8_t *sym = sc->sym;
+    uint8_t len[256];
+    size_t blk;
+    if (!diff) {
+        uint32_t hs[256] = {0};
+        for (size_t i = 0; i < ne; i++) {
+            unsigned v = ld16(t + 2 * i);
+            sym[i] = (uint8_t)(((v << 1) | (v >> 15)) >> 8);
+            hs[sym[i]]++;
+        }
+        blk = hma__huf8_plan(hs, ne, len);
+        if (4 + blk + ne >= n) return 0;
+        put32(dst, (uint32_t)ne);
+        blk = hma__huf8_encode(sym, ne, len, dst + 4);
+        uint8_t *low = dst + 4 + blk;
+        for (size_t i = 0; i < ne; i++) {
+            unsigned v = ld16(t + 2 * i);
+            low[i] = (uint8_t)((v << 1) | (v >> 15));
+        }
+        return 4 + blk + ne;
+    }
+    const unsigned esh = 15 - ebits, emask = (1u << ebits) - 1;
+    uint32_t *h2 = sc->h2;
+    uint16_t *zb = sc->z, *key = sc->key;
+    unsigned elo = emask, ehi = 0;
+    /* per stream: keys, and the raw bits (which fix where each stream starts) */
+    uint64_t rb[NS];
+    size_t rawsize = 0;
+    for (unsigned s = 0; s < NS; s++) {
+        size_t lo, hi;
+        quarter(ne, s, &lo, &hi);
+#if PC16_X86
+        if (isa >= 2)
+            rb[s] = enc_keys_avx2(t + 2 * lo, b + 2 * lo, hi - lo, esh, emask, zb + lo, key + lo, &elo, &ehi);
+        else
+#endif
+            rb[s] = enc_keys_scalar(t + 2 * lo, b + 2 * lo, hi - lo, esh, emask, zb + lo, key + lo, &elo, &ehi);
+        rawsize += (size_t)((rb[s] + 7) / 8);
+    }
+    memset(h2 + elo * 32, 0, sizeof *h2 * 32 * (ehi - elo + 1));
+    for (size_t i = 0; i < ne; i++) h2[key[i]]++;
+    uint32_t hs[256];
+    unsigned K = choose_k(h2, elo, ehi, ne, hs);
+    blk = hma__huf8_plan(hs, ne, len);
+    if (5 + blk + 4 * NS + rawsize >= n) return 0;
+    /* symbol of every (exponent, nraw, flip) key */
+    uint8_t *symtab = sc->symtab;
+    for (unsigned e = elo; e <= ehi; e++) {
+        unsigned o = offset_of(K, e);
+        for (unsigned c = 0; c < 32; c++) symtab[e * 32 + c] = (uint8_t)(((c >> 1) + 15 - o) << 1 | (c & 1));
+    }
+    put32(dst, (uint32_t)ne);
+    dst[4] = (uint8_t)K;
+    /* h2 is free again: it maps keys to codes */
+    blk = hma__huf8_encode_keys(key, ne, symtab, elo * 32, (ehi + 1) * 32, len, h2, dst + 5);
+    uint8_t *lens = dst + 5 + blk, *o = lens + 4 * NS;
+    /* the 4 raw streams written side by side (their chains of shifts
+     * overlap), each with 8 bytes of slack for the 8-byte stores, then
+     * moved together; plain locals, so that they stay in registers */
+    uint8_t *p[NS];
+    size_t at = 0;
+    for (unsigned s = 0; s < NS; s++) {
+        p[s] = o + at;
+        put32(lens + 4 * s, (uint32_t)((rb[s] + 7) / 8));
+        at += (size_t)((rb[s] + 7) / 8) + 8;
+    }
+    const size_t q = ne / NS;
+    uint8_t *p0 = p[0], *p1 = p[1], *p2 = p[2], *p3 = p[3];
+    uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    unsigned n0 = 0, n1 = 0, n2 = 0, n3 = 0;
+#define RAW_BITS(I, V, K)                                                                                              \
+    do {                                                                                                           \
+        unsigned z_ = zb[I];                                                                                       \
+        K = (key[I] >> 1) & 15u;                                                                                   \
+        V = z_ ^ (1u << K);                                                                                        \
+    } while (0)
+/* two elements (at most 30 bits) per store */
+#define RAW_PUT2(P, A, N, I)                                                                                           \
+    do {                                                                                                           \
+        unsigned v1_, k1_, v2_, k2_;                                                                               \
+        RAW_BITS(I, v1_, k1_);                                                                                     \
+        RAW_BITS((I) + 1, v2_, k2_);                                                                               \
+        A |= (uint64_t)(v1_ | v2_ << k1_) << N;                                                                    \
+        N += k1_ + k2_;                                                                                            \
+        st64(P, A);                                                                                                \
+        P += N >> 3;                                                                                               \
+        A >>= N & ~7u;                                                                                             \
+        N &= 7;                                                                                                    \
+    } while (0)
+#define RAW_PUT(P, A, N, I)                                                                                            \
+    do {                                                                                                           \
+        unsigned v_, k_;                                                                                           \
+        RAW_BITS(I, v_, k_);                                                                                       \
+        A |= (uint64_t)v_ << N;                                                                                    \
+        N += k_;                                                                                                   \
+        st64(P, A);                                                                                                \
+        P += N >> 3;                                                                                               \
+        A >>= N & ~7u;                                                                                             \
+        N &= 7;                                                                                                    \
+    } while (0)
+    size_t i = 0;
+    for (; i + 2 <= q; i += 2) {
+        RAW_PUT2(p0, a0, n0, i);
+        RAW_PUT2(p1, a1, n1, q + i);
+        RAW_PUT2(p2, a2, n2, 2 * q + i);
+        RAW_PUT2(p3, a3, n3, 3 * q + i);
+    }
+    for (; i < q; i++) {
+        RAW_PUT(p0, a0, n0, i);
+        RAW_PUT(p1, a1, n1, q + i);
+        RAW_PUT(p2, a2, n2, 2 * q + i);
+        RAW_PUT(p3, a3, n3, 3 * q + i);
+    }
+    for (i = NS * q; i < ne; i++) RAW_PUT(p3, a3, n3, i);
+#undef RAW_PUT2
+#undef RAW_BITS
+#undef RAW_PUT
+    for (unsigned s = 0; s < NS; s++) {
+        size_t bytes = (size_t)((rb[s] + 7) / 8);
+        if (s) memmove(o, p[s], bytes);
+        o += bytes;
+    }
+    return (size_t)(o - dst);
+}
+
+/* ======================================================================= */
+/* Decoding                                                                */
+/* ======================================================================= */
+/*
+ * DIFF16 decodes in passes over the chunk, each simple enough for SIMD:
+ *   A  Huffman: the symbols (huffman.c)
+ *   B  per element nraw from its symbol and the base's exponent; per group
+ *      of 8 elements the bit position of its raw bits (a running sum)
+ *   C  per group: one 16-byte window of the raw stream holds all 8 values;
+ *      shuffle, shift and mask them out: z
+ *   D  z, the base and the flip bit give the element
+ * Pass B checks every nraw and every stream's total length before C reads,
+ * so C needs no bounds checks but the window slack at the payload's end.
+ */
+
+/* Pass B for stream elements [lo, hi) (hi - lo = m): nraw into nr[], group
+ * positions (bits from the stream start) into gp[]; returns the stream's
+ * total bits, or UINT64_MAX when a symbol gives nraw outside 0..15. */
+static uint64_t pass_b_scalar(const uint8_t *sym, const uint8_t *b, size_t m, unsigned K, unsigned esh,
+                              unsigned emask, uint8_t *nr, uint32_t *gp) {
+    uint64_t pos = 0;
+    for (size_t i = 0; i < m; i++) {
+        if (i % GROUP == 0) gp[i / GROUP] = (uint32_t)pos;
+        int v = (int)(sym[i] >> 1) - 15 + (int)offset_of(K, (ld16(b + 2 * i) >> esh) & emask);
+        if (v < 0 || v > 15) return UINT64_MAX;
+        nr[i] = (uint8_t)v;
+        pos += (unsigned)v;
+    }
+    return pos;
+}
+
+/* Pass C, portable: z of elements [0, m) whose raw bits start at bit pos of
+ * the stream at src (slen bytes: the checked stream length). */
+static void pass_c_scalar(const uint8_t *src, size_t slen, uint64_t pos, const uint8_t *nr, size_t m,
+                          uint16_t *z) {
+    for (size_t i = 0; i < m; i++) {
+        unsigned k = nr[i];
+        uint64_t w = 0;
+        size_t at = (size_t)(pos >> 3);
+        for (unsigned j = 0; j < 3; j++)
+            if (at + j < slen) w |= (uint64_t)src[at + j] << (8 * j);
+        w >>= pos & 7;
+        z[i] = (uint16_t)((w & ((1u << k) - 1)) | (1u << k));
+        pos += k;
+    }
+}
+
+/* Pass D, portable: elements from z (in dst), flip bits and the base;
+ * returns nonzero when a magnitude leaves 15 bits (not a valid payload). */
+static unsigned pass_d_scalar(uint8_t *dst, const uint8_t *sym, const uint8_t *b, size_t m) {
+    unsigned bad = 0;
+    for (size_t i = 0; i < m; i++) {
+        unsigned z = ld16(dst + 2 * i) - 1u, bv = ld16(b + 2 * i);
+        unsigned d = (z >> 1) ^ (0u - (z & 1u));
+        unsigned mag = ((bv & 0x7FFF) + d) & 0xFFFF;
+        bad |= mag & 0x8000;
+        st16(dst + 2 * i, mag | ((bv ^ (unsigned)(sym[i] & 1) << 15) & 0x8000));
+    }
+    return bad;
+}
+
+static void float16_merge_scalar(uint8_t *dst, const uint8_t *top, const uint8_t *low, size_t ne) {
+    for (size_t i = 0; i < ne; i++) {
+        unsigned v = (unsigned)top[i] << 8 | low[i];
+        st16(dst + 2 * i, (v >> 1) | ((v & 1) << 15));
+    }
+}
+
+#if PC16_X86
+AVX2 static uint64_t pass_b_avx2(const uint8_t *sym, const uint8_t *b, size_t m, unsigned K, unsigned esh,
+                                 unsigned emask, uint8_t *nr, uint32_t *gp) {
+    const __m256i vk = _mm256_set1_epi16((short)K), vmask = _mm256_set1_epi16((short)emask);
+    const __m256i v15 = _mm256_set1_epi16(15), zero = _mm256_setzero_si256();
+    const __m128i sh = _mm_cvtsi32_si128((int)esh);
+    __m256i bad = zero;
+    uint64_t pos = 0;
+    size_t i = 0;
+    for (; i + 16 <= m; i += 16) {
+        __m256i bv = _mm256_loadu_si256((const __m256i *)(const void *)(b + 2 * i));
+        __m256i e = _mm256_and_si256(_mm256_srl_epi16(bv, sh), vmask);
+        __m256i o = _mm256_min_epi16(_mm256_max_epi16(_mm256_sub_epi16(vk, e), zero), v15);
+        __m256i s = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(sym + i)));
+        __m256i v = _mm256_add_epi16(_mm256_sub_epi16(_mm256_srli_epi16(s, 1), v15), o);
+        /* outside 0..15 (negative ones wrap to large): v - 15 > 0, saturating */
+        bad = _mm256_or_si256(bad, _mm256_subs_epu16(v, v15));
+        __m128i p = _mm_packus_epi16(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+        _mm_storeu_si128((__m128i *)(void *)(nr + i), p);
+        /* sums of each 8 bytes: the two groups' bit counts */
+        __m128i sums = _mm_sad_epu8(p, _mm_setzero_si128());
+        gp[i / GROUP] = (uint32_t)pos;
+        pos += (uint64_t)_mm_cvtsi128_si32(sums);
+        gp[i / GROUP + 1] = (uint32_t)pos;
+        pos += (uint64_t)_mm_extract_epi16(sums, 4);
+    }
+    if (!_mm256_testz_si256(bad, bad)) return UINT64_MAX;
+    if (i < m) {
+        uint64_t rest = pass_b_scalar(sym + i, b + 2 * i, m - i, K, esh, emask, nr + i, gp + i / GROUP);
+        if (rest == UINT64_MAX) return rest;
+        for (size_t g = i / GROUP; g < (m + GROUP - 1) / GROUP; g++) gp[g] += (uint32_t)pos;
+        pos += rest;
+    }
+    return pos;
+}
+
+/* Pass C: groups of 8 whose 16-byte window lies inside `avail` bytes. */
+AVX2 static size_t pass_c_avx2(const uint8_t *src, size_t avail, const uint8_t *nr, const uint32_t *gp, size_t m,
+                               uint16_t *z) {
+    const __m256i rep = _mm256_setr_epi8(0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12, 0, 0, 0, 0, 4, 4,
+                                         4, 4, 8, 8, 8, 8, 12, 12, 12, 12);
+    const __m256i inc = _mm256_set1_epi32(0x03020100), one = _mm256_set1_epi32(1);
+    const __m256i seven = _mm256_set1_epi32(7);
+    size_t g = 0, ng = m / GROUP;
+    for (; g < ng; g++) {
+        uint32_t p0 = gp[g];
+        size_t at = p0 >> 3;
+        if (at + 16 > avail) break;
+        __m256i win = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)(src + at)));
+        __m256i k = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(nr + g * GROUP)));
+        /* exclusive prefix sum of the 8 lengths, plus the bit offset */
+        __m256i x = _mm256_add_epi32(k, _mm256_slli_si256(k, 4));
+        x = _mm256_add_epi32(x, _mm256_slli_si256(x, 8));
+        x = _mm256_add_epi32(x, _mm256_shuffle_epi32(_mm256_permute2x128_si256(x, x, 0x08), 0xFF));
+        x = _mm256_add_epi32(_mm256_sub_epi32(x, k), _mm256_set1_epi32((int)(p0 & 7)));
+        __m256i idx = _mm256_add_epi32(_mm256_shuffle_epi8(_mm256_srli_epi32(x, 3), rep), inc);
+        __m256i w = _mm256_srlv_epi32(_mm256_shuffle_epi8(win, idx), _mm256_and_si256(x, seven));
+        __m256i lead = _mm256_sllv_epi32(one, k);
+        __m256i v = _mm256_or_si256(_mm256_and_si256(w, _mm256_sub_epi32(lead, one)), lead);
+        v = _mm256_permutevar8x32_epi32(_mm256_packus_epi32(v, v), _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7));
+        _mm_storeu_si128((__m128i *)(void *)(z + g * GROUP), _mm256_castsi256_si128(v));
+    }
+    return g * GROUP;
+}
+
+AVX2 static unsigned pass_d_avx2(uint8_t *dst, const uint8_t *sym, const uint8_t *b, size_t m) {
+    const __m256i one = _mm256_set1_epi16(1), lo15 = _mm256_set1_epi16(0x7FFF);
+    const __m256i hi = _mm256_set1_epi16((short)0x8000);
+    __m256i bad = _mm256_setzero_si256();
+    size_t i = 0;
+    for (; i + 16 <= m; i += 16) {
+        __m256i z = _mm256_sub_epi16(_mm256_loadu_si256((const __m256i *)(const void *)(dst + 2 * i)), one);
+        __m256i bv = _mm256_loadu_si256((const __m256i *)(const void *)(b + 2 * i));
+        __m256i s = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(sym + i)));
+        __m256i d = _mm256_xor_si256(_mm256_srli_epi16(z, 1), _mm256_sub_epi16(_mm256_setzero_si256(),
+                                                                                _mm256_and_si256(z, one)));
+        __m256i mag = _mm256_add_epi16(_mm256_and_si256(bv, lo15), d);
+        bad = _mm256_or_si256(bad, mag);
+        __m256i sign = _mm256_and_si256(_mm256_xor_si256(bv, _mm256_slli_epi16(s, 15)), hi);
+        _mm256_storeu_si256((__m256i *)(void *)(dst + 2 * i), _mm256_or_si256(mag, sign));
+    }
+    unsigned r = (unsigned)_mm256_movemask_epi8(bad) & 0xAAAAAAAAu;
+    return r | pass_d_scalar(dst + 2 * i, sym + i, b + 2 * i, m - i);
+}
+
+AVX2 static void float16_merge_avx2(uint8_t *dst, const uint8_t *top, const uint8_t *low, size_t ne) {
+    size_t i = 0;
+    for (; i + 32 <= ne; i += 32) {
+        __m256i t = _mm256_permute4x64_epi64(_mm256_loadu_si256((const __m256i *)(const void *)(top + i)), 0xD8);
+        __m256i l = _mm256_permute4x64_epi64(_mm256_loadu_si256((const __m256i *)(const void *)(low + i)), 0xD8);
+        __m256i a = _mm256_unpacklo_epi8(l, t), c = _mm256_unpackhi_epi8(l, t);
+        a = _mm256_or_si256(_mm256_srli_epi16(a, 1), _mm256_slli_epi16(a, 15));
+        c = _mm256_or_si256(_mm256_srli_epi16(c, 1), _mm256_slli_epi16(c, 15));
+        _mm256_storeu_si256((__m256i *)(void *)(dst + 2 * i), a);
+        _mm256_storeu_si256((__m256i *)(void *)(dst + 2 * i + 32), c);
+    }
+    float16_merge_scalar(dst + 2 * i, top + i, low + i, ne - i);
+}
+#endif
+
+int hma__pc16_decode(int diff, unsigned ebits, const uint8_t *src, size_t len, const uint8_t *b, uint8_t *dst,
+                     size_t n, hma__pc16_scratch *sc, int isa, const char **why) {
+    const size_t ne = n / 2;
+    const size_t head = diff ? 5 : 4;
+    if (len < head) {
+        *why = "16-bit chunk header cut short";
+        return HMA_ERR_CORRUPT;
+    }
+    if (get32(src) != ne) {
+        *why = "payload codes another element count";
+        return HMA_ERR_CORRUPT;
+    }
+    uint8_t *sym = sc->sym;
+    size_t blk;
+    if (hma__huf8_decode(src + head, len - head, sym, ne, &sc->tab, isa, &blk, why)) return HMA_ERR_CORRUPT;
+    size_t at = head + blk;
+#if !PC16_X86
+    (void)isa;
+#endif
+    if (!diff) {
+        if (len - at != ne) {
+            *why = "low-byte plane size differs from the element count";
+            return HMA_ERR_CORRUPT;
+        }
+#if PC16_X86
+        if (isa >= 2) float16_merge_avx2(dst, sym, src + at, ne);
+        else
+#endif
+            float16_merge_scalar(dst, sym, src + at, ne);
+        return 0;
+    }
+    const unsigned K = src[4], esh = 15 - ebits, emask = (1u << ebits) - 1;
+    if (len - at < 4 * NS) {
+        *why = "raw stream lengths cut short";
+        return HMA_ERR_CORRUPT;
+    }
+    size_t start[NS], slen[NS], lo[NS], hi[NS];
+    const uint8_t *lens = src + at;
+    at += 4 * NS;
+    for (unsigned s = 0; s < NS; s++) {
+        slen[s] = get32(lens + 4 * s);
+        start[s] = at;
+        if (slen[s] > len - at) {
+            *why = "raw bit stream extends past the chunk payload";
+            return HMA_ERR_CORRUPT;
+        }
+        at += slen[s];
+    }
+    if (at != len) {
+        *why = "bytes left over after the last raw bit stream";
+        return HMA_ERR_CORRUPT;
+    }
+    uint8_t *nr = sc->nr;
+    uint32_t *gp = sc->gp;
+    /* stream s keeps its group positions from gp + lo / GROUP + s: room for
+     * ceil(m / GROUP) each, ne / GROUP + NS in all */
+    for (unsigned s = 0; s < NS; s++) {
+        quarter(ne, s, &lo[s], &hi[s]);
+        size_t m = hi[s] - lo[s];
+        uint64_t bits;
+#if PC16_X86
+        if (isa >= 2)
+            bits = pass_b_avx2(sym + lo[s], b + 2 * lo[s], m, K, esh, emask, nr + lo[s], gp + lo[s] / GROUP + s);
+        else
+#endif
+            bits = pass_b_scalar(sym + lo[s], b + 2 * lo[s], m, K, esh, emask, nr + lo[s], gp + lo[s] / GROUP + s);
+        if (bits == UINT64_MAX) {
+            *why = "symbol gives a raw bit count outside 0..15";
+            return HMA_ERR_CORRUPT;
+        }
+        if ((bits + 7) / 8 != slen[s]) {
+            *why = "raw bit stream length differs from the bits its elements use";
+            return HMA_ERR_CORRUPT;
+        }
+    }
+    for (unsigned s = 0; s < NS; s++) {
+        size_t m = hi[s] - lo[s], done = 0;
+        uint16_t *z = (uint16_t *)(void *)(dst + 2 * lo[s]);
+        const uint32_t *g = gp + lo[s] / GROUP + s;
+#if PC16_X86
+        if (isa >= 2) done = pass_c_avx2(src + start[s], len - start[s], nr + lo[s], g, m, z);
+#endif
+        /* the rest, byte-checked, from the next group's position */
+        if (done < m) pass_c_scalar(src + start[s], slen[s], g[done / GROUP], nr + lo[s] + done, m - done, z + done);
+    }
+    unsigned bad;
+#if PC16_X86
+    if (isa >= 2) bad = pass_d_avx2(dst, sym, b, ne);
+    else
+#endif
+        bad = pass_d_scalar(dst, sym, b, ne);
+    if (bad) {
+        *why = "difference takes the magnitude outside 15 bits";
+        return HMA_ERR_CORRUPT;
+    }
+    return 0;
+}
