@@ -15,8 +15,11 @@ for t in "$@"; do
     if [ "$SAN" = "" ] && [ -n "$HMA_VALGRIND" ]; then
         # nouserintercepts: a test's own malloc wrapper (test_faults) stays in
         # place; it calls glibc's __libc_malloc, which valgrind still tracks.
-        run_one "$t" valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect \
-            --soname-synonyms=somalloc=nouserintercepts "$t"
+        # fair-sched: valgrind runs one thread at a time; without a fair lock,
+        # 8 busy merge threads starve the one that sleeps between its 200
+        # steps (test_concurrent_merge_tensor: 511 s instead of about 30).
+        run_one "$t" valgrind -q --fair-sched=yes --error-exitcode=99 --leak-check=full \
+            --errors-for-leak-kinds=definite,indirect --soname-synonyms=somalloc=nouserintercepts "$t"
     else
         run_one "$t" "$t"
     fi
