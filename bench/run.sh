@@ -4,7 +4,8 @@
 # benchmark (bench/bench_merge.c: floor, libhma 1 and 2 threads, the hma
 # program, PyTorch when importable) on a generated 2 x 2.2 GB BF16 pair, then
 # the delta-pack benchmark (bench/pack_bench.c: ratios and one-core codec
-# speed on the toy pair, against the goals).
+# speed on the toy pair, against the goals) and bench/pack_regimes.c
+# (DIFF16 against DIFF on light fine-tunes).
 #   sh bench/run.sh [HMA_BIN]
 # Environment: CC, BUILD (default build), LIBOUT (default lib), PYTHON,
 # HMA_BENCH_DIR, HMA_BENCH_LAYERS (default 22), HMA_BENCH_REPS (default 3).
@@ -23,10 +24,14 @@ $CC $FLAGS -o "$OUT/bench_merge" bench/bench_merge.c bench/floor.c bench/bench_u
     -L"$LIBOUT" -Wl,-rpath,"$LIBABS" -lhma -lopenblas -lzstd -lpthread -lm
 # pack_bench times the codec itself, so it links the static library and sees src/.
 $CC $FLAGS -Isrc -o "$OUT/pack_bench" bench/pack_bench.c "$LIBOUT/libhma.a" -lzstd -lopenblas -lpthread -lm
+$CC $FLAGS -Isrc -o "$OUT/pack_regimes" bench/pack_regimes.c "$LIBOUT/libhma.a" -lzstd -lopenblas -lpthread -lm
 [ -x "$HMA_BIN" ] || { echo "bench/run.sh: note: no $HMA_BIN, skipping the CLI timing"; HMA_BIN=; }
 rc=0
 "$OUT/bench_merge" "$OUT/gen_pair" $HMA_BIN || rc=$?
 echo
 echo "== delta packs (toy pair, one core, CPU time, best of 15)"
 "$OUT/pack_bench" --reps 15 || rc=$?
+echo
+echo "== delta packs on light fine-tunes (toy base plus small steps; no goal)"
+"$OUT/pack_regimes" || rc=$?
 exit $rc

@@ -199,13 +199,14 @@ static uint8_t *put_head(const uint8_t len[256], uint32_t ec[256], uint8_t *dst)
     return o;
 }
 
-/* The 4 streams; element i's code is ec[sym[i]] or, with keys, ec[keys[i]]
- * (ec then indexed by key). Returns the end. */
-HOT uint8_t *put_streams(const uint8_t *sym, const uint16_t *keys, size_t n, const uint32_t *ec, uint8_t *lens) {
+/* The 4 streams, stream s holding codes [cut[s], cut[s+1]); code i is
+ * ec[sym[i]] or, with keys, ec[keys[i]] (ec then indexed by key). Returns
+ * the end. */
+HOT uint8_t *put_streams(const uint8_t *sym, const uint16_t *keys, const size_t cut[NS + 1], const uint32_t *ec,
+                         uint8_t *lens) {
     uint8_t *o = lens + 4 * NS;
-    const size_t q = n / NS;
     for (unsigned s = 0; s < NS; s++) {
-        size_t lo = s * q, hi = s + 1 < NS ? lo + q : n;
+        size_t lo = cut[s], hi = cut[s + 1];
         uint8_t *p = o;
         uint64_t acc = 0;
         unsigned nb = 0;
@@ -236,18 +237,33 @@ HOT uint8_t *put_streams(const uint8_t *sym, const uint16_t *keys, size_t n, con
     return o;
 }
 
+static void quarters(size_t n, size_t cut[NS + 1]) {
+    for (unsigned s = 0; s < NS; s++) cut[s] = s * (n / NS);
+    cut[NS] = n;
+}
+
 size_t hma__huf8_encode(const uint8_t *sym, size_t n, const uint8_t len[256], uint8_t *dst) {
     uint32_t ec[256];
+    size_t cut[NS + 1];
+    quarters(n, cut);
     uint8_t *lens = put_head(len, ec, dst);
-    return (size_t)(put_streams(sym, NULL, n, ec, lens) - dst);
+    return (size_t)(put_streams(sym, NULL, cut, ec, lens) - dst);
+}
+
+size_t hma__huf8_encode_parts(const uint8_t *codes, const size_t cut[NS + 1], const uint8_t len[256], uint8_t *dst) {
+    uint32_t ec[256];
+    uint8_t *lens = put_head(len, ec, dst);
+    return (size_t)(put_streams(codes, NULL, cut, ec, lens) - dst);
 }
 
 size_t hma__huf8_encode_keys(const uint16_t *keys, size_t n, const uint8_t *map, unsigned klo, unsigned khi,
                              const uint8_t len[256], uint32_t *ec_keys, uint8_t *dst) {
     uint32_t ec[256];
     uint8_t *lens = put_head(len, ec, dst);
+    size_t cut[NS + 1];
+    quarters(n, cut);
     for (unsigned k = klo; k < khi; k++) ec_keys[k] = ec[map[k]];
-    return (size_t)(put_streams(NULL, keys, n, ec_keys, lens) - dst);
+    return (size_t)(put_streams(NULL, keys, cut, ec_keys, lens) - dst);
 }
 
 /* Bytes past `avail` read as zero. */
@@ -394,8 +410,133 @@ __attribute__((target("avx2"))) static void build_tab3_avx2(const uint16_t *tab1
 }
 #endif
 
+/* ---- run codes ---------------------------------------------------------------- */
+/*
+ * With runs, code r->sym stands for 2 copies of r->byte and r->sym + 1 for
+ * 4: a skewed chunk (most elements alike) then costs less than a bit per
+ * element. The multi-symbol table is 64-bit: up to 7 output bytes from up to
+ * 3 codes, and in byte 7 the bits used (bits 0-3) and the byte count (bits
+ * 4-6); the entry is stored as it is, 8 bytes, and the loop keeps 8 bytes of
+ * slack in each stream's output.
+ */
+typedef struct runpat {
+    uint8_t cnt[256];  /* output bytes of each code */
+    uint32_t pat[256]; /* those bytes, little-endian */
+} runpat;
+
+static void runpat_init(runpat *rp, const hma__huf8_runs *r) {
+    for (unsigned s = 0; s < 256; s++) {
+        rp->cnt[s] = 1;
+        rp->pat[s] = s;
+    }
+    rp->cnt[r->sym] = 2;
+    rp->pat[r->sym] = r->byte * 0x0101u;
+    rp->cnt[r->sym + 1] = 4;
+    rp->pat[r->sym + 1] = r->byte * 0x01010101u;
+}
+
+static void build_tab7(const uint16_t *tab1, const runpat *rp, uint64_t *tab) {
+    for (uint32_t i = 0; i < HMA__HUF_TSIZE; i++) {
+        uint32_t e1 = tab1[i], l1 = e1 >> 8, n1 = rp->cnt[e1 & 0xFF];
+        uint32_t e2 = tab1[i >> l1], u2 = l1 + (e2 >> 8), n2 = n1 + rp->cnt[e2 & 0xFF];
+        uint32_t e3 = tab1[(i >> u2) & (HMA__HUF_TSIZE - 1)], u3 = u2 + (e3 >> 8), n3 = n2 + rp->cnt[e3 & 0xFF];
+        int ok2 = u2 <= HMA__HUF_MAXLEN && n2 <= 7, ok3 = ok2 && u3 <= HMA__HUF_MAXLEN && n3 <= 7;
+        uint64_t bytes = rp->pat[e1 & 0xFF];
+        uint32_t used = l1, nsym = n1;
+        if (ok2) {
+            bytes |= (uint64_t)rp->pat[e2 & 0xFF] << (8 * n1);
+            used = u2;
+            nsym = n2;
+        }
+        if (ok3) {
+            bytes |= (uint64_t)rp->pat[e3 & 0xFF] << (8 * n2);
+            used = u3;
+            nsym = n3;
+        }
+        tab[i] = (bytes & ((1ull << 56) - 1)) | (uint64_t)(used | nsym << 4) << 56;
+    }
+}
+
+HOT void dec_lookup7(uint64_t *w, uint8_t **o, const uint64_t *tab) {
+    uint64_t e = tab[*w & (HMA__HUF_TSIZE - 1)];
+    memcpy(*o, &e, 8); /* little-endian: the first byte first */
+    uint32_t c = (uint32_t)(e >> 56);
+    *w >>= c & 15;
+    *o += c >> 4;
+}
+
+/* As dec_run, with run codes; returns -1 when a run would overfill its stream's share. */
+HOT int dec_run7(const uint16_t *tab1, const uint64_t *tab7, const runpat *rp, const uint8_t *src, size_t avail,
+                 size_t pos[NS], uint8_t *out, size_t n) {
+    size_t p0 = pos[0], p1 = pos[1], p2 = pos[2], p3 = pos[3];
+    const size_t q = n / NS;
+    uint8_t *o0 = out, *o1 = out + q, *o2 = out + 2 * q, *o3 = out + 3 * q;
+    uint8_t *const e0 = o1, *const e1 = o2, *const e2 = o3, *const e3 = out + n;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (avail >= 8) {
+        const size_t lim = 8 * (avail - 8);
+        const size_t per = 7 * LOOKUPS;
+        for (;;) {
+            size_t pmax = p0 > p1 ? p0 : p1, pm2 = p2 > p3 ? p2 : p3;
+            if (pm2 > pmax) pmax = pm2;
+            size_t rounds = pmax <= lim ? (lim - pmax) / (LOOKUPS * HMA__HUF_MAXLEN) + 1 : 0;
+            size_t r0 = (size_t)(e0 - o0), r1 = (size_t)(e1 - o1), r2 = (size_t)(e2 - o2), r3 = (size_t)(e3 - o3);
+            size_t rmin = r0 < r1 ? r0 : r1, rm2 = r2 < r3 ? r2 : r3;
+            if (rm2 < rmin) rmin = rm2;
+            size_t rs = rmin > 8 ? (rmin - 8) / per : 0; /* a lookup writes 8 bytes */
+            if (rounds > rs) rounds = rs;
+            if (rounds < 2) break;
+            for (size_t r = 0; r < rounds; r++) {
+                uint64_t w0 = win56(src, p0), w1 = win56(src, p1), w2 = win56(src, p2), w3 = win56(src, p3);
+                for (unsigned j = 0; j < LOOKUPS; j++) {
+                    dec_lookup7(&w0, &o0, tab7);
+                    dec_lookup7(&w1, &o1, tab7);
+                    dec_lookup7(&w2, &o2, tab7);
+                    dec_lookup7(&w3, &o3, tab7);
+                }
+                p0 += used56(w0);
+                p1 += used56(w1);
+                p2 += used56(w2);
+                p3 += used56(w3);
+            }
+        }
+    }
+#else
+    (void)tab7;
+#endif
+    size_t *ps[NS] = {&p0, &p1, &p2, &p3};
+    uint8_t *os[NS] = {o0, o1, o2, o3}, *es[NS] = {e0, e1, e2, e3};
+    for (unsigned s = 0; s < NS; s++) {
+        size_t pp = *ps[s];
+        for (uint8_t *o = os[s]; o < es[s];) {
+            unsigned e = tab1[win_safe(src, avail, pp) & (HMA__HUF_TSIZE - 1)], c = rp->cnt[e & 0xFF];
+            if (c > (size_t)(es[s] - o)) return -1;
+            for (unsigned k = 0; k < c; k++) *o++ = (uint8_t)(rp->pat[e & 0xFF] >> (8 * k));
+            pp += e >> 8;
+        }
+        *ps[s] = pp;
+    }
+    pos[0] = p0;
+    pos[1] = p1;
+    pos[2] = p2;
+    pos[3] = p3;
+    return 0;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("bmi,bmi2"))) static int dec_run7_bmi2(const uint16_t *tab1, const uint64_t *tab7,
+                                                             const runpat *rp, const uint8_t *src, size_t avail,
+                                                             size_t pos[NS], uint8_t *out, size_t n) {
+    return dec_run7(tab1, tab7, rp, src, avail, pos, out, n);
+}
+#endif
+static int dec_run7_any(const uint16_t *tab1, const uint64_t *tab7, const runpat *rp, const uint8_t *src,
+                        size_t avail, size_t pos[NS], uint8_t *out, size_t n) {
+    return dec_run7(tab1, tab7, rp, src, avail, pos, out, n);
+}
+
 int hma__huf8_decode(const uint8_t *src, size_t avail, uint8_t *out, size_t n, hma__huf8_tables *t, int isa,
-                     size_t *used, const char **why) {
+                     const hma__huf8_runs *runs, size_t *used, const char **why) {
     uint16_t *tab = t->one;
     if (avail < 2) {
         *why = "Huffman block header cut short";
@@ -457,7 +598,21 @@ int hma__huf8_decode(const uint8_t *src, size_t avail, uint8_t *out, size_t n, h
         at += slen[s];
     }
     (void)isa;
-    if (n) {
+    if (n && runs) {
+        runpat rp;
+        runpat_init(&rp, runs);
+        build_tab7(tab, &rp, t->multi7);
+        int rc;
+#if defined(__x86_64__) && defined(__GNUC__)
+        if (isa >= 1) rc = dec_run7_bmi2(tab, t->multi7, &rp, src, avail, pos, out, n);
+        else
+#endif
+            rc = dec_run7_any(tab, t->multi7, &rp, src, avail, pos, out, n);
+        if (rc) {
+            *why = "a run code overfills its stream's share of the symbols";
+            return -1;
+        }
+    } else if (n) {
 #if defined(__x86_64__) && defined(__GNUC__)
         if (isa >= 2) build_tab3_avx2(tab, t->multi);
         else

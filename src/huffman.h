@@ -57,18 +57,34 @@ size_t hma__huf8_encode(const uint8_t *sym, size_t n, const uint8_t len[256], ui
 size_t hma__huf8_encode_keys(const uint16_t *keys, size_t n, const uint8_t *map, unsigned klo, unsigned khi,
                              const uint8_t len[256], uint32_t *ec_keys, uint8_t *dst);
 
-/* Decoding tables (12 KiB): one symbol per lookup, and up to three. */
+/* Codes the symbols in 4 explicit parts: stream s holds codes [cut[s],
+ * cut[s+1]) (cut[0] = 0, cut[4] = the count). With run codes the parts are
+ * not equal quarters of the codes, only of the bytes they stand for. */
+size_t hma__huf8_encode_parts(const uint8_t *codes, const size_t cut[5], const uint8_t len[256], uint8_t *dst);
+
+/* Run codes (optional): code `sym` stands for 2 copies of `byte`, code
+ * `sym` + 1 for 4 copies (sym <= 254). Each stream still yields exactly its
+ * quarter of the n bytes; a run that would cross it is an error. */
+typedef struct hma__huf8_runs {
+    unsigned sym;
+    uint8_t byte;
+} hma__huf8_runs;
+
+/* Decoding tables (28 KiB): one symbol per lookup, up to three, and up to
+ * seven bytes with run codes. */
 typedef struct hma__huf8_tables {
     uint16_t one[HMA__HUF_TSIZE + 2]; /* + slack for 4-byte gathers */
     uint32_t multi[HMA__HUF_TSIZE];
+    uint64_t multi7[HMA__HUF_TSIZE];
 } hma__huf8_tables;
 
 /* Decodes a block of n symbols at src into out[0, n). `avail` >= the block's
  * bytes may be read from src (a larger value lets the fast loop run longer;
  * nothing past the block changes the result). t: scratch tables.
- * isa: 0 portable, 1 BMI2, 2 AVX2 + BMI2 (x86-64: faster loops). Returns 0 and the block size in *used, or -1 with *why set (static text):
+ * isa: 0 portable, 1 BMI2, 2 AVX2 + BMI2 (x86-64: faster loops). runs:
+ * the block's run codes, or NULL. Returns 0 and the block size in *used, or -1 with *why set (static text):
  * never reads outside src[0, avail) nor writes outside out[0, n). */
 int hma__huf8_decode(const uint8_t *src, size_t avail, uint8_t *out, size_t n, hma__huf8_tables *t,
-                     int isa, size_t *used, const char **why);
+                     int isa, const hma__huf8_runs *runs, size_t *used, const char **why);
 
 #endif /* HMA_HUFFMAN_H */

@@ -82,7 +82,7 @@ typedef struct hma__pc_fmt {
 size_t hma__pc_bound(size_t n);
 
 /* Per-thread coding context for chunks of at most max_chunk bytes: zstd
- * contexts, Huffman tables (about 250 KiB) and 3.25 x max_chunk bytes of
+ * contexts, Huffman tables (about 270 KiB) and 3.25 x max_chunk bytes of
  * buffers. Not thread-safe; one per worker thread. */
 typedef struct hma__pc_ctx hma__pc_ctx;
 /* Returns 0, or HMA_ERR_NO_MEMORY (no message set). */

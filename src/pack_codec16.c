@@ -15,6 +15,8 @@
  *   o    = min(max(K - exponent(b), 0), 15)      K: one byte per chunk
  *   symbol = ((nraw - o + 15) << 1) | flip       0 .. 61, Huffman-coded
  *   raw  = the nraw bits of z below its leading 1, in one of 4 bit streams
+ * When one symbol covers more than half the elements (most weights
+ * unchanged), codes 62 and 63 stand for 2 and 4 of it in a row.
  * The offset o turns the size of the base's ulp into the expected length of
  * the difference, so that one code serves every exponent; the sign flip is
  * modelled, since weights near zero change sign often.
@@ -33,6 +35,9 @@
 #endif
 
 #define NS 4u
+#define HEAD_DIFF 6u   /* u32 element count, u8 K, u8 run symbol */
+#define NO_RUNS 0xFFu  /* run-symbol byte of a chunk without run codes */
+#define RUN_SYM 62u    /* codes 62 and 63: 2 and 4 copies of the run symbol */
 #define GROUP 8u /* raw-bit group: 8 elements use at most 120 bits, one 16-byte window */
 
 static inline uint16_t ld16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
@@ -231,19 +236,60 @@ size_t hma__pc16_encode(int diff, unsigned ebits, const uint8_t *t, const uint8_
     for (size_t i = 0; i < ne; i++) h2[key[i]]++;
     uint32_t hs[256];
     unsigned K = choose_k(h2, elo, ehi, ne, hs);
-    blk = hma__huf8_plan(hs, ne, len);
-    if (5 + blk + 4 * NS + rawsize >= n) return 0;
     /* symbol of every (exponent, nraw, flip) key */
     uint8_t *symtab = sc->symtab;
     for (unsigned e = elo; e <= ehi; e++) {
         unsigned o = offset_of(K, e);
         for (unsigned c = 0; c < 32; c++) symtab[e * 32 + c] = (uint8_t)(((c >> 1) + 15 - o) << 1 | (c & 1));
     }
+    /* one symbol for more than half the elements (a light fine-tune leaves
+     * most weights unchanged): try codes for its runs, since otherwise
+     * every element costs at least a bit; keep them when they are smaller */
+    unsigned s0 = 0;
+    for (unsigned k = 1; k < 62; k++)
+        if (hs[k] > hs[s0]) s0 = k;
+    size_t cut[NS + 1], nc = 0, blk_runs = SIZE_MAX;
+    uint8_t len_runs[256];
+    if (2 * (uint64_t)hs[s0] > ne) {
+        uint32_t hc[256] = {0};
+        for (unsigned s = 0; s < NS; s++) {
+            size_t lo, hi;
+            quarter(ne, s, &lo, &hi);
+            cut[s] = nc;
+            for (size_t i = lo; i < hi;) {
+                unsigned y = symtab[key[i]], c = y;
+                if (y == s0 && i + 2 <= hi && symtab[key[i + 1]] == s0) {
+                    if (i + 4 <= hi && symtab[key[i + 2]] == s0 && symtab[key[i + 3]] == s0) {
+                        c = RUN_SYM + 1;
+                        i += 4;
+                    } else {
+                        c = RUN_SYM;
+                        i += 2;
+                    }
+                } else {
+                    i++;
+                }
+                sym[nc++] = (uint8_t)c;
+                hc[c]++;
+            }
+        }
+        cut[NS] = nc;
+        blk_runs = hma__huf8_plan(hc, nc, len_runs);
+    }
+    blk = hma__huf8_plan(hs, ne, len);
+    const int runs = blk_runs < blk;
+    if (runs) blk = blk_runs;
+    if (HEAD_DIFF + blk + 4 * NS + rawsize >= n) return 0;
     put32(dst, (uint32_t)ne);
     dst[4] = (uint8_t)K;
-    /* h2 is free again: it maps keys to codes */
-    blk = hma__huf8_encode_keys(key, ne, symtab, elo * 32, (ehi + 1) * 32, len, h2, dst + 5);
-    uint8_t *lens = dst + 5 + blk, *o = lens + 4 * NS;
+    dst[5] = runs ? (uint8_t)s0 : NO_RUNS;
+    if (runs) {
+        blk = hma__huf8_encode_parts(sym, cut, len_runs, dst + HEAD_DIFF);
+    } else {
+        /* h2 is free again: it maps keys to codes */
+        blk = hma__huf8_encode_keys(key, ne, symtab, elo * 32, (ehi + 1) * 32, len, h2, dst + HEAD_DIFF);
+    }
+    uint8_t *lens = dst + HEAD_DIFF + blk, *o = lens + 4 * NS;
     /* the 4 raw streams written side by side (their chains of shifts
      * overlap), each with 8 bytes of slack for the 8-byte stores, then
      * moved together; plain locals, so that they stay in registers */
@@ -484,7 +530,7 @@ AVX2 static void float16_merge_avx2(uint8_t *dst, const uint8_t *top, const uint
 int hma__pc16_decode(int diff, unsigned ebits, const uint8_t *src, size_t len, const uint8_t *b, uint8_t *dst,
                      size_t n, hma__pc16_scratch *sc, int isa, const char **why) {
     const size_t ne = n / 2;
-    const size_t head = diff ? 5 : 4;
+    const size_t head = diff ? HEAD_DIFF : 4;
     if (len < head) {
         *why = "16-bit chunk header cut short";
         return HMA_ERR_CORRUPT;
@@ -495,7 +541,13 @@ int hma__pc16_decode(int diff, unsigned ebits, const uint8_t *src, size_t len, c
     }
     uint8_t *sym = sc->sym;
     size_t blk;
-    if (hma__huf8_decode(src + head, len - head, sym, ne, &sc->tab, isa, &blk, why)) return HMA_ERR_CORRUPT;
+    hma__huf8_runs runs = {RUN_SYM, diff ? src[5] : 0};
+    if (diff && runs.byte != NO_RUNS && runs.byte >= RUN_SYM) {
+        *why = "run symbol out of range";
+        return HMA_ERR_CORRUPT;
+    }
+    const hma__huf8_runs *rp = diff && runs.byte != NO_RUNS ? &runs : NULL;
+    if (hma__huf8_decode(src + head, len - head, sym, ne, &sc->tab, isa, rp, &blk, why)) return HMA_ERR_CORRUPT;
     size_t at = head + blk;
 #if !PC16_X86
     (void)isa;

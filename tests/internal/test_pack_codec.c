@@ -88,6 +88,7 @@ static void fill(uint8_t *t, const uint8_t *base, size_t nb, unsigned esize, int
         case 0: v = rnd(); break;              /* every bit pattern */
         case 1: v += rnd() % 7 - 3; break;     /* a few ulps from the base */
         case 2: v = (rnd() % 4) ? v : rnd(); break;
+        case 4: v += rnd() % 8 ? 0 : 1; break; /* mostly unchanged: DIFF16's run codes */
         default: v = 0; break;                 /* all zero */
         }
         if (i / esize % 11 == 0) v = ~0ull;   /* NaN with every payload bit set */
@@ -118,7 +119,7 @@ static void test_chunk_round_trips(void **state) {
     for (size_t f = 0; f < sizeof fmts / sizeof fmts[0]; f++) {
         for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
             size_t n = sizes[s] - sizes[s] % fmts[f].esize;
-            for (int mode = 0; mode < 4; mode++) {
+            for (int mode = 0; mode < 5; mode++) {
                 fill(base, NULL, n, fmts[f].esize, 0);
                 fill(src, base, n, fmts[f].esize, mode);
                 for (int m = 0; m < HMA__PC_METHOD_COUNT; m++) {
@@ -129,8 +130,10 @@ static void test_chunk_round_trips(void **state) {
                     assert_int_equal(hma__pc_encode(c, m, fmts[f], src, bp, n, 3, dst, cap, &len, &used), 0);
                     assert_true(used == m || used == HMA__PC_STORE);
                     /* values near the base must take the entropy path */
-                    if (is_diff(m) && (mode == 1 || mode == 2) && n >= 1000 && used != m)
+                    if (is_diff(m) && (mode == 1 || mode == 2 || mode == 4) && n >= 1000 && used != m)
                         fail_msg("fmt %zu size %zu mode %d: stored", f, n, mode);
+                    /* no symbol covers half of these elements: no run codes (byte 5) */
+                    if (m == HMA__PC_DIFF16 && used == m && mode == 1) assert_true(dst[5] == 0xFF);
                     assert_true(len <= n || used != HMA__PC_STORE);
                     const char *why = NULL;
                     memset(out, 0x5A, 65536);
@@ -222,6 +225,7 @@ static void test_paths_and_ratios(void **state) {
     for (unsigned e = 0; e < 2; e++) {
         unsigned es = e ? 4 : 2;
         hma__pc_fmt f = {es, 8};
+        rng = 0x9E3779B97F4A7C15ull; /* the same weights as BF16 and as F32 */
         near_weights(t, b, NE, es);
         for (int m = HMA__PC_FLOAT; m <= HMA__PC_DIFF; m++) {
             const uint8_t *bp = m == HMA__PC_DIFF ? b : NULL;
@@ -258,11 +262,37 @@ static void test_paths_and_ratios(void **state) {
             len16[m - HMA__PC_DIFF16] = l;
         }
     }
+    /* a light fine-tune: 7 in 8 weights unchanged. DIFF16 takes its run
+     * codes (byte 5 names the run symbol), and both decoders read them back */
+    {
+        hma__pc_fmt f = {2, 8};
+        near_weights(t, b, NE, 2);
+        memcpy(t, b, NE * 2);
+        for (size_t i = 0; i < NE; i++)
+            if (rnd() % 8 == 0) t[2 * i] ^= 1;
+        size_t l = 0;
+        int used = -1;
+        assert_int_equal(hma__pc_encode(c, HMA__PC_DIFF16, f, t, b, NE * 2, 1, d, cap, &l, &used), 0);
+        assert_int_equal(used, HMA__PC_DIFF16);
+        assert_true(d[5] != 0xFF);
+        /* under a bit a weight (0.95 here), which one code per weight cannot reach */
+        assert_true(l * 8 < NE);
+        assert_int_equal(decode_exact(c, used, f, d, l, b, NE * 2, out), 0);
+        assert_memory_equal(out, t, NE * 2);
+        assert_int_equal(decode_exact(c2, used, f, d, l, b, NE * 2, out), 0);
+        assert_memory_equal(out, t, NE * 2);
+        /* a run symbol out of range, and one that is valid but wrong */
+        d[5] = 62;
+        assert_int_equal(decode_exact(c, used, f, d, l, b, NE * 2, NULL), HMA_ERR_CORRUPT);
+        d[5] = 0xFF; /* no runs: codes 62/63 are then symbols no element can have */
+        assert_int_equal(decode_exact(c, used, f, d, l, b, NE * 2, NULL), HMA_ERR_CORRUPT);
+    }
     /* DIFF16 gains from the base as DIFF does: on these 1-2 ulp differences
-     * it is 7 % larger than DIFF (one Huffman code for every exponent
-     * instead of 16; on the toy pair 1 %), FLOAT16 costs what FLOAT does */
+     * it is 7-11 % larger than DIFF, depending on the draw (one Huffman code
+     * for every exponent instead of 16; on the toy pair 1.4 %; the table in
+     * docs/performance.md), FLOAT16 costs what FLOAT does */
     assert_true(len16[0] < len[0][0] / 2);
-    assert_true(len16[0] < len[0][1] * 110 / 100);
+    assert_true(len16[0] < len[0][1] * 115 / 100);
     assert_true(len16[1] <= len[0][0] + 64);
     /* the base helps; the F32 copies cost about what the BF16 ones do */
     assert_true(len[0][1] < len[0][0]);
@@ -385,7 +415,7 @@ static void test_fast_path_handover(void **state) {
     uint8_t *t = malloc(MAXNE * 2), *b = malloc(MAXNE * 2), *d = malloc(cap), *out = malloc(MAXNE * 2);
     for (size_t fi = 0; fi < 2; fi++)
         for (size_t ne = 1; ne <= MAXNE; ne = ne < 260 ? ne + 1 : ne * 3 / 2 + 7)
-            for (int mode = 1; mode <= 2; mode++) {
+            for (int mode = 1; mode <= 4; mode += mode == 2 ? 2 : 1) {
                 size_t n = 2 * ne;
                 fill(b, NULL, n, 2, 0);
                 fill(t, b, n, 2, mode);
