@@ -299,74 +299,6 @@ HOT void dec_lookup(uint64_t *w, uint8_t **o, const uint32_t *tab) {
     *o += c >> 6;
 }
 
-HOT void dec_run(const uint16_t *tab1, const uint32_t *tab3, const uint8_t *src, size_t avail, size_t pos[NS],
-                 uint8_t *out, size_t n) {
-    size_t p0 = pos[0], p1 = pos[1], p2 = pos[2], p3 = pos[3];
-    const size_t q = n / NS;
-    uint8_t *o0 = out, *o1 = out + q, *o2 = out + 2 * q, *o3 = out + 3 * q;
-    uint8_t *const e0 = o1, *const e1 = o2, *const e2 = o3, *const e3 = out + n;
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    if (avail >= 8) {
-        const size_t lim = 8 * (avail - 8); /* a window load at pos needs pos / 8 + 8 <= avail */
-        const size_t per = 3 * LOOKUPS;     /* symbols a stream may emit in one round */
-        for (;;) {
-            size_t pmax = p0 > p1 ? p0 : p1, pm2 = p2 > p3 ? p2 : p3;
-            if (pm2 > pmax) pmax = pm2;
-            size_t rounds = pmax <= lim ? (lim - pmax) / (LOOKUPS * HMA__HUF_MAXLEN) + 1 : 0;
-            size_t r0 = (size_t)(e0 - o0), r1 = (size_t)(e1 - o1), r2 = (size_t)(e2 - o2), r3 = (size_t)(e3 - o3);
-            size_t rmin = r0 < r1 ? r0 : r1, rm2 = r2 < r3 ? r2 : r3;
-            if (rm2 < rmin) rmin = rm2;
-            /* a lookup writes 4 bytes: keep the last round's inside the stream */
-            size_t rs = rmin > 4 ? (rmin - 4) / per : 0;
-            if (rounds > rs) rounds = rs;
-            if (rounds < 2) break;
-            for (size_t r = 0; r < rounds; r++) {
-                uint64_t w0 = win56(src, p0), w1 = win56(src, p1), w2 = win56(src, p2), w3 = win56(src, p3);
-                for (unsigned j = 0; j < LOOKUPS; j++) {
-                    dec_lookup(&w0, &o0, tab3);
-                    dec_lookup(&w1, &o1, tab3);
-                    dec_lookup(&w2, &o2, tab3);
-                    dec_lookup(&w3, &o3, tab3);
-                }
-                p0 += used56(w0);
-                p1 += used56(w1);
-                p2 += used56(w2);
-                p3 += used56(w3);
-            }
-        }
-    }
-#else
-    (void)tab3;
-#endif
-    size_t *ps[NS] = {&p0, &p1, &p2, &p3};
-    uint8_t *os[NS] = {o0, o1, o2, o3}, *es[NS] = {e0, e1, e2, e3};
-    for (unsigned s = 0; s < NS; s++) {
-        size_t pp = *ps[s];
-        for (uint8_t *o = os[s]; o < es[s]; o++) {
-            unsigned e = tab1[win_safe(src, avail, pp) & (HMA__HUF_TSIZE - 1)];
-            *o = (uint8_t)e;
-            pp += e >> 8;
-        }
-        *ps[s] = pp;
-    }
-    pos[0] = p0;
-    pos[1] = p1;
-    pos[2] = p2;
-    pos[3] = p3;
-}
-
-#if defined(__x86_64__) && defined(__GNUC__)
-__attribute__((target("bmi,bmi2"))) static void dec_run_bmi2(const uint16_t *tab1, const uint32_t *tab3,
-                                                             const uint8_t *src, size_t avail, size_t pos[NS],
-                                                             uint8_t *out, size_t n) {
-    dec_run(tab1, tab3, src, avail, pos, out, n);
-}
-#endif
-static void dec_run_any(const uint16_t *tab1, const uint32_t *tab3, const uint8_t *src, size_t avail,
-                        size_t pos[NS], uint8_t *out, size_t n) {
-    dec_run(tab1, tab3, src, avail, pos, out, n);
-}
-
 /* The multi-symbol table from the one-symbol table: after the first code,
  * the rest of the 11 index bits decode a second (and third) symbol when its
  * whole code lies inside them. Branch-free: the bytes past nsym are
@@ -465,17 +397,25 @@ HOT void dec_lookup7(uint64_t *w, uint8_t **o, const uint64_t *tab) {
     *o += c >> 4;
 }
 
-/* As dec_run, with run codes; returns -1 when a run would overfill its stream's share. */
-HOT int dec_run7(const uint16_t *tab1, const uint64_t *tab7, const runpat *rp, const uint8_t *src, size_t avail,
-                 size_t pos[NS], uint8_t *out, size_t n) {
+/*
+ * The 4 streams into out: while every window load stays inside `avail` and
+ * every stream has room for a round, rounds of LOOKUPS table lookups per
+ * stream from one 56-bit window each; then one code at a time with
+ * byte-checked loads. `wide`: the 64-bit table with run codes (up to 7
+ * bytes a lookup), else the 32-bit one (up to 3). Returns -1 when a run
+ * would overfill its stream's share of the n bytes.
+ */
+HOT int dec_streams(const uint16_t *tab1, const uint32_t *tab3, const uint64_t *tab7, const runpat *rp,
+                    const uint8_t *src, size_t avail, size_t pos[NS], uint8_t *out, size_t n, const int wide) {
     size_t p0 = pos[0], p1 = pos[1], p2 = pos[2], p3 = pos[3];
     const size_t q = n / NS;
     uint8_t *o0 = out, *o1 = out + q, *o2 = out + 2 * q, *o3 = out + 3 * q;
     uint8_t *const e0 = o1, *const e1 = o2, *const e2 = o3, *const e3 = out + n;
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
     if (avail >= 8) {
-        const size_t lim = 8 * (avail - 8);
-        const size_t per = 7 * LOOKUPS;
+        const size_t lim = 8 * (avail - 8); /* a window load at pos needs pos / 8 + 8 <= avail */
+        const size_t per = (wide ? 7 : 3) * LOOKUPS; /* bytes a stream may emit in one round */
+        const size_t store = wide ? 8 : 4;           /* bytes one lookup writes */
         for (;;) {
             size_t pmax = p0 > p1 ? p0 : p1, pm2 = p2 > p3 ? p2 : p3;
             if (pm2 > pmax) pmax = pm2;
@@ -483,16 +423,24 @@ HOT int dec_run7(const uint16_t *tab1, const uint64_t *tab7, const runpat *rp, c
             size_t r0 = (size_t)(e0 - o0), r1 = (size_t)(e1 - o1), r2 = (size_t)(e2 - o2), r3 = (size_t)(e3 - o3);
             size_t rmin = r0 < r1 ? r0 : r1, rm2 = r2 < r3 ? r2 : r3;
             if (rm2 < rmin) rmin = rm2;
-            size_t rs = rmin > 8 ? (rmin - 8) / per : 0; /* a lookup writes 8 bytes */
+            /* the last round's stores stay inside each stream's share */
+            size_t rs = rmin > store ? (rmin - store) / per : 0;
             if (rounds > rs) rounds = rs;
             if (rounds < 2) break;
             for (size_t r = 0; r < rounds; r++) {
                 uint64_t w0 = win56(src, p0), w1 = win56(src, p1), w2 = win56(src, p2), w3 = win56(src, p3);
                 for (unsigned j = 0; j < LOOKUPS; j++) {
-                    dec_lookup7(&w0, &o0, tab7);
-                    dec_lookup7(&w1, &o1, tab7);
-                    dec_lookup7(&w2, &o2, tab7);
-                    dec_lookup7(&w3, &o3, tab7);
+                    if (wide) {
+                        dec_lookup7(&w0, &o0, tab7);
+                        dec_lookup7(&w1, &o1, tab7);
+                        dec_lookup7(&w2, &o2, tab7);
+                        dec_lookup7(&w3, &o3, tab7);
+                    } else {
+                        dec_lookup(&w0, &o0, tab3);
+                        dec_lookup(&w1, &o1, tab3);
+                        dec_lookup(&w2, &o2, tab3);
+                        dec_lookup(&w3, &o3, tab3);
+                    }
                 }
                 p0 += used56(w0);
                 p1 += used56(w1);
@@ -502,6 +450,7 @@ HOT int dec_run7(const uint16_t *tab1, const uint64_t *tab7, const runpat *rp, c
         }
     }
 #else
+    (void)tab3;
     (void)tab7;
 #endif
     size_t *ps[NS] = {&p0, &p1, &p2, &p3};
@@ -509,9 +458,14 @@ HOT int dec_run7(const uint16_t *tab1, const uint64_t *tab7, const runpat *rp, c
     for (unsigned s = 0; s < NS; s++) {
         size_t pp = *ps[s];
         for (uint8_t *o = os[s]; o < es[s];) {
-            unsigned e = tab1[win_safe(src, avail, pp) & (HMA__HUF_TSIZE - 1)], c = rp->cnt[e & 0xFF];
-            if (c > (size_t)(es[s] - o)) return -1;
-            for (unsigned k = 0; k < c; k++) *o++ = (uint8_t)(rp->pat[e & 0xFF] >> (8 * k));
+            unsigned e = tab1[win_safe(src, avail, pp) & (HMA__HUF_TSIZE - 1)];
+            if (wide) {
+                unsigned c = rp->cnt[e & 0xFF];
+                if (c > (size_t)(es[s] - o)) return -1;
+                for (unsigned k = 0; k < c; k++) *o++ = (uint8_t)(rp->pat[e & 0xFF] >> (8 * k));
+            } else {
+                *o++ = (uint8_t)e;
+            }
             pp += e >> 8;
         }
         *ps[s] = pp;
@@ -523,17 +477,20 @@ HOT int dec_run7(const uint16_t *tab1, const uint64_t *tab7, const runpat *rp, c
     return 0;
 }
 
+/* Each loop twice (with and without run codes), and on x86-64 again for
+ * CPUs with BMI2 (shifts by a register without the cl detour), chosen at
+ * run time. */
+#define DEC_STREAMS_FUNCS(ATTR, SUF)                                                                              \
+    ATTR static int dec_streams##SUF(const uint16_t *tab1, const uint32_t *tab3, const uint64_t *tab7,            \
+                                     const runpat *rp, const uint8_t *src, size_t avail, size_t pos[NS],         \
+                                     uint8_t *out, size_t n) {                                                   \
+        return rp ? dec_streams(tab1, tab3, tab7, rp, src, avail, pos, out, n, 1)                                \
+                  : dec_streams(tab1, tab3, tab7, rp, src, avail, pos, out, n, 0);                               \
+    }
+DEC_STREAMS_FUNCS(, _any)
 #if defined(__x86_64__) && defined(__GNUC__)
-__attribute__((target("bmi,bmi2"))) static int dec_run7_bmi2(const uint16_t *tab1, const uint64_t *tab7,
-                                                             const runpat *rp, const uint8_t *src, size_t avail,
-                                                             size_t pos[NS], uint8_t *out, size_t n) {
-    return dec_run7(tab1, tab7, rp, src, avail, pos, out, n);
-}
+DEC_STREAMS_FUNCS(__attribute__((target("bmi,bmi2"))), _bmi2)
 #endif
-static int dec_run7_any(const uint16_t *tab1, const uint64_t *tab7, const runpat *rp, const uint8_t *src,
-                        size_t avail, size_t pos[NS], uint8_t *out, size_t n) {
-    return dec_run7(tab1, tab7, rp, src, avail, pos, out, n);
-}
 
 int hma__huf8_decode(const uint8_t *src, size_t avail, uint8_t *out, size_t n, hma__huf8_tables *t, int isa,
                      const hma__huf8_runs *runs, size_t *used, const char **why) {
@@ -598,31 +555,29 @@ int hma__huf8_decode(const uint8_t *src, size_t avail, uint8_t *out, size_t n, h
         at += slen[s];
     }
     (void)isa;
-    if (n && runs) {
+    if (n) {
         runpat rp;
-        runpat_init(&rp, runs);
-        build_tab7(tab, &rp, t->multi7);
+        if (runs) {
+            runpat_init(&rp, runs);
+            build_tab7(tab, &rp, t->multi7);
+        } else {
+#if defined(__x86_64__) && defined(__GNUC__)
+            if (isa >= 2) build_tab3_avx2(tab, t->multi);
+            else
+#endif
+                build_tab3(tab, t->multi);
+        }
+        const runpat *r = runs ? &rp : NULL;
         int rc;
 #if defined(__x86_64__) && defined(__GNUC__)
-        if (isa >= 1) rc = dec_run7_bmi2(tab, t->multi7, &rp, src, avail, pos, out, n);
+        if (isa >= 1) rc = dec_streams_bmi2(tab, t->multi, t->multi7, r, src, avail, pos, out, n);
         else
 #endif
-            rc = dec_run7_any(tab, t->multi7, &rp, src, avail, pos, out, n);
+            rc = dec_streams_any(tab, t->multi, t->multi7, r, src, avail, pos, out, n);
         if (rc) {
             *why = "a run code overfills its stream's share of the symbols";
             return -1;
         }
-    } else if (n) {
-#if defined(__x86_64__) && defined(__GNUC__)
-        if (isa >= 2) build_tab3_avx2(tab, t->multi);
-        else
-#endif
-            build_tab3(tab, t->multi);
-#if defined(__x86_64__) && defined(__GNUC__)
-        if (isa >= 1) dec_run_bmi2(tab, t->multi, src, avail, pos, out, n);
-        else
-#endif
-            dec_run_any(tab, t->multi, src, avail, pos, out, n);
     }
     for (unsigned s = 0; s < NS; s++)
         if ((pos[s] - 8 * start[s] + 7) / 8 != slen[s]) {
