@@ -157,8 +157,6 @@ static uint32_t get32(const uint8_t *p) {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-size_t hma__huf8_bound(size_t n) { return 2 + 128 + 4 * NS + (n * HMA__HUF_MAXLEN + 7) / 8 + NS + 8; }
-
 /* Header bytes before the streams for lengths len[]. */
 static size_t head_size(const uint8_t len[256], unsigned *first, unsigned *count) {
     unsigned f = 0, last = 0, any = 0;

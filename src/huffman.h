@@ -39,16 +39,14 @@ void hma__huf_codes(const uint8_t *len, unsigned nsym, uint16_t *code);
  * A block is self-delimiting; its size is returned by both sides.
  */
 
-/* Worst-case block size for n symbols (header, 11 bits a symbol, slack for
- * the bit writer's 8-byte stores). */
-size_t hma__huf8_bound(size_t n);
-
 /* Code lengths (hma__huf_lengths) for the counts hist[] of n symbols;
- * returns the size of the block that hma__huf8_encode will write. */
+ * returns the size of the block that hma__huf8_encode will write, or up to
+ * 4 bytes more (each stream's last byte counted whole). The encoders write
+ * 8 bytes past the block's end at most: callers leave that much room. */
 size_t hma__huf8_plan(const uint32_t hist[256], size_t n, uint8_t len[256]);
 
-/* Codes the n symbols sym[] with the lengths from hma__huf8_plan into dst
- * (capacity at least hma__huf8_bound(n)); returns the block size. */
+/* Codes the n symbols sym[] with the lengths from hma__huf8_plan into dst;
+ * returns the block size. */
 size_t hma__huf8_encode(const uint8_t *sym, size_t n, const uint8_t len[256], uint8_t *dst);
 
 /* The same for the symbols map[keys[i]] (every key in [klo, khi)), without
