@@ -448,10 +448,11 @@ static uint64_t pass_b_scalar(const uint8_t *sym, const uint8_t *b, size_t m, un
     return pos;
 }
 
-/* Pass C, portable: z of elements [0, m) whose raw bits start at bit pos of
- * the stream at src (slen bytes: the checked stream length). */
+/* Pass C, portable: z of elements [0, m) (little-endian u16 at z, which
+ * need not be aligned: it is the caller's buffer) whose raw bits start at
+ * bit pos of the stream at src (slen bytes: the checked stream length). */
 static void pass_c_scalar(const uint8_t *src, size_t slen, uint64_t pos, const uint8_t *nr, size_t m,
-                          uint16_t *z) {
+                          uint8_t *z) {
     for (size_t i = 0; i < m; i++) {
         unsigned k = nr[i];
         uint32_t w = 0;
@@ -463,7 +464,7 @@ static void pass_c_scalar(const uint8_t *src, size_t slen, uint64_t pos, const u
                 if (at + j < slen) w |= (uint32_t)src[at + j] << (8 * j);
         }
         w >>= pos & 7;
-        z[i] = (uint16_t)((w & ((1u << k) - 1)) | (1u << k));
+        st16(z + 2 * i, (w & ((1u << k) - 1)) | (1u << k));
         pos += k;
     }
 }
@@ -588,7 +589,7 @@ AVX2 static uint64_t pass_b_avx2(const uint8_t *sym, const uint8_t *b, size_t m,
 
 /* Pass C: groups of 8 whose 16-byte window lies inside `avail` bytes. */
 AVX2 static size_t pass_c_avx2(const uint8_t *src, size_t avail, const uint8_t *nr, const uint32_t *gp, size_t m,
-                               uint16_t *z) {
+                               uint8_t *z) {
     const __m256i rep = _mm256_setr_epi8(0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12, 0, 0, 0, 0, 4, 4,
                                          4, 4, 8, 8, 8, 8, 12, 12, 12, 12);
     const __m256i inc = _mm256_set1_epi32(0x03020100), one = _mm256_set1_epi32(1);
@@ -610,7 +611,7 @@ AVX2 static size_t pass_c_avx2(const uint8_t *src, size_t avail, const uint8_t *
         __m256i lead = _mm256_sllv_epi32(one, k);
         __m256i v = _mm256_or_si256(_mm256_and_si256(w, _mm256_sub_epi32(lead, one)), lead);
         v = _mm256_permutevar8x32_epi32(_mm256_packus_epi32(v, v), _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7));
-        _mm_storeu_si128((__m128i *)(void *)(z + g * GROUP), _mm256_castsi256_si128(v));
+        _mm_storeu_si128((__m128i *)(void *)(z + 2 * g * GROUP), _mm256_castsi256_si128(v));
     }
     return g * GROUP;
 }
@@ -737,13 +738,14 @@ int hma__pc16_decode(int diff, unsigned ebits, const uint8_t *src, size_t len, c
     }
     for (unsigned s = 0; s < NS; s++) {
         size_t m = hi[s] - lo[s], done = 0;
-        uint16_t *z = (uint16_t *)(void *)(dst + 2 * lo[s]);
+        uint8_t *z = dst + 2 * lo[s];
         const uint32_t *g = gp + lo[s] / GROUP + s;
 #if PC16_X86
         if (isa >= 2) done = pass_c_avx2(src + start[s], len - start[s], nr + lo[s], g, m, z);
 #endif
         /* the rest, byte-checked, from the next group's position */
-        if (done < m) pass_c_scalar(src + start[s], slen[s], g[done / GROUP], nr + lo[s] + done, m - done, z + done);
+        if (done < m)
+            pass_c_scalar(src + start[s], slen[s], g[done / GROUP], nr + lo[s] + done, m - done, z + 2 * done);
     }
     unsigned bad;
 #if PC16_X86
