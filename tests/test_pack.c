@@ -308,6 +308,23 @@ static void test_toy_pair(void **state) {
     assert_int_equal(hma_store_open(&orig, ap, 0), HMA_OK);
     assert_int_equal(hma_pack_open(&pk, p1, base, 2), HMA_OK);
     assert_stores_equal(orig, pk);
+    /* into a buffer at an odd address: whole chunks decode straight into it
+     * (a fresh store, so that nothing comes from decoded-tensor memory) */
+    {
+        hma_store *fresh = NULL;
+        assert_int_equal(hma_pack_open(&fresh, p1, base, 1), HMA_OK);
+        for (size_t i = 0; i < hma_store_count(orig); i++) {
+            const hma_tensor *a = hma_store_tensor(orig, i), *b = hma_store_find(fresh, hma_tensor_name(a));
+            size_t nb = (size_t)hma_tensor_nbytes(a);
+            unsigned char *x = malloc(nb), *y = malloc(nb + 1);
+            assert_int_equal(hma_store_read(orig, a, 0, x, nb), HMA_OK);
+            assert_int_equal(hma_store_read(fresh, b, 0, y + 1, nb), HMA_OK);
+            assert_memory_equal(x, y + 1, nb);
+            free(x);
+            free(y);
+        }
+        hma_store_close(fresh);
+    }
     hma_store_close(pk);
     hma_store_close(orig);
 
