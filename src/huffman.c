@@ -1,6 +1,7 @@
 /* huffman.c - length-limited canonical Huffman codes and the four-stream
  * byte-symbol coder (see huffman.h). */
 #include "internal.h"
+#include "bytes.h"
 #include "huffman.h"
 
 #include <stdlib.h>
@@ -133,29 +134,8 @@ void hma__huf_codes(const uint8_t *len, unsigned nsym, uint16_t *code) {
 
 /* ---- byte symbols in four streams ----------------------------------------- */
 
-#define NS 4u
+#define NS HMA__HUF_NSTREAM
 #define LOOKUPS 5u /* table lookups per stream per window: 5 x 11 bits <= 56 */
-
-HOT uint64_t ld64(const uint8_t *p) {
-    uint64_t v;
-    memcpy(&v, p, 8);
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    v = __builtin_bswap64(v);
-#endif
-    return v;
-}
-HOT void st64(uint8_t *p, uint64_t v) {
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    v = __builtin_bswap64(v);
-#endif
-    memcpy(p, &v, 8);
-}
-static void put32(uint8_t *p, uint32_t v) {
-    for (int k = 0; k < 4; k++) p[k] = (uint8_t)(v >> (8 * k));
-}
-static uint32_t get32(const uint8_t *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
 
 /* Header bytes before the streams for lengths len[]. */
 static size_t head_size(const uint8_t len[256], unsigned *first, unsigned *count) {
@@ -214,7 +194,7 @@ HOT uint8_t *put_streams(const uint8_t *sym, const uint16_t *keys, const size_t 
             uint32_t e = ec[keys ? keys[i] : sym[i]], f = ec[keys ? keys[i + 1] : sym[i + 1]];
             acc |= ((uint64_t)(e & 0xFFFF) | (uint64_t)(f & 0xFFFF) << (e >> 16)) << nb;
             nb += (e >> 16) + (f >> 16);
-            st64(p, acc);
+            hma__st64(p, acc);
             p += nb >> 3;
             acc >>= nb & ~7u;
             nb &= 7;
@@ -223,21 +203,42 @@ HOT uint8_t *put_streams(const uint8_t *sym, const uint16_t *keys, const size_t 
             uint32_t e = ec[keys ? keys[i] : sym[i]];
             acc |= (uint64_t)(e & 0xFFFF) << nb;
             nb += e >> 16;
-            st64(p, acc);
+            hma__st64(p, acc);
             p += nb >> 3;
             acc >>= nb & ~7u;
             nb &= 7;
         }
         if (nb) p++;
-        put32(lens + 4 * s, (uint32_t)(p - o));
+        hma__st32(lens + 4 * s, (uint32_t)(p - o));
         o = p;
     }
     return o;
 }
 
 static void quarters(size_t n, size_t cut[NS + 1]) {
-    for (unsigned s = 0; s < NS; s++) cut[s] = s * (n / NS);
+    size_t hi;
+    for (unsigned s = 0; s < NS; s++) hma__huf_quarter(n, s, &cut[s], &hi);
     cut[NS] = n;
+}
+
+size_t hma__huf_streams(const uint8_t *src, size_t len, size_t at, size_t start[NS], size_t slen[NS],
+                        const char **why) {
+    if (at > len || len - at < 4 * NS) {
+        *why = "stream lengths cut short";
+        return 0;
+    }
+    const uint8_t *lens = src + at;
+    at += 4 * NS;
+    for (unsigned s = 0; s < NS; s++) {
+        slen[s] = hma__ld32(lens + 4 * s);
+        start[s] = at;
+        if (slen[s] > len - at) {
+            *why = "bit stream extends past the chunk payload";
+            return 0;
+        }
+        at += slen[s];
+    }
+    return at;
 }
 
 size_t hma__huf8_encode(const uint8_t *sym, size_t n, const uint8_t len[256], uint8_t *dst) {
@@ -276,7 +277,7 @@ static uint64_t win_safe(const uint8_t *src, size_t avail, size_t pos) {
 /* 56 bits from pos with a sentinel bit above them: after decoding, the
  * sentinel's position tells how many bits were used. */
 HOT uint64_t win56(const uint8_t *src, size_t pos) {
-    uint64_t w = ld64(src + (pos >> 3)) >> (pos & 7);
+    uint64_t w = hma__ld64(src + (pos >> 3)) >> (pos & 7);
     return (w & ((1ull << 56) - 1)) | (1ull << 56);
 }
 HOT unsigned used56(uint64_t w) { return (unsigned)__builtin_clzll(w) - 7u; }
@@ -499,7 +500,7 @@ int hma__huf8_decode(const uint8_t *src, size_t avail, uint8_t *out, size_t n, h
     }
     unsigned first = src[0], count = src[1] + 1u;
     size_t at = 2 + (count + 1) / 2;
-    if (first + count > 256 || avail < at + 4 * NS) {
+    if (first + count > 256 || avail < at) {
         *why = "Huffman block header out of range or cut short";
         return -1;
     }
@@ -540,19 +541,11 @@ int hma__huf8_decode(const uint8_t *src, size_t avail, uint8_t *out, size_t n, h
         }
     }
     size_t start[NS], slen[NS], pos[NS];
-    const uint8_t *lens = src + at;
-    at += 4 * NS;
-    for (unsigned s = 0; s < NS; s++) {
-        slen[s] = get32(lens + 4 * s);
-        start[s] = at;
-        pos[s] = 8 * at;
-        if (slen[s] > avail - at) {
-            *why = "bit stream extends past the chunk payload";
-            return -1;
-        }
-        at += slen[s];
-    }
-    (void)isa;
+    if (!(at = hma__huf_streams(src, avail, at, start, slen, why))) return -1;
+    for (unsigned s = 0; s < NS; s++) pos[s] = 8 * start[s];
+#if !(defined(__x86_64__) && defined(__GNUC__))
+    (void)isa; /* one set of loops */
+#endif
     if (n) {
         runpat rp;
         if (runs) {

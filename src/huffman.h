@@ -28,6 +28,24 @@ void hma__huf_lengths(const uint32_t *h, unsigned nsym, uint8_t *len);
  * symbols. Lengths above HMA__HUF_MAXLEN count as absent. */
 void hma__huf_codes(const uint8_t *len, unsigned nsym, uint16_t *code);
 
+/* ---- four streams --------------------------------------------------------- */
+/* Every entropy-coded payload of a pack cuts its n elements into 4 streams
+ * (independent bit chains the decoder interleaves). */
+#define HMA__HUF_NSTREAM 4u
+
+/* Elements [lo, hi) of stream s: quarters of floor(n / 4), the rest to the last. */
+static inline void hma__huf_quarter(size_t n, unsigned s, size_t *lo, size_t *hi) {
+    size_t q = n / HMA__HUF_NSTREAM;
+    *lo = s * q;
+    *hi = s + 1 < HMA__HUF_NSTREAM ? *lo + q : n;
+}
+
+/* A stream table: 4 u32 byte lengths at src + at, then the streams back to
+ * back, all inside src[0, len). Fills start[] (offsets) and slen[]; returns
+ * the offset after the last stream, or 0 with *why set (static text). */
+size_t hma__huf_streams(const uint8_t *src, size_t len, size_t at, size_t start[HMA__HUF_NSTREAM],
+                        size_t slen[HMA__HUF_NSTREAM], const char **why);
+
 /* ---- byte symbols in four streams --------------------------------------- */
 /*
  * A block codes n byte symbols:

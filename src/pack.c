@@ -9,6 +9,7 @@
  * byte of it is handed out.
  */
 #include "internal.h"
+#include "bytes.h"
 #include "pack_codec.h"
 #include "safetensors.h"
 #include "store.h"
@@ -37,23 +38,6 @@
 /* ======================================================================= */
 /* Small helpers                                                           */
 /* ======================================================================= */
-
-static void put_u32(unsigned char *p, uint32_t v) {
-    for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
-static void put_u64(unsigned char *p, uint64_t v) {
-    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
-static uint32_t get_u32(const unsigned char *p) {
-    uint32_t v = 0;
-    for (int i = 0; i < 4; i++) v |= (uint32_t)p[i] << (8 * i);
-    return v;
-}
-static uint64_t get_u64(const unsigned char *p) {
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
 
 static double now_s(void) {
     struct timespec ts;
@@ -288,17 +272,17 @@ static int base_checksum(const hma_store *base, unsigned threads, uint64_t *out)
         const hma_tensor *t = hma_store_tensor(base, order[k].i);
         unsigned char b[16];
         size_t len = strlen(order[k].name);
-        put_u32(b, (uint32_t)len);
+        hma__st32(b, (uint32_t)len);
         hma__xxh64_update(&st, b, 4);
         hma__xxh64_update(&st, order[k].name, len);
-        put_u32(b, (uint32_t)hma_tensor_dtype(t));
-        put_u32(b + 4, hma_tensor_ndim(t));
+        hma__st32(b, (uint32_t)hma_tensor_dtype(t));
+        hma__st32(b + 4, hma_tensor_ndim(t));
         hma__xxh64_update(&st, b, 8);
         for (unsigned d = 0; d < hma_tensor_ndim(t); d++) {
-            put_u64(b, hma_tensor_shape(t)[d]);
+            hma__st64(b, hma_tensor_shape(t)[d]);
             hma__xxh64_update(&st, b, 8);
         }
-        put_u64(b, j.sums[order[k].i]);
+        hma__st64(b, j.sums[order[k].i]);
         hma__xxh64_update(&st, b, 8);
     }
     *out = hma__xxh64_digest(&st);
@@ -398,22 +382,22 @@ static int pk_check_fixed(pk_file *p, const unsigned char *h) {
     const char *path = p->path;
     if (memcmp(h, PACK_MAGIC, 8) != 0)
         return hma__fail(HMA_ERR_CORRUPT, "%.400s: byte 0: not a libhma pack (expected the magic \"HMAPACK\\0\")", path);
-    if (hma__xxh64(h, 64, 0) != get_u64(h + 64))
+    if (hma__xxh64(h, 64, 0) != hma__ld64(h + 64))
         return hma__fail(HMA_ERR_CORRUPT, "%.400s: bytes [0, 64): fixed header checksum mismatch (the header is damaged)", path);
-    uint32_t version = get_u32(h + 8);
+    uint32_t version = hma__ld32(h + 8);
     if (version < PACK_VERSION_MIN || version > PACK_VERSION)
         return hma__fail(HMA_ERR_UNSUPPORTED, "%.400s: pack format version %u (this build reads versions %u to %u)",
                          path, version, PACK_VERSION_MIN, PACK_VERSION);
     p->version = version;
-    p->flags = get_u32(h + 12);
+    p->flags = hma__ld32(h + 12);
     if (p->flags & ~PACK_FLAG_BASE)
         return hma__fail(HMA_ERR_UNSUPPORTED, "%.400s: unknown pack flags 0x%x (this build knows 0x%x)", path,
                          p->flags, PACK_FLAG_BASE);
-    p->base_sum = get_u64(h + 16);
-    p->cs = get_u64(h + 24);
-    p->orig_size = get_u64(h + 32);
-    p->index_off = get_u64(h + 40);
-    p->index_len = get_u64(h + 48);
+    p->base_sum = hma__ld64(h + 16);
+    p->cs = hma__ld64(h + 24);
+    p->orig_size = hma__ld64(h + 32);
+    p->index_off = hma__ld64(h + 40);
+    p->index_len = hma__ld64(h + 48);
     if (p->cs < HMA_PACK_MIN_CHUNK || p->cs > HMA_PACK_MAX_CHUNK || p->cs % 8)
         return hma__fail(HMA_ERR_CORRUPT, "%.400s: byte 24: chunk size %llu (expected a multiple of 8 in [%u, %u])", path,
                          (unsigned long long)p->cs, HMA_PACK_MIN_CHUNK, HMA_PACK_MAX_CHUNK);
@@ -443,7 +427,7 @@ static int pk_parse_index(pk_file *p) {
                              (unsigned long long)pos, what);                                      \
     } while (0)
     NEED(8, "header length");
-    uint64_t hlen = get_u64(ix);
+    uint64_t hlen = hma__ld64(ix);
     pos = 8;
     NEED(hlen, "safetensors header");
     if (p->orig_size < 8 || hlen > p->orig_size - 8)
@@ -455,7 +439,7 @@ static int pk_parse_index(pk_file *p) {
     if (rc) return rc;
     pos += hlen;
     NEED(8, "tensor count");
-    uint64_t nt = get_u64(ix + pos);
+    uint64_t nt = hma__ld64(ix + pos);
     pos += 8;
     if (nt != p->hdr.n)
         return hma__fail(HMA_ERR_CORRUPT, "%.400s: index lists %llu tensors, the header %zu", path,
@@ -478,7 +462,7 @@ static int pk_parse_index(pk_file *p) {
         if (t->coding > CODING_BASE || (t->coding == CODING_BASE && !(p->flags & PACK_FLAG_BASE)))
             return hma__fail(HMA_ERR_CORRUPT, "%.400s: tensor '%.200s': coding %u (expected 0%s)", path, st->name,
                              t->coding, (p->flags & PACK_FLAG_BASE) ? " or 1" : ", the pack has no base");
-        uint64_t nc = get_u64(ix + pos + 8);
+        uint64_t nc = hma__ld64(ix + pos + 8);
         pos += TENSOR_HEAD;
         uint64_t want = st->nbytes / p->cs + (st->nbytes % p->cs != 0);
         if (nc != want)
@@ -493,11 +477,11 @@ static int pk_parse_index(pk_file *p) {
         for (uint64_t c = 0; c < nc; c++) {
             const unsigned char *e = ix + pos;
             pk_chunk *ch = &p->chunks[p->nchunks++];
-            ch->off = get_u64(e);
-            ch->len = get_u32(e + 8);
+            ch->off = hma__ld64(e);
+            ch->len = hma__ld32(e + 8);
             ch->method = e[12];
-            ch->psum = get_u64(e + 16);
-            ch->sum = get_u64(e + 24);
+            ch->psum = hma__ld64(e + 16);
+            ch->sum = hma__ld64(e + 24);
             uint64_t raw = (c + 1 < nc) ? p->cs : st->nbytes - c * p->cs;
             int f16 = isfloat && fmt.esize == 2 && p->version >= 3;
             int mok = ch->method == HMA__PC_STORE || ch->method == HMA__PC_ZSTD ||
@@ -559,7 +543,7 @@ static int pk_open(pk_file *p, const char *path, const hma_store *base, unsigned
     if (!p->index) return hma__fail(HMA_ERR_NO_MEMORY, "%.400s: out of memory for a %llu-byte index", path,
                                     (unsigned long long)p->index_len);
     if ((rc = pread_all(p->fd, path, p->index, (size_t)p->index_len, p->index_off))) return rc;
-    if (hma__xxh64(p->index, (size_t)p->index_len, 0) != get_u64(h + 56))
+    if (hma__xxh64(p->index, (size_t)p->index_len, 0) != hma__ld64(h + 56))
         return hma__fail(HMA_ERR_CORRUPT, "%.400s: index (bytes [%llu, %llu)) checksum mismatch (the index is damaged)",
                          path, (unsigned long long)p->index_off, (unsigned long long)(p->index_off + p->index_len));
     if ((rc = pk_parse_index(p))) return rc;
@@ -1101,17 +1085,17 @@ int hma_pack_create(const char *model_path, const hma_store *base, const char *o
         rc = hma__fail(HMA_ERR_NO_MEMORY, "out of memory for the pack index");
         goto done;
     }
-    put_u64(index, hlen);
+    hma__st64(index, hlen);
     memcpy(index + 8, json, (size_t)hlen);
     uint64_t ipos = 8 + hlen;
-    put_u64(index + ipos, hdr.n);
+    hma__st64(index + ipos, hdr.n);
     ipos += 8;
     /* Tensor records first; chunk entries are filled in as batches finish. */
     for (size_t i = 0; i < hdr.n; i++) {
         const hma__st_tensor *st = &hdr.tensors[i];
         index[ipos] = bt[i] ? CODING_BASE : CODING_ALONE;
         uint64_t nc = st->nbytes / cs + (st->nbytes % cs != 0);
-        put_u64(index + ipos + 8, nc);
+        hma__st64(index + ipos + 8, nc);
         rec_pos[i] = ipos;
         ipos += TENSOR_HEAD + nc * CHUNK_ENTRY;
     }
@@ -1125,11 +1109,11 @@ int hma_pack_create(const char *model_path, const hma_store *base, const char *o
             const chunk_ref *r = &refs[first + k];
             if ((rc = pwrite_all(of.fd, of.tmp, slots[k].payload, slots[k].len, woff))) goto done;
             unsigned char *e = index + rec_pos[r->tensor] + TENSOR_HEAD + (uint64_t)r->chunk * CHUNK_ENTRY;
-            put_u64(e, woff);
-            put_u32(e + 8, slots[k].len);
+            hma__st64(e, woff);
+            hma__st32(e + 8, slots[k].len);
             e[12] = slots[k].method;
-            put_u64(e + 16, slots[k].psum);
-            put_u64(e + 24, slots[k].sum);
+            hma__st64(e + 16, slots[k].psum);
+            hma__st64(e + 24, slots[k].sum);
             woff += slots[k].len;
         }
         first += nb;
@@ -1143,15 +1127,15 @@ int hma_pack_create(const char *model_path, const hma_store *base, const char *o
     unsigned char fixed[FIXED_SIZE];
     memset(fixed, 0, sizeof fixed);
     memcpy(fixed, PACK_MAGIC, 8);
-    put_u32(fixed + 8, PACK_VERSION);
-    put_u32(fixed + 12, base ? PACK_FLAG_BASE : 0);
-    put_u64(fixed + 16, base_sum);
-    put_u64(fixed + 24, cs);
-    put_u64(fixed + 32, fsize);
-    put_u64(fixed + 40, woff);
-    put_u64(fixed + 48, ilen);
-    put_u64(fixed + 56, hma__xxh64(index, (size_t)ilen, 0));
-    put_u64(fixed + 64, hma__xxh64(fixed, 64, 0));
+    hma__st32(fixed + 8, PACK_VERSION);
+    hma__st32(fixed + 12, base ? PACK_FLAG_BASE : 0);
+    hma__st64(fixed + 16, base_sum);
+    hma__st64(fixed + 24, cs);
+    hma__st64(fixed + 32, fsize);
+    hma__st64(fixed + 40, woff);
+    hma__st64(fixed + 48, ilen);
+    hma__st64(fixed + 56, hma__xxh64(index, (size_t)ilen, 0));
+    hma__st64(fixed + 64, hma__xxh64(fixed, 64, 0));
     if ((rc = pwrite_all(of.fd, of.tmp, fixed, FIXED_SIZE, 0))) goto done;
     if ((rc = out_commit(&of))) goto done;
     if (stats) {
@@ -1265,7 +1249,7 @@ static void fill_stats(hma_pack_stats *stats, const pk_file *p, double t0) {
 
 static int write_header(pk_file *p, int fd, const char *path) {
     unsigned char prefix[8];
-    put_u64(prefix, p->hdr.header_len);
+    hma__st64(prefix, p->hdr.header_len);
     int rc = pwrite_all(fd, path, prefix, 8, 0);
     if (!rc) rc = pwrite_all(fd, path, p->index + 8, (size_t)p->hdr.header_len, 8);
     return rc;
@@ -1329,7 +1313,7 @@ int hma_pack_verify(const char *pack_path, const hma_store *base, const char *or
         }
         if ((rc = pread_all(ofd, original_path, head, hl, 0))) goto done;
         unsigned char prefix[8];
-        put_u64(prefix, p.hdr.header_len);
+        hma__st64(prefix, p.hdr.header_len);
         if (memcmp(head, prefix, 8) || memcmp(head + 8, p.index + 8, hl - 8)) {
             rc = hma__fail(HMA_ERR_MISMATCH, "%.400s: header differs from the one stored in %.400s", original_path,
                            pack_path);

@@ -2,6 +2,7 @@
  * the Huffman-coded FLOAT and DIFF methods (any float width), zstd, and the
  * dispatch to the 16-bit methods of pack_codec16.c (see pack_codec.h). */
 #include "internal.h"
+#include "bytes.h"
 #include "huffman.h"
 #include "pack_codec.h"
 
@@ -28,15 +29,6 @@
 
 static inline uint64_t rotl64(uint64_t x, unsigned r) { return (x << r) | (x >> (64 - r)); }
 
-static inline uint64_t le64(const unsigned char *p) {
-    return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 | (uint64_t)p[3] << 24 |
-           (uint64_t)p[4] << 32 | (uint64_t)p[5] << 40 | (uint64_t)p[6] << 48 |
-           (uint64_t)p[7] << 56;
-}
-static inline uint32_t le32(const unsigned char *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 static inline uint64_t xround(uint64_t acc, uint64_t in) {
     acc += in * XP2;
     acc = rotl64(acc, 31);
@@ -58,10 +50,10 @@ void hma__xxh64_init(hma__xxh64_state *st, uint64_t seed) {
 
 static const unsigned char *xstripes(uint64_t v[4], const unsigned char *p, const unsigned char *end) {
     while ((size_t)(end - p) >= 32) {
-        v[0] = xround(v[0], le64(p));
-        v[1] = xround(v[1], le64(p + 8));
-        v[2] = xround(v[2], le64(p + 16));
-        v[3] = xround(v[3], le64(p + 24));
+        v[0] = xround(v[0], hma__ld64(p));
+        v[1] = xround(v[1], hma__ld64(p + 8));
+        v[2] = xround(v[2], hma__ld64(p + 16));
+        v[3] = xround(v[3], hma__ld64(p + 24));
         p += 32;
     }
     return p;
@@ -90,13 +82,13 @@ void hma__xxh64_update(hma__xxh64_state *st, const void *data, size_t len) {
 
 static uint64_t xfinish(uint64_t h, const unsigned char *p, size_t len) {
     while (len >= 8) {
-        h ^= xround(0, le64(p));
+        h ^= xround(0, hma__ld64(p));
         h = rotl64(h, 27) * XP1 + XP4;
         p += 8;
         len -= 8;
     }
     if (len >= 4) {
-        h ^= (uint64_t)le32(p) * XP1;
+        h ^= (uint64_t)hma__ld32(p) * XP1;
         h = rotl64(h, 23) * XP2 + XP3;
         p += 4;
         len -= 4;
@@ -176,48 +168,6 @@ uint64_t hma__pc_unzigzag(uint64_t z, unsigned bits) {
     return ((z >> 1) ^ ((z & 1) ? m : 0)) & m;
 }
 
-/* Little-endian loads and stores; memcpy compiles to one move on
- * little-endian machines. */
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-static inline uint16_t ld16(const uint8_t *p) {
-    uint16_t v;
-    memcpy(&v, p, 2);
-    return v;
-}
-static inline uint32_t ld32(const uint8_t *p) {
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-static inline uint64_t ld64(const uint8_t *p) {
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return v;
-}
-static inline void st16(uint8_t *p, uint16_t v) { memcpy(p, &v, 2); }
-static inline void st32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
-static inline void st64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
-#else
-static inline uint16_t ld16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
-static inline uint32_t ld32(const uint8_t *p) { return le32(p); }
-static inline uint64_t ld64(const uint8_t *p) { return le64(p); }
-static inline void st16(uint8_t *p, uint16_t v) {
-    for (int k = 0; k < 2; k++) p[k] = (uint8_t)(v >> (8 * k));
-}
-static inline void st32(uint8_t *p, uint32_t v) {
-    for (int k = 0; k < 4; k++) p[k] = (uint8_t)(v >> (8 * k));
-}
-static inline void st64(uint8_t *p, uint64_t v) {
-    for (int k = 0; k < 8; k++) p[k] = (uint8_t)(v >> (8 * k));
-}
-#endif
-static void put32(uint8_t *p, uint32_t v) {
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
-
 /* ======================================================================= */
 /* Entropy-coded float methods (FLOAT, DIFF)                               */
 /* ======================================================================= */
@@ -248,7 +198,7 @@ static void put32(uint8_t *p, uint32_t v) {
 #define MAX_CTX 16u
 #endif
 #define MAX_SYM 496u /* DIFF with B = 64: 16 + 60 * 8 */
-#define NSTREAM 4u
+#define NSTREAM HMA__HUF_NSTREAM
 
 #define HOT static inline __attribute__((always_inline))
 
@@ -274,12 +224,12 @@ typedef struct ent_plan {
 } ent_plan;
 
 HOT uint64_t ldE(const uint8_t *p, unsigned E) {
-    return E == 2 ? ld16(p) : E == 4 ? ld32(p) : ld64(p);
+    return E == 2 ? hma__ld16(p) : E == 4 ? hma__ld32(p) : hma__ld64(p);
 }
 HOT void stE(uint8_t *p, uint64_t v, unsigned E) {
-    if (E == 2) st16(p, (uint16_t)v);
-    else if (E == 4) st32(p, (uint32_t)v);
-    else st64(p, v);
+    if (E == 2) hma__st16(p, (uint16_t)v);
+    else if (E == 4) hma__st32(p, (uint32_t)v);
+    else hma__st64(p, v);
 }
 
 /* Context key of a base element: its exponent field, top 8 bits of it. */
@@ -367,7 +317,7 @@ typedef struct bitw {
 HOT void bw_put(bitw *w, uint64_t v, unsigned k) {
     w->acc |= v << w->n;
     w->n += k;
-    st64(w->p, w->acc);
+    hma__st64(w->p, w->acc);
     w->p += w->n >> 3;
     w->acc >>= w->n & ~7u; /* n <= 63 */
     w->n &= 7;
@@ -408,12 +358,6 @@ static void plan_contexts(ent_plan *p, const uint8_t *b, size_t ne) {
     for (unsigned c = 0; c + 1 < p->nctx; c++) p->map[p->keys[c]] = (uint8_t)c;
 }
 
-/* Element ranges of the streams: 3 quarters of q elements, the rest. */
-HOT void stream_range(size_t ne, unsigned s, size_t *lo, size_t *hi) {
-    size_t q = ne / NSTREAM;
-    *lo = s * q;
-    *hi = s + 1 < NSTREAM ? (s + 1) * q : ne;
-}
 
 /* From the histograms: code lengths and codes of every context, and the
  * chunk header. Returns the header size, or 0 when the payload would not
@@ -446,7 +390,7 @@ static size_t ent_header(hma__pc_ctx *c, const ent_plan *P, size_t n, uint8_t *d
     uint8_t *o = dst;
     *o++ = (uint8_t)P->shift;
     *o++ = (uint8_t)nctx;
-    put32(o, (uint32_t)(n / P->esize));
+    hma__st32(o, (uint32_t)(n / P->esize));
     o += 4;
     for (unsigned cx = 0; cx + 1 < nctx; cx++) *o++ = P->keys[cx];
     for (unsigned cx = 0; cx < nctx; cx++) {
@@ -483,7 +427,7 @@ HOT size_t enc_gen(hma__pc_ctx *c, const ent_plan *P, const uint8_t *t, const ui
     const uint32_t *ecode = c->ecode;
     for (unsigned s = 0; s < NSTREAM; s++) {
         size_t lo, hi;
-        stream_range(ne, s, &lo, &hi);
+        hma__huf_quarter(ne, s, &lo, &hi);
         bitw w = {o, 0, 0};
         for (size_t i = lo; i < hi; i++) {
             uint64_t tv = ldE(t + i * E, E), bv = diff ? ldE(b + i * E, E) : 0;
@@ -501,7 +445,7 @@ HOT size_t enc_gen(hma__pc_ctx *c, const ent_plan *P, const uint8_t *t, const ui
             }
         }
         size_t slen = (size_t)(w.p - o) + (w.n ? 1 : 0);
-        put32(dst + head - 4 * NSTREAM + 4 * s, (uint32_t)slen);
+        hma__st32(dst + head - 4 * NSTREAM + 4 * s, (uint32_t)slen);
         o += slen;
     }
     return (size_t)(o - dst);
@@ -515,11 +459,11 @@ static unsigned common_shift(const uint8_t *t, const uint8_t *b, size_t ne, unsi
     for (size_t i0 = 0; i0 < ne && !(orv & 1); i0 += 256) {
         size_t i1 = ne - i0 < 256 ? ne : i0 + 256;
         if (E == 2)
-            for (size_t i = i0; i < i1; i++) orv |= (uint64_t)(ld16(t + 2 * i) | (b ? ld16(b + 2 * i) : 0));
+            for (size_t i = i0; i < i1; i++) orv |= (uint64_t)(hma__ld16(t + 2 * i) | (b ? hma__ld16(b + 2 * i) : 0));
         else if (E == 4)
-            for (size_t i = i0; i < i1; i++) orv |= (uint64_t)(ld32(t + 4 * i) | (b ? ld32(b + 4 * i) : 0));
+            for (size_t i = i0; i < i1; i++) orv |= (uint64_t)(hma__ld32(t + 4 * i) | (b ? hma__ld32(b + 4 * i) : 0));
         else
-            for (size_t i = i0; i < i1; i++) orv |= ld64(t + 8 * i) | (b ? ld64(b + 8 * i) : 0);
+            for (size_t i = i0; i < i1; i++) orv |= hma__ld64(t + 8 * i) | (b ? hma__ld64(b + 8 * i) : 0);
     }
     unsigned shift = orv ? (unsigned)__builtin_ctzll(orv) : 64;
     return shift > 8 * E - 9 ? 8 * E - 9 : shift;
@@ -532,7 +476,6 @@ static size_t ent_encode(hma__pc_ctx *c, int diff, hma__pc_fmt fmt, const uint8_
     ent_plan P;
     plan_init(&P, diff, fmt, common_shift(t, diff ? b : NULL, ne, E));
     if (diff && P.ebits) plan_contexts(&P, b, ne);
-    (void)c;
     switch (E * 2 + (diff != 0)) {
     case 4: return enc_gen(c, &P, t, b, n, dst, 2, 0);
     case 5: return enc_gen(c, &P, t, b, n, dst, 2, 1);
@@ -551,7 +494,7 @@ static size_t ent_encode(hma__pc_ctx *c, int diff, hma__pc_fmt fmt, const uint8_
  * past the end of the payload. A stream that reads past its own end is
  * caught afterwards (its bit count must match its length).
  */
-HOT uint64_t win_fast(const uint8_t *src, size_t pos) { return ld64(src + (pos >> 3)) >> (pos & 7); }
+HOT uint64_t win_fast(const uint8_t *src, size_t pos) { return hma__ld64(src + (pos >> 3)) >> (pos & 7); }
 static inline uint64_t win_safe(const uint8_t *src, size_t len, size_t pos) {
     uint64_t w = 0;
     size_t at = pos >> 3;
@@ -667,7 +610,7 @@ static int ent_decode(hma__pc_ctx *c, int diff, hma__pc_fmt fmt, const uint8_t *
         return HMA_ERR_CORRUPT;
     }
     unsigned shift = src[0], nctx = src[1];
-    if (le32(src + 2) != ne) {
+    if (hma__ld32(src + 2) != ne) {
         *why = "payload codes another element count";
         return HMA_ERR_CORRUPT;
     }
@@ -720,34 +663,20 @@ static int ent_decode(hma__pc_ctx *c, int diff, hma__pc_fmt fmt, const uint8_t *
             return HMA_ERR_CORRUPT;
         }
     }
-    if (len - pos < 4 * NSTREAM) {
-        *why = "stream lengths cut short";
-        return HMA_ERR_CORRUPT;
-    }
-    size_t start[NSTREAM], slen[NSTREAM], at = pos + 4 * NSTREAM;
-    for (unsigned s = 0; s < NSTREAM; s++) {
-        slen[s] = le32(src + pos + 4 * s);
-        start[s] = at;
-        if (slen[s] > len - at) {
-            *why = "bit stream extends past the chunk payload";
-            return HMA_ERR_CORRUPT;
-        }
-        at += slen[s];
-    }
+    size_t start[NSTREAM], slen[NSTREAM], at = hma__huf_streams(src, len, pos, start, slen, why);
+    if (!at) return HMA_ERR_CORRUPT;
     if (at != len) {
         *why = "bytes left over after the last bit stream";
         return HMA_ERR_CORRUPT;
     }
     uint64_t used[NSTREAM];
-    {
-        switch (E * 2 + (diff != 0)) {
-        case 4: dec_gen(c->dtab, &P, src, len, start, used, b, dst, ne, 2, 0); break;
-        case 5: dec_gen(c->dtab, &P, src, len, start, used, b, dst, ne, 2, 1); break;
-        case 8: dec_gen(c->dtab, &P, src, len, start, used, b, dst, ne, 4, 0); break;
-        case 9: dec_gen(c->dtab, &P, src, len, start, used, b, dst, ne, 4, 1); break;
-        case 16: dec_gen(c->dtab, &P, src, len, start, used, b, dst, ne, 8, 0); break;
-        default: dec_gen(c->dtab, &P, src, len, start, used, b, dst, ne, 8, 1); break;
-        }
+    switch (E * 2 + (diff != 0)) {
+    case 4: dec_gen(c->dtab, &P, src, len, start, used, b, dst, ne, 2, 0); break;
+    case 5: dec_gen(c->dtab, &P, src, len, start, used, b, dst, ne, 2, 1); break;
+    case 8: dec_gen(c->dtab, &P, src, len, start, used, b, dst, ne, 4, 0); break;
+    case 9: dec_gen(c->dtab, &P, src, len, start, used, b, dst, ne, 4, 1); break;
+    case 16: dec_gen(c->dtab, &P, src, len, start, used, b, dst, ne, 8, 0); break;
+    default: dec_gen(c->dtab, &P, src, len, start, used, b, dst, ne, 8, 1); break;
     }
     for (unsigned s = 0; s < NSTREAM; s++)
         if ((used[s] + 7) / 8 != slen[s]) {

@@ -22,6 +22,7 @@
  * modelled, since weights near zero change sign often.
  */
 #include "internal.h"
+#include "bytes.h"
 #include "huffman.h"
 #include "pack_codec.h"
 
@@ -34,36 +35,12 @@
 #define PC16_X86 0
 #endif
 
-#define NS 4u
+#define NS HMA__HUF_NSTREAM
 #define HEAD_DIFF 6u   /* u32 element count, u8 K, u8 run symbol */
 #define NO_RUNS 0xFFu  /* run-symbol byte of a chunk without run codes */
 #define RUN_SYM 62u    /* codes 62 and 63: 2 and 4 copies of the run symbol */
 #define GROUP 8u /* raw-bit group: 8 elements use at most 120 bits, one 16-byte window */
 
-static inline uint16_t ld16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
-static inline void st16(uint8_t *p, unsigned v) {
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-static void put32(uint8_t *p, uint32_t v) {
-    for (int k = 0; k < 4; k++) p[k] = (uint8_t)(v >> (8 * k));
-}
-static inline uint32_t get32(const uint8_t *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static inline void st64(uint8_t *p, uint64_t v) {
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    v = __builtin_bswap64(v);
-#endif
-    memcpy(p, &v, 8);
-}
-
-/* Elements [lo, hi) of stream s of ne. */
-static void quarter(size_t ne, unsigned s, size_t *lo, size_t *hi) {
-    size_t q = ne / NS;
-    *lo = s * q;
-    *hi = s + 1 < NS ? *lo + q : ne;
-}
 
 /* Portable SIMD (GCC/Clang vector extensions: SSE2, NEON or plain
  * registers, whatever the target has) on little-endian hosts, for CPUs
@@ -104,6 +81,9 @@ static double flog2(double x) {
  * most; of K0 - 8 .. K0 + 8, take the K whose symbols have the least
  * entropy (on 1-2 ulp differences the median is 25 % off the best). Fills
  * hs with the symbol counts for that K. */
+/* The symbol of key cell c = nraw * 2 + flip at an exponent with offset o. */
+static inline unsigned sym_of(unsigned c, unsigned o) { return ((c >> 1) + 15 - o) << 1 | (c & 1); }
+
 static unsigned choose_k(const uint32_t *h2, unsigned elo, unsigned ehi, size_t ne, uint32_t hs[256]) {
     uint64_t sum[256 + 16] = {0};
     for (unsigned e = elo; e <= ehi; e++)
@@ -113,11 +93,12 @@ static unsigned choose_k(const uint32_t *h2, unsigned elo, unsigned ehi, size_t 
     while (K0 < 255 && 2 * (acc + sum[K0]) < ne) acc += sum[K0++];
     unsigned best_k = K0;
     double best = -1;
+    memset(hs, 0, 256 * sizeof *hs);
     for (unsigned K = K0 > 8 ? K0 - 8 : 0; K <= K0 + 8 && K <= 255; K++) {
         uint32_t h[64] = {0};
         for (unsigned e = elo; e <= ehi; e++) {
             unsigned o = offset_of(K, e);
-            for (unsigned c = 0; c < 32; c++) h[((c >> 1) + 15 - o) << 1 | (c & 1)] += h2[e * 32 + c];
+            for (unsigned c = 0; c < 32; c++) h[sym_of(c, o)] += h2[e * 32 + c];
         }
         double cost = 0;
         for (unsigned s = 0; s < 62; s++)
@@ -125,15 +106,10 @@ static unsigned choose_k(const uint32_t *h2, unsigned elo, unsigned ehi, size_t 
         if (best < 0 || cost < best) {
             best = cost;
             best_k = K;
+            memcpy(hs, h, sizeof h);
         }
     }
-    unsigned K = best_k;
-    memset(hs, 0, 256 * sizeof *hs);
-    for (unsigned e = elo; e <= ehi; e++) {
-        unsigned o = offset_of(K, e);
-        for (unsigned c = 0; c < 32; c++) hs[((c >> 1) + 15 - o) << 1 | (c & 1)] += h2[e * 32 + c];
-    }
-    return K;
+    return best_k;
 }
 
 /* Encoder pass 1: per element z and its key (exponent, nraw, flip); widens
@@ -143,7 +119,7 @@ static uint64_t enc_keys_scalar(const uint8_t *t, const uint8_t *b, size_t ne, u
     unsigned lo = *elo, hi = *ehi;
     uint64_t bits = 0;
     for (size_t i = 0; i < ne; i++) {
-        unsigned tv = ld16(t + 2 * i), bv = ld16(b + 2 * i), e = (bv >> esh) & emask;
+        unsigned tv = hma__ld16(t + 2 * i), bv = hma__ld16(b + 2 * i), e = (bv >> esh) & emask;
         int d = (int)(tv & 0x7FFF) - (int)(bv & 0x7FFF);
         /* zigzag without a branch: the sign is random, a branch mispredicts */
         unsigned z = (((unsigned)d << 1) ^ (unsigned)(d >> 31)) + 1u;
@@ -253,17 +229,17 @@ size_t hma__pc16_encode(int diff, unsigned ebits, const uint8_t *t, const uint8_
     if (!diff) {
         uint32_t hs[256] = {0};
         for (size_t i = 0; i < ne; i++) {
-            unsigned v = ld16(t + 2 * i);
+            unsigned v = hma__ld16(t + 2 * i);
             sym[i] = (uint8_t)(((v << 1) | (v >> 15)) >> 8);
             hs[sym[i]]++;
         }
         blk = hma__huf8_plan(hs, ne, len);
         if (4 + blk + ne >= n) return 0;
-        put32(dst, (uint32_t)ne);
+        hma__st32(dst, (uint32_t)ne);
         blk = hma__huf8_encode(sym, ne, len, dst + 4);
         uint8_t *low = dst + 4 + blk;
         for (size_t i = 0; i < ne; i++) {
-            unsigned v = ld16(t + 2 * i);
+            unsigned v = hma__ld16(t + 2 * i);
             low[i] = (uint8_t)((v << 1) | (v >> 15));
         }
         return 4 + blk + ne;
@@ -277,7 +253,7 @@ size_t hma__pc16_encode(int diff, unsigned ebits, const uint8_t *t, const uint8_
     size_t rawsize = 0;
     for (unsigned s = 0; s < NS; s++) {
         size_t lo, hi;
-        quarter(ne, s, &lo, &hi);
+        hma__huf_quarter(ne, s, &lo, &hi);
 #if PC16_X86
         if (isa >= 2)
             rb[s] = enc_keys_avx2(t + 2 * lo, b + 2 * lo, hi - lo, esh, emask, zb + lo, key + lo, &elo, &ehi);
@@ -298,7 +274,7 @@ size_t hma__pc16_encode(int diff, unsigned ebits, const uint8_t *t, const uint8_
     uint8_t *symtab = sc->symtab;
     for (unsigned e = elo; e <= ehi; e++) {
         unsigned o = offset_of(K, e);
-        for (unsigned c = 0; c < 32; c++) symtab[e * 32 + c] = (uint8_t)(((c >> 1) + 15 - o) << 1 | (c & 1));
+        for (unsigned c = 0; c < 32; c++) symtab[e * 32 + c] = (uint8_t)sym_of(c, o);
     }
     /* one symbol for more than half the elements (a light fine-tune leaves
      * most weights unchanged): try codes for its runs, since otherwise
@@ -312,7 +288,7 @@ size_t hma__pc16_encode(int diff, unsigned ebits, const uint8_t *t, const uint8_
         uint32_t hc[256] = {0};
         for (unsigned s = 0; s < NS; s++) {
             size_t lo, hi;
-            quarter(ne, s, &lo, &hi);
+            hma__huf_quarter(ne, s, &lo, &hi);
             cut[s] = nc;
             for (size_t i = lo; i < hi;) {
                 unsigned y = symtab[key[i]], c = y;
@@ -338,7 +314,7 @@ size_t hma__pc16_encode(int diff, unsigned ebits, const uint8_t *t, const uint8_
     const int runs = blk_runs < blk;
     if (runs) blk = blk_runs;
     if (HEAD_DIFF + blk + 4 * NS + rawsize >= n) return 0;
-    put32(dst, (uint32_t)ne);
+    hma__st32(dst, (uint32_t)ne);
     dst[4] = (uint8_t)K;
     dst[5] = runs ? (uint8_t)s0 : NO_RUNS;
     if (runs) {
@@ -355,7 +331,7 @@ size_t hma__pc16_encode(int diff, unsigned ebits, const uint8_t *t, const uint8_
     size_t at = 0;
     for (unsigned s = 0; s < NS; s++) {
         p[s] = o + at;
-        put32(lens + 4 * s, (uint32_t)((rb[s] + 7) / 8));
+        hma__st32(lens + 4 * s, (uint32_t)((rb[s] + 7) / 8));
         at += (size_t)((rb[s] + 7) / 8) + 8;
     }
     const size_t q = ne / NS;
@@ -376,7 +352,7 @@ size_t hma__pc16_encode(int diff, unsigned ebits, const uint8_t *t, const uint8_
         RAW_BITS((I) + 1, v2_, k2_);                                                                               \
         A |= (uint64_t)(v1_ | v2_ << k1_) << N;                                                                    \
         N += k1_ + k2_;                                                                                            \
-        st64(P, A);                                                                                                \
+        hma__st64(P, A);                                                                                                \
         P += N >> 3;                                                                                               \
         A >>= N & ~7u;                                                                                             \
         N &= 7;                                                                                                    \
@@ -387,7 +363,7 @@ size_t hma__pc16_encode(int diff, unsigned ebits, const uint8_t *t, const uint8_
         RAW_BITS(I, v_, k_);                                                                                       \
         A |= (uint64_t)v_ << N;                                                                                    \
         N += k_;                                                                                                   \
-        st64(P, A);                                                                                                \
+        hma__st64(P, A);                                                                                                \
         P += N >> 3;                                                                                               \
         A >>= N & ~7u;                                                                                             \
         N &= 7;                                                                                                    \
@@ -440,7 +416,7 @@ static uint64_t pass_b_scalar(const uint8_t *sym, const uint8_t *b, size_t m, un
     uint64_t pos = 0;
     for (size_t i = 0; i < m; i++) {
         if (i % GROUP == 0) gp[i / GROUP] = (uint32_t)pos;
-        int v = (int)(sym[i] >> 1) - 15 + (int)offset_of(K, (ld16(b + 2 * i) >> esh) & emask);
+        int v = (int)(sym[i] >> 1) - 15 + (int)offset_of(K, (hma__ld16(b + 2 * i) >> esh) & emask);
         if (v < 0 || v > 15) return UINT64_MAX;
         nr[i] = (uint8_t)v;
         pos += (unsigned)v;
@@ -458,13 +434,13 @@ static void pass_c_scalar(const uint8_t *src, size_t slen, uint64_t pos, const u
         uint32_t w = 0;
         size_t at = (size_t)(pos >> 3);
         if (at + 4 <= slen) {
-            w = get32(src + at); /* one load where 4 bytes remain */
+            w = hma__ld32(src + at); /* one load where 4 bytes remain */
         } else {
             for (unsigned j = 0; j < 3; j++)
                 if (at + j < slen) w |= (uint32_t)src[at + j] << (8 * j);
         }
         w >>= pos & 7;
-        st16(z + 2 * i, (w & ((1u << k) - 1)) | (1u << k));
+        hma__st16(z + 2 * i, (w & ((1u << k) - 1)) | (1u << k));
         pos += k;
     }
 }
@@ -474,11 +450,11 @@ static void pass_c_scalar(const uint8_t *src, size_t slen, uint64_t pos, const u
 static unsigned pass_d_scalar(uint8_t *dst, const uint8_t *sym, const uint8_t *b, size_t m) {
     unsigned bad = 0;
     for (size_t i = 0; i < m; i++) {
-        unsigned z = ld16(dst + 2 * i) - 1u, bv = ld16(b + 2 * i);
+        unsigned z = hma__ld16(dst + 2 * i) - 1u, bv = hma__ld16(b + 2 * i);
         unsigned d = (z >> 1) ^ (0u - (z & 1u));
         unsigned mag = ((bv & 0x7FFF) + d) & 0xFFFF;
         bad |= mag & 0x8000;
-        st16(dst + 2 * i, mag | ((bv ^ (unsigned)(sym[i] & 1) << 15) & 0x8000));
+        hma__st16(dst + 2 * i, mag | ((bv ^ (unsigned)(sym[i] & 1) << 15) & 0x8000));
     }
     return bad;
 }
@@ -547,7 +523,7 @@ static unsigned pass_d_vec(uint8_t *dst, const uint8_t *sym, const uint8_t *b, s
 static void float16_merge_scalar(uint8_t *dst, const uint8_t *top, const uint8_t *low, size_t ne) {
     for (size_t i = 0; i < ne; i++) {
         unsigned v = (unsigned)top[i] << 8 | low[i];
-        st16(dst + 2 * i, (v >> 1) | ((v & 1) << 15));
+        hma__st16(dst + 2 * i, (v >> 1) | ((v & 1) << 15));
     }
 }
 
@@ -659,7 +635,7 @@ int hma__pc16_decode(int diff, unsigned ebits, const uint8_t *src, size_t len, c
         *why = "16-bit chunk header cut short";
         return HMA_ERR_CORRUPT;
     }
-    if (get32(src) != ne) {
+    if (hma__ld32(src) != ne) {
         *why = "payload codes another element count";
         return HMA_ERR_CORRUPT;
     }
@@ -673,9 +649,6 @@ int hma__pc16_decode(int diff, unsigned ebits, const uint8_t *src, size_t len, c
     const hma__huf8_runs *rp = diff && runs.byte != NO_RUNS ? &runs : NULL;
     if (hma__huf8_decode(src + head, len - head, sym, ne, &sc->tab, isa, rp, &blk, why)) return HMA_ERR_CORRUPT;
     size_t at = head + blk;
-#if !PC16_X86
-    (void)isa;
-#endif
     if (!diff) {
         if (len - at != ne) {
             *why = "low-byte plane size differs from the element count";
@@ -689,22 +662,8 @@ int hma__pc16_decode(int diff, unsigned ebits, const uint8_t *src, size_t len, c
         return 0;
     }
     const unsigned K = src[4], esh = 15 - ebits, emask = (1u << ebits) - 1;
-    if (len - at < 4 * NS) {
-        *why = "raw stream lengths cut short";
-        return HMA_ERR_CORRUPT;
-    }
     size_t start[NS], slen[NS], lo[NS], hi[NS];
-    const uint8_t *lens = src + at;
-    at += 4 * NS;
-    for (unsigned s = 0; s < NS; s++) {
-        slen[s] = get32(lens + 4 * s);
-        start[s] = at;
-        if (slen[s] > len - at) {
-            *why = "raw bit stream extends past the chunk payload";
-            return HMA_ERR_CORRUPT;
-        }
-        at += slen[s];
-    }
+    if (!(at = hma__huf_streams(src, len, at, start, slen, why))) return HMA_ERR_CORRUPT;
     if (at != len) {
         *why = "bytes left over after the last raw bit stream";
         return HMA_ERR_CORRUPT;
@@ -714,7 +673,7 @@ int hma__pc16_decode(int diff, unsigned ebits, const uint8_t *src, size_t len, c
     /* stream s keeps its group positions from gp + lo / GROUP + s: room for
      * ceil(m / GROUP) each, ne / GROUP + NS in all */
     for (unsigned s = 0; s < NS; s++) {
-        quarter(ne, s, &lo[s], &hi[s]);
+        hma__huf_quarter(ne, s, &lo[s], &hi[s]);
         size_t m = hi[s] - lo[s];
         uint64_t bits;
 #if PC16_X86
