@@ -52,11 +52,12 @@ APP_CFLAGS := $(BASEFLAGS) $(WARN) -Iinclude $(CFLAGS)
 LIBS := -lopenblas -lzstd -lpthread -lm
 LDFLAGS ?=
 
-LIB_SRC := $(sort $(wildcard src/*.c))
+LIB_SRC := $(sort $(wildcard src/*.c src/*/*.c))
 LIB_OBJ := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(LIB_SRC))
 # Per-file ISA flags: these files are only entered after a run-time CPU check.
-$(BUILD)/obj/kernels_avx2.o: ISAFLAGS := -mavx2 -mf16c -mfma
-$(BUILD)/obj/kernels_avx512.o: ISAFLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16 -mf16c -mfma
+# (pattern-specific, so a kernel file may live in any folder of src/)
+%kernels_avx2.o: ISAFLAGS := -mavx2 -mf16c -mfma
+%kernels_avx512.o: ISAFLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16 -mf16c -mfma
 
 SONAME := libhma.so.$(VERSION_MAJOR)
 SHARED := $(LIBOUT)/libhma.so.$(VERSION)
@@ -92,7 +93,7 @@ deps:
 	fi
 
 # ---- library -----------------------------------------------------------------
-$(BUILD)/obj/%.o: src/%.c src/*.h include/hma.h
+$(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h src/*/*.h) include/hma.h
 	@mkdir -p $(@D)
 	$(CC) $(LIB_CFLAGS) $(ISAFLAGS) -MMD -MP -c $< -o $@
 

@@ -32,6 +32,26 @@
  *   signal on bad input. Its only global state is the per-thread error
  *   message and a registry of open input files (used to refuse writing over
  *   an open input); both are thread-safe.
+ * - Options and stats structs: the first member is `size_t struct_size`,
+ *   set by the struct's `_init()` function; call it, then change the fields
+ *   you need. Fields are only ever added at the end. The library accepts a
+ *   struct from a caller built against an older hma.h (a smaller
+ *   struct_size: the fields it does not know take their defaults, and a
+ *   stats struct is filled only as far as the caller's struct_size), and
+ *   refuses with HMA_ERR_INVALID_ARGUMENT a struct_size below the struct's
+ *   first version or above this library's (a caller built against a newer
+ *   libhma). Passing NULL for an options struct means all defaults.
+ * - Callbacks: every callback returns an int. 0 means go on; HMA_CANCEL
+ *   stops the call with HMA_ERR_CANCELLED; any other value stops it with
+ *   HMA_ERR_CALLBACK. Each callback's documentation says on which thread it
+ *   runs.
+ * - Indices: functions that return a position return HMA_NPOS when there
+ *   is none. Enum types (hma_dtype, hma_method, hma_action, ...) are used
+ *   wherever such a value is passed or returned.
+ * - The SIMD path of the kernels and of the pack codecs is chosen once per
+ *   process from the CPU; the environment variable HMA_SIMD=scalar|avx2|
+ *   avx512 caps it (for tests and benchmarks; every path gives the same
+ *   bytes). See "Testing knobs".
  * - The mixing ratio `alpha` (a) is always the weight of the *aligned*
  *   (post-RLHF) model: theta = (1 - a) * theta_base + a * theta_aligned.
  *   (The paper's scripts use the opposite letter; we do not.)
@@ -142,6 +162,11 @@ HMA_API const char *hma_last_error(void);
 
 /** The code of the last failing libhma call on this thread (HMA_OK if none). Thread-safe. */
 HMA_API int hma_last_error_code(void);
+
+/** Return value of a callback that asks to stop: the call fails with HMA_ERR_CANCELLED. */
+#define HMA_CANCEL (-1)
+/** "No such position": returned by the functions that look an index up. */
+#define HMA_NPOS ((size_t)-1)
 
 /* ======================================================================= */
 /* Limits (also available as functions, for bindings that cannot read macros) */
@@ -1079,7 +1104,8 @@ HMA_API int hma_ratio_opt_step(hma_ratio_opt *opt, const double *grad_ratios, do
  */
 typedef int (*hma_eval_fn)(void *user, size_t k, const double *ratios, size_t n_scores,
                            double *scores);
-#define HMA_EVAL_CANCEL (-1)
+/** Former name of HMA_CANCEL (same value). */
+#define HMA_EVAL_CANCEL HMA_CANCEL
 
 /** A list of evaluated points (ratios + scores), in evaluation order (opaque). */
 typedef struct hma_points hma_points;

@@ -65,6 +65,34 @@ int hma__dtype_nbytes(hma_dtype dt, uint64_t nelem, uint64_t *nbytes);
  * least 1 and at most `cap` (each module's fixed thread table size). */
 unsigned hma__default_threads(unsigned cap);
 
+/* ---- API conventions (core/api.c) -------------------------------------- */
+/*
+ * The one versioning rule of options and stats structs (hma.h, "Conventions"):
+ * the first member is `size_t struct_size`, set by the struct's _init().
+ *
+ * hma__opts_in: `dst` (size dst_size) already holds the library's defaults;
+ * it takes the first min(src->struct_size, dst_size) bytes of `src`, so the
+ * fields an older caller does not know keep their defaults. src NULL = all
+ * defaults. HMA_ERR_INVALID_ARGUMENT (message names `fn` and `type`) when
+ * struct_size is below `min_size` (the size of the struct's first version)
+ * or above dst_size (a caller built against a newer libhma).
+ *
+ * hma__stats_out: writes the first min(dst->struct_size, src_size) bytes of
+ * `src` into `dst`, keeping dst's struct_size; same checks. dst NULL is fine.
+ */
+int hma__opts_in(void *dst, size_t dst_size, const void *src, size_t min_size, const char *fn,
+                 const char *type);
+int hma__stats_out(void *dst, const void *src, size_t src_size, size_t min_size, const char *fn,
+                   const char *type);
+
+/*
+ * The one rule for what a user callback's return means (hma.h, "Callbacks"):
+ * 0 goes on; HMA_CANCEL stops with HMA_ERR_CANCELLED; any other value stops
+ * with HMA_ERR_CALLBACK. Returns HMA_OK or that code, with a message naming
+ * `who` (e.g. "hma_plan_merge_to: progress callback").
+ */
+int hma__callback_result(int ret, const char *who);
+
 /* ---- open-input registry (registry.c) ---------------------------------- */
 /* Stores register every file they keep open so that a writer can refuse to
  * replace one. Thread-safe (one mutex). */

@@ -8,16 +8,16 @@ FZSAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-
 FZFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -pthread -ffp-contract=off $(FZSAN) -Iinclude -Isrc
 FZLIBS := -lopenblas -lzstd -lpthread -lm
 
-FZ_LIBSRC := $(sort $(wildcard src/*.c))
+FZ_LIBSRC := $(sort $(wildcard src/*.c src/*/*.c))
 FZ_LIBOBJ := $(patsubst src/%.c,$(FZ)/obj/%.o,$(FZ_LIBSRC))
 FZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.c,$(FZ)/fuzz_%,$(sort $(wildcard tests/fuzz/fuzz_*.c)))
 
-$(FZ)/obj/kernels_avx2.o: ISA := -mavx2 -mf16c -mfma
-$(FZ)/obj/kernels_avx512.o: ISA := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16 -mf16c -mfma
+%kernels_avx2.o: ISA := -mavx2 -mf16c -mfma
+%kernels_avx512.o: ISA := -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16 -mf16c -mfma
 
 all: $(FZ_TARGETS) $(FZ)/gen_seeds
 
-$(FZ)/obj/%.o: src/%.c src/*.h include/hma.h tests/fuzz/build.mk
+$(FZ)/obj/%.o: src/%.c $(wildcard src/*.h src/*/*.h) include/hma.h tests/fuzz/build.mk
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FZFLAGS) -fsanitize=fuzzer-no-link -DHMA_BUILDING_LIBRARY $(ISA) -c $< -o $@
 
