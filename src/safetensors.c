@@ -2,6 +2,7 @@
  * dtype, shape, offsets and size, and that the tensors tile the data section
  * exactly (no hole, no overlap, nothing before or after). */
 #include "safetensors.h"
+#include "core/fileio.h"
 
 #include "json.h"
 
@@ -308,5 +309,34 @@ int hma__st_parse(const char *path, const char *json, uint64_t header_len, uint6
 fail:
     hma__json_free(doc);
     hma__st_header_free(&h);
+    return rc;
+}
+
+int hma__st_read_header(int fd, const char *path, uint64_t file_size, hma__st_header *hdr,
+                        char **json_out) {
+    memset(hdr, 0, sizeof *hdr);
+    if (json_out) *json_out = NULL;
+    unsigned char prefix[8] = {0};
+    size_t got;
+    int rc = hma__pread_upto(fd, path, prefix, file_size < 8 ? (size_t)file_size : 8, 0, &got);
+    if (rc) return rc;
+    uint64_t n;
+    if ((rc = hma__st_header_len(path, prefix, file_size, &n))) return rc;
+    char *json = hma__malloc((size_t)n);
+    if (!json)
+        return hma__fail(HMA_ERR_NO_MEMORY, "%.400s: out of memory for a %llu-byte header", path,
+                         (unsigned long long)n);
+    if ((rc = hma__pread_upto(fd, path, json, (size_t)n, 8, &got))) goto fail;
+    if ((uint64_t)got != n) {
+        rc = hma__fail(HMA_ERR_TRUNCATED, "%.400s: file shrank while reading its header (expected %llu bytes)",
+                       path, (unsigned long long)(8 + n));
+        goto fail;
+    }
+    if ((rc = hma__st_parse(path, json, n, file_size, hdr))) goto fail;
+    if (json_out) *json_out = json;
+    else hma__free(json);
+    return HMA_OK;
+fail:
+    hma__free(json);
     return rc;
 }

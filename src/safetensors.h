@@ -42,6 +42,15 @@ int hma__st_parse(const char *path, const char *json, uint64_t header_len, uint6
 
 void hma__st_header_free(hma__st_header *h);
 
+/* The one reader of a safetensors header from an open file (stores and packs
+ * both use it): pread the 8-byte prefix and the JSON, check and parse them.
+ * The file must stay `file_size` bytes long meanwhile (a file that shrinks
+ * gives HMA_ERR_TRUNCATED, not a signal). When json_out is not NULL it
+ * receives the raw header bytes (malloc'd, header_len of them; the caller
+ * frees). On failure *hdr is empty and *json_out NULL. */
+int hma__st_read_header(int fd, const char *path, uint64_t file_size, hma__st_header *hdr,
+                        char **json_out);
+
 /* Copy `s` (n bytes) into buf for an error message: control bytes become
  * \xNN (so one error stays one line) and long names are cut with "...". */
 const char *hma__quote_name(char *buf, size_t cap, const char *s, size_t n);

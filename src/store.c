@@ -182,33 +182,7 @@ static int open_safetensors(const char *path, unsigned flags, store_file *f, hma
     f->ino = (unsigned long long)st.st_ino;
     /* The header is read with pread even in mmap mode: a file truncated
      * while we validate then gives an error, not SIGBUS. */
-    unsigned char prefix[8] = {0};
-    int64_t got = pread_full(fd, prefix, f->size < 8 ? (size_t)f->size : 8, 0);
-    if (got < 0) {
-        rc = fail_errno(HMA_ERR_IO, path, "cannot read", errno);
-        goto fail;
-    }
-    uint64_t n;
-    if ((rc = hma__st_header_len(path, prefix, f->size, &n))) goto fail;
-    json = hma__malloc((size_t)n);
-    if (!json) {
-        rc = hma__fail(HMA_ERR_NO_MEMORY, "%.400s: out of memory for a %llu-byte header", path,
-                       (unsigned long long)n);
-        goto fail;
-    }
-    got = pread_full(fd, json, (size_t)n, 8);
-    if (got < 0) {
-        rc = fail_errno(HMA_ERR_IO, path, "cannot read header", errno);
-        goto fail;
-    }
-    if ((uint64_t)got != n) {
-        rc = hma__fail(HMA_ERR_TRUNCATED, "%.400s: file shrank while reading its header (expected %llu bytes)", path,
-                       (unsigned long long)(8 + n));
-        goto fail;
-    }
-    if ((rc = hma__st_parse(path, json, n, f->size, hdr))) goto fail;
-    hma__free(json);
-    json = NULL;
+    if ((rc = hma__st_read_header(fd, path, f->size, hdr, NULL))) goto fail;
     if (!(flags & HMA_OPEN_PREAD)) {
         if (f->size > SIZE_MAX) {
             rc = hma__fail(HMA_ERR_OVERFLOW, "%.400s: file too large to map", path);
