@@ -140,7 +140,8 @@ typedef enum hma_error {
     HMA_ERR_THREAD = 31,           /* a thread could not be created */
     HMA_ERR_INCOMPLETE = 32,       /* writer commit with bytes of some tensor never written */
     HMA_ERR_CALLBACK = 33,         /* a user callback reported failure */
-    HMA_ERR_EXISTS = 34            /* the output exists and is not the kind we may replace */
+    HMA_ERR_EXISTS = 34,           /* the output exists and is not the kind we may replace */
+    HMA_ERR_COUNT                  /* number of codes (not an error); grows when codes are added */
 } hma_error;
 
 /**
