@@ -54,6 +54,10 @@ LDFLAGS ?=
 
 LIB_SRC := $(sort $(wildcard src/*.c src/*/*.c))
 LIB_OBJ := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(LIB_SRC))
+# ar keeps archive members by file name alone: two src/ files with one name
+# would silently replace each other in libhma.a.
+LIB_DUPS := $(sort $(foreach n,$(notdir $(LIB_SRC)),$(if $(filter-out 1,$(words $(filter %/$(n),$(LIB_SRC)))),$(n))))
+$(if $(LIB_DUPS),$(error src/ has several C files named $(LIB_DUPS); give each a unique name))
 # Per-file ISA flags: these files are only entered after a run-time CPU check.
 # (pattern-specific, so a kernel file may live in any folder of src/)
 %kernels_avx2.o: ISAFLAGS := -mavx2 -mf16c -mfma
