@@ -1049,8 +1049,9 @@ typedef struct hma_ratio_opt hma_ratio_opt;
  * are copied.
  * Ownership: *out is freed with hma_ratio_opt_free().
  * Errors: HMA_ERR_INVALID_ARGUMENT (k == 0, out NULL, struct_size below the
- * first version's or above this library's, unknown method, lr/mean/penalty/betas/eps out of range or not finite, a
- * non-finite logit), HMA_ERR_NO_MEMORY. Thread-safe call; the handle is not
+ * first version's or above this library's, unknown method,
+ * lr/mean/penalty/betas/eps out of range or not finite, a non-finite
+ * logit), HMA_ERR_NO_MEMORY. Thread-safe call; the handle is not
  * (one thread at a time per handle).
  */
 HMA_API int hma_ratio_opt_create(hma_ratio_opt **out, size_t k, const double *logits0,
@@ -1166,8 +1167,8 @@ HMA_API void hma_search_options_init(hma_search_options *o);
  * evaluation in order; on a callback stop the failed evaluation is not in
  * it) to free with hma_points_free(); on other errors *out is NULL.
  * Errors: HMA_ERR_INVALID_ARGUMENT (NULL, k == 0, budget == 0, n_scores == 0,
- * struct_size below the first version's or above this library's, lo > hi, sum of bounds excluding K*mean, bad
- * tolerance, prior with another k or n_scores, non-finite value),
+ * struct_size below the first version's or above this library's, lo > hi,
+ * sum of bounds excluding K*mean, bad tolerance, prior with another k or n_scores, non-finite value),
  * HMA_ERR_CANCELLED, HMA_ERR_CALLBACK, HMA_ERR_NO_MEMORY, HMA_ERR_OVERFLOW.
  * Thread-safe call (no shared state); `fn` is called on this thread.
  */
