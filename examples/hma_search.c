@@ -363,7 +363,7 @@ int hma_cmd_search(int argc, char **argv) {
             goto done;
         }
         /* the chosen HMA point: the best candidate that is not MA itself */
-        size_t np = hma_points_count(pts), best = (size_t)-1;
+        size_t np = hma_points_count(pts), best = HMA_NPOS;
         double bobj = INFINITY;
         obj_ma[m] = NAN;
         n_cand[m] = np;
@@ -379,7 +379,7 @@ int hma_cmd_search(int argc, char **argv) {
             else if (isfinite(o) && o < bobj) bobj = o, best = i;
         }
         obj_best[m] = bobj;
-        if (best != (size_t)-1) {
+        if (best != HMA_NPOS) {
             row *t = &tab[nt++];
             memcpy(t->r, hma_points_ratios(pts, best), c.k * sizeof(double));
             t->mean = means[m];

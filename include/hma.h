@@ -1022,12 +1022,12 @@ typedef enum hma_opt_method {
 
 /**
  * Options of a ratio optimizer. Initialise with hma_ratio_opt_options_init()
- * (which sets struct_size), then change fields: fields added in later
- * versions go at the end and take their defaults when struct_size is older.
+ * (which sets struct_size), then change fields. struct_size follows the
+ * rule of the conventions (an older, smaller struct is accepted).
  */
 typedef struct hma_ratio_opt_options {
     size_t struct_size; /* sizeof(hma_ratio_opt_options) as compiled by the caller */
-    int method;         /* hma_opt_method; default HMA_OPT_ADAM */
+    hma_opt_method method; /* default HMA_OPT_ADAM */
     double lr;          /* learning rate; default 2e-5 (the paper's) */
     double mean;        /* the fixed mean a of the ratios; default 0.5 */
     double eps;         /* sigmoid eps; default HMA_RATIO_EPS_DEFAULT */
@@ -1049,9 +1049,10 @@ typedef struct hma_ratio_opt hma_ratio_opt;
  * i.e. all ratios equal to the mean). `opts` NULL = defaults. The options
  * are copied.
  * Ownership: *out is freed with hma_ratio_opt_free().
- * Errors: HMA_ERR_INVALID_ARGUMENT (k == 0, out NULL, struct_size too small,
- * unknown method, lr/mean/penalty/betas/eps out of range or not finite, a
- * non-finite logit), HMA_ERR_NO_MEMORY. Thread-safe call; the handle is not
+ * Errors: HMA_ERR_INVALID_ARGUMENT (k == 0, out NULL, struct_size below the
+ * first version's or above this library's, unknown method,
+ * lr/mean/penalty/betas/eps out of range or not finite, a non-finite
+ * logit), HMA_ERR_NO_MEMORY. Thread-safe call; the handle is not
  * (one thread at a time per handle).
  */
 HMA_API int hma_ratio_opt_create(hma_ratio_opt **out, size_t k, const double *logits0,
@@ -1098,10 +1099,11 @@ HMA_API int hma_ratio_opt_step(hma_ratio_opt *opt, const double *grad_ratios, do
  * Evaluation callback: score the ratio vector `ratios` (k entries, mean
  * and bounds already satisfied) and write `n_scores` scores to `scores`
  * (lower is better for the search; non-finite scores are recorded and
- * treated as the worst possible). Return 0 to go on,
- * HMA_EVAL_CANCEL to stop the search with HMA_ERR_CANCELLED, anything else
- * to stop it with HMA_ERR_CALLBACK. Called from the calling thread only,
- * one call at a time.
+ * treated as the worst possible). Returns follow the callback rule of the
+ * conventions: 0 goes on, HMA_CANCEL stops the search or sweep with
+ * HMA_ERR_CANCELLED, any other value stops it with HMA_ERR_CALLBACK.
+ * Called from the thread that called hma_search() / hma_sweep() only, one
+ * call at a time.
  */
 typedef int (*hma_eval_fn)(void *user, size_t k, const double *ratios, size_t n_scores,
                            double *scores);
@@ -1120,7 +1122,8 @@ typedef enum hma_point_kind {
 
 /**
  * Search options. Initialise with hma_search_options_init(), then set at
- * least `k` and `budget`. Fields added later go at the end.
+ * least `k` and `budget`. struct_size follows the rule of the conventions
+ * (an older, smaller struct is accepted; fields added later go at the end).
  */
 typedef struct hma_search_options {
     size_t struct_size;    /* sizeof(hma_search_options) as compiled by the caller */
@@ -1165,8 +1168,8 @@ HMA_API void hma_search_options_init(hma_search_options *o);
  * evaluation in order; on a callback stop the failed evaluation is not in
  * it) to free with hma_points_free(); on other errors *out is NULL.
  * Errors: HMA_ERR_INVALID_ARGUMENT (NULL, k == 0, budget == 0, n_scores == 0,
- * struct_size too small, lo > hi, sum of bounds excluding K*mean, bad
- * tolerance, prior with another k or n_scores, non-finite value),
+ * struct_size below the first version's or above this library's, lo > hi,
+ * sum of bounds excluding K*mean, bad tolerance, prior with another k or n_scores, non-finite value),
  * HMA_ERR_CANCELLED, HMA_ERR_CALLBACK, HMA_ERR_NO_MEMORY, HMA_ERR_OVERFLOW.
  * Thread-safe call (no shared state); `fn` is called on this thread.
  */
@@ -1196,15 +1199,15 @@ HMA_API const double *hma_points_ratios(const hma_points *p, size_t i);
 /** The n_scores scores of point i (owned by p), NULL if out of range. Thread-safe. */
 HMA_API const double *hma_points_scores(const hma_points *p, size_t i);
 /**
- * Where point i came from: *kind (hma_point_kind) and *run (for hma_sweep():
+ * Where point i came from: *kind and *run (for hma_sweep():
  * the index into the MA ratio list or into the mean list; 0 for hma_search()).
  * Either pointer may be NULL. Errors: HMA_ERR_INVALID_ARGUMENT. Thread-safe.
  */
-HMA_API int hma_points_info(const hma_points *p, size_t i, int *kind, size_t *run);
+HMA_API int hma_points_info(const hma_points *p, size_t i, hma_point_kind *kind, size_t *run);
 /**
  * Index of the best point: lowest weighted sum (the search's objective;
  * non-finite sums never win; ties go to the earliest point). Returns
- * (size_t)-1 when p is NULL, empty or no sum is finite. Thread-safe.
+ * HMA_NPOS when p is NULL, empty or no sum is finite. Thread-safe.
  */
 HMA_API size_t hma_points_best(const hma_points *p);
 /** Free a point list; NULL is a no-op. */
@@ -1243,7 +1246,16 @@ HMA_API int hma_pareto_front(size_t n, const double *x, const double *y, unsigne
 HMA_API int hma_points_pareto(const hma_points *p, size_t sx, size_t sy, unsigned flags,
                               size_t *idx, size_t *n_front);
 
-/** Options of hma_sweep(). Initialise with hma_sweep_options_init(). */
+/**
+ * Options of hma_sweep(). Initialise with hma_sweep_options_init(), which
+ * also initialises the embedded `search`. struct_size follows the rule of
+ * the conventions; the embedded `search` is read by the same rule with its
+ * own struct_size (fields it lacks take hma_search_options_init()'s
+ * defaults), which must fit inside the caller's struct:
+ *   offsetof(hma_sweep_options, search) + search.struct_size <= struct_size,
+ * else HMA_ERR_INVALID_ARGUMENT. `search` stays the last member: this
+ * struct grows only when hma_search_options does.
+ */
 typedef struct hma_sweep_options {
     size_t struct_size;         /* sizeof(hma_sweep_options) as compiled by the caller */
     const double *ma_ratios;    /* plain MA: each value a gives the vector (a, ..., a) */
@@ -1270,7 +1282,8 @@ HMA_API void hma_sweep_options_init(hma_sweep_options *o);
  * is reused). All points come back in evaluation order in one list; take the
  * front with hma_points_pareto(*out, 0, 1, 0, ...).
  * Ownership, stops and errors: as hma_search() (on a callback stop *out
- * holds everything evaluated so far). Thread-safe call.
+ * holds everything evaluated so far), the embedded search.struct_size
+ * checked as described at hma_sweep_options. Thread-safe call.
  */
 HMA_API int hma_sweep(const hma_sweep_options *opts, hma_eval_fn fn, void *user,
                       hma_points **out);

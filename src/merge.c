@@ -9,7 +9,7 @@
 #include "groups.h"
 #include "kernels.h"
 #include "methods.h"
-#include "strbuf.h"
+#include "text/strbuf.h"
 
 #include <math.h>
 #include <pthread.h>

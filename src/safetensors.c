@@ -4,7 +4,7 @@
 #include "safetensors.h"
 #include "core/fileio.h"
 
-#include "json.h"
+#include "text/json.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -3,7 +3,7 @@
  * answer lookups: tensor by position or name, metadata, and byte reads. */
 #include "store.h"
 
-#include "json.h"
+#include "text/json.h"
 #include "safetensors.h"
 
 #include <errno.h>

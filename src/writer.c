@@ -8,7 +8,7 @@
  * moves the writer to FAILED; commit and free then only clean up.
  */
 #include "internal.h"
-#include "strbuf.h"
+#include "text/strbuf.h"
 
 #include <errno.h>
 #include <fcntl.h>

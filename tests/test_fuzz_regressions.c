@@ -35,7 +35,7 @@ static void expect_open(const char *path, int code, size_t ntensors) {
     }
 }
 
-/* fuzz_json, src/json.c parse_object(): an empty object computed
+/* fuzz_json, src/text/json.c parse_object(): an empty object computed
  * `p->mems + 0` while p->mems was still NULL (undefined behaviour, reported
  * by clang's UBSan). Fixed by skipping the duplicate check when n == 0. */
 static void test_json_empty_object_first(void **state) {

@@ -13,6 +13,9 @@
 #include "hma.h"
 #include "testutil.h"
 
+/* FNV-1a of the proposals of test_search_proposals_pinned(). */
+#define PINNED_PROPOSALS 0x47eda956e01be3e0ull
+
 /* ---- independent reference of the parametrisation ------------------------ */
 
 static double ref_sig(double x) { return 1.0 / (1.0 + exp(-x)); }
@@ -280,7 +283,7 @@ static int quad_eval(void *user, size_t k, const double *r, size_t ns, double *s
     qobj *q = user;
     assert_int_equal(k, q->k);
     q->calls++;
-    if (q->cancel_at && q->calls == q->cancel_at) return HMA_EVAL_CANCEL;
+    if (q->cancel_at && q->calls == q->cancel_at) return HMA_CANCEL;
     if (q->fail_at && q->calls == q->fail_at) return 42;
     if (q->calls <= 64) memcpy(q->log[q->calls - 1], r, k * sizeof(double));
     double f = 0;
@@ -365,7 +368,7 @@ static void test_search_quadratic_reaches_optimum(void **st) {
         /* the first point is the centre: the plain MA at this mean */
         double f0 = hma_points_scores(p, 0)[0];
         assert_true(fb < f0);
-        int kind;
+        hma_point_kind kind;
         size_t run;
         assert_int_equal(hma_points_info(p, 0, &kind, &run), HMA_OK);
         assert_int_equal(kind, HMA_POINT_SEARCH);
@@ -565,7 +568,7 @@ static void test_search_prior_not_reevaluated(void **st) {
     assert_int_equal(q.calls - calls1, 8);
     assert_int_equal(hma_points_count(second), 16);
     for (size_t i = 0; i < 16; i++) {
-        int kind;
+        hma_point_kind kind;
         assert_int_equal(hma_points_info(second, i, &kind, NULL), HMA_OK);
         assert_int_equal(kind, i < 8 ? HMA_POINT_PRIOR : HMA_POINT_SEARCH);
     }
@@ -663,7 +666,7 @@ static void test_sweep(void **st) {
     assert_int_equal(u.calls, 4 + 2 * 6);
     assert_int_equal(hma_points_count(p), u.calls);
     for (size_t i = 0; i < u.calls; i++) {
-        int kind;
+        hma_point_kind kind;
         size_t run;
         assert_int_equal(hma_points_info(p, i, &kind, &run), HMA_OK);
         assert_memory_equal(hma_points_ratios(p, i), u.seen[i], 3 * sizeof(double));
@@ -715,6 +718,218 @@ static void test_sweep(void **st) {
     assert_null(p);
 }
 
+/* ---- struct_size (the one rule of hma.h's conventions) -------------------- */
+
+/* The size of each struct's first version, as a caller built against that
+ * hma.h computes it (named by the version's last member). */
+#define RATIO_OPT_V1 (offsetof(hma_ratio_opt_options, adam_eps) + sizeof(double))
+#define SEARCH_V1 (offsetof(hma_search_options, prior) + sizeof(const hma_points *))
+#define SWEEP_V1 (offsetof(hma_sweep_options, search) + SEARCH_V1)
+
+/* An older caller's struct: its first `size` bytes copied from `full`, the
+ * bytes after them (fields it does not know) garbage that must not be read. */
+typedef union old_struct {
+    max_align_t align;
+    unsigned char b[1024];
+} old_struct;
+
+static void *old_copy(old_struct *u, const void *full, size_t size) {
+    memset(u->b, 0xff, sizeof u->b); /* as doubles: NaN; as sizes: SIZE_MAX */
+    memcpy(u->b, full, size);
+    memcpy(u->b, &size, sizeof size); /* struct_size */
+    return u->b;
+}
+
+/* Fill a buffer of `size` bytes (> sizeof) starting with a copy of *full,
+ * struct_size set to `size`: a caller built against a newer libhma. */
+static void *new_copy(old_struct *u, const void *full, size_t full_size, size_t size) {
+    memset(u->b, 0, sizeof u->b);
+    memcpy(u->b, full, full_size);
+    memcpy(u->b, &size, sizeof size);
+    return u->b;
+}
+
+static int last_error_names_struct_size(void) { return strstr(hma_last_error(), "struct_size") != NULL; }
+
+static void test_ratio_opt_options_struct_size(void **st) {
+    (void)st;
+    hma_ratio_opt_options o;
+    hma_ratio_opt_options_init(&o);
+    assert_int_equal(o.struct_size, sizeof o);
+    assert_true(RATIO_OPT_V1 <= sizeof o);
+    o.method = HMA_OPT_SGD;
+    o.lr = 0.25;
+    o.mean = 0.4;
+    double g[3] = {0.5, -1.0, 0.25}, ref[3], got[3];
+    hma_ratio_opt *opt = NULL;
+    assert_int_equal(hma_ratio_opt_create(&opt, 3, NULL, &o), HMA_OK);
+    assert_int_equal(hma_ratio_opt_step(opt, g, ref, NULL), HMA_OK);
+    hma_ratio_opt_free(opt);
+    /* an older (smaller) struct is accepted: its fields are used, the rest default */
+    old_struct u;
+    opt = NULL;
+    assert_int_equal(hma_ratio_opt_create(&opt, 3, NULL, old_copy(&u, &o, RATIO_OPT_V1)), HMA_OK);
+    assert_int_equal(hma_ratio_opt_step(opt, g, got, NULL), HMA_OK);
+    assert_memory_equal(got, ref, sizeof ref);
+    hma_ratio_opt_free(opt);
+    /* below the first version, or above this library's: refused */
+    size_t bad[] = {0, sizeof(size_t), RATIO_OPT_V1 - 1, sizeof o + 1, sizeof o + 8};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        opt = NULL;
+        o.struct_size = bad[i];
+        assert_int_equal(hma_ratio_opt_create(&opt, 3, NULL, bad[i] > sizeof o ? new_copy(&u, &o, sizeof o, bad[i]) : &o),
+                         HMA_ERR_INVALID_ARGUMENT);
+        assert_null(opt);
+        assert_true(last_error_names_struct_size());
+    }
+    /* NULL options are all defaults */
+    assert_int_equal(hma_ratio_opt_create(&opt, 3, NULL, NULL), HMA_OK);
+    hma_ratio_opt_free(opt);
+}
+
+static void test_search_options_struct_size(void **st) {
+    (void)st;
+    qobj q;
+    memset(&q, 0, sizeof q);
+    q.k = 3;
+    q.t[0] = 0.8;
+    q.t[1] = 0.3;
+    q.t[2] = 0.4;
+    q.w[0] = q.w[1] = q.w[2] = 1;
+    hma_search_options o;
+    hma_search_options_init(&o);
+    assert_int_equal(o.struct_size, sizeof o);
+    assert_true(SEARCH_V1 <= sizeof o);
+    o.k = 3;
+    o.budget = 9;
+    o.seed = 3;
+    hma_points *ref = NULL, *p = NULL;
+    assert_int_equal(hma_search(&o, quad_eval, &q, &ref), HMA_OK);
+    /* an older (smaller) struct is accepted and gives the same points */
+    old_struct u;
+    q.calls = 0;
+    assert_int_equal(hma_search(old_copy(&u, &o, SEARCH_V1), quad_eval, &q, &p), HMA_OK);
+    assert_int_equal(hma_points_count(p), hma_points_count(ref));
+    for (size_t i = 0; i < hma_points_count(p); i++)
+        assert_memory_equal(hma_points_ratios(p, i), hma_points_ratios(ref, i), 3 * sizeof(double));
+    hma_points_free(p);
+    hma_points_free(ref);
+    /* too small or too large: refused before any evaluation, *out NULL */
+    size_t small[] = {0, sizeof(size_t), SEARCH_V1 - 1};
+    for (size_t i = 0; i < 3; i++) {
+        q.calls = 0;
+        p = (hma_points *)&q;
+        o.struct_size = small[i];
+        assert_int_equal(hma_search(&o, quad_eval, &q, &p), HMA_ERR_INVALID_ARGUMENT);
+        assert_null(p);
+        assert_int_equal(q.calls, 0);
+        assert_true(last_error_names_struct_size());
+    }
+    o.struct_size = sizeof o;
+    q.calls = 0;
+    assert_int_equal(hma_search(new_copy(&u, &o, sizeof o, sizeof o + 8), quad_eval, &q, &p), HMA_ERR_INVALID_ARGUMENT);
+    assert_null(p);
+    assert_int_equal(q.calls, 0);
+    assert_true(last_error_names_struct_size());
+}
+
+static void test_sweep_options_struct_size(void **st) {
+    (void)st;
+    hma_sweep_options o;
+    hma_sweep_options_init(&o);
+    assert_int_equal(o.struct_size, sizeof o);
+    assert_int_equal(o.search.struct_size, sizeof o.search);
+    assert_true(SWEEP_V1 <= sizeof o);
+    /* the embedded struct is the last member (it may only grow with hma_search_options) */
+    assert_int_equal(offsetof(hma_sweep_options, search) + sizeof o.search, sizeof o);
+    double ma[] = {0.3, 0.5}, means[] = {0.5};
+    o.ma_ratios = ma;
+    o.n_ma = 2;
+    o.hma_means = means;
+    o.n_means = 1;
+    o.search.k = 3;
+    o.search.n_scores = 2;
+    o.search.budget = 5;
+    sweep_user u;
+    memset(&u, 0, sizeof u);
+    hma_points *ref = NULL, *p = NULL;
+    assert_int_equal(hma_sweep(&o, sweep_eval, &u, &ref), HMA_OK);
+    /* an older caller: both struct_sizes of the first version; same points */
+    old_struct b;
+    hma_sweep_options *old = old_copy(&b, &o, SWEEP_V1);
+    memcpy(&old->search.struct_size, &(size_t){SEARCH_V1}, sizeof(size_t));
+    memset(&u, 0, sizeof u);
+    assert_int_equal(hma_sweep(old, sweep_eval, &u, &p), HMA_OK);
+    assert_int_equal(hma_points_count(p), hma_points_count(ref));
+    for (size_t i = 0; i < hma_points_count(p); i++)
+        assert_memory_equal(hma_points_ratios(p, i), hma_points_ratios(ref, i), 3 * sizeof(double));
+    hma_points_free(p);
+    hma_points_free(ref);
+    /* refused, before any evaluation: sweep struct_size too small or too large, ... */
+    size_t outer[] = {0, sizeof(size_t), SWEEP_V1 - 1};
+    for (size_t i = 0; i < 3; i++) {
+        o.struct_size = outer[i];
+        memset(&u, 0, sizeof u);
+        p = (hma_points *)&u;
+        assert_int_equal(hma_sweep(&o, sweep_eval, &u, &p), HMA_ERR_INVALID_ARGUMENT);
+        assert_null(p);
+        assert_int_equal(u.calls, 0);
+        assert_true(last_error_names_struct_size());
+    }
+    o.struct_size = sizeof o;
+    assert_int_equal(hma_sweep(new_copy(&b, &o, sizeof o, sizeof o + 8), sweep_eval, &u, &p), HMA_ERR_INVALID_ARGUMENT);
+    assert_int_equal(u.calls, 0);
+    assert_true(last_error_names_struct_size());
+    /* ... the embedded search.struct_size too small, too large, or past the caller's struct */
+    size_t inner[] = {0, SEARCH_V1 - 1, sizeof o.search + 8};
+    for (size_t i = 0; i < 3; i++) {
+        o.search.struct_size = inner[i];
+        assert_int_equal(hma_sweep(&o, sweep_eval, &u, &p), HMA_ERR_INVALID_ARGUMENT);
+        assert_null(p);
+        assert_int_equal(u.calls, 0);
+        assert_true(strstr(hma_last_error(), "search.struct_size") != NULL);
+    }
+    o.search.struct_size = SEARCH_V1 + 8;
+    assert_int_equal(hma_sweep(old_copy(&b, &o, SWEEP_V1), sweep_eval, &u, &p), HMA_ERR_INVALID_ARGUMENT);
+    assert_int_equal(u.calls, 0);
+    assert_true(strstr(hma_last_error(), "search.struct_size") != NULL);
+}
+
+/* The search's proposals are pinned: a refactoring must not change a bit. */
+static void test_search_proposals_pinned(void **st) {
+    (void)st;
+    qobj q;
+    memset(&q, 0, sizeof q);
+    q.k = 4;
+    q.t[0] = 0.9;
+    q.t[1] = 0.2;
+    q.t[2] = 0.6;
+    q.t[3] = 0.35;
+    q.w[0] = 1;
+    q.w[1] = 2;
+    q.w[2] = 0.5;
+    q.w[3] = 1.5;
+    hma_search_options o;
+    hma_search_options_init(&o);
+    o.k = 4;
+    o.budget = 30;
+    o.seed = 7;
+    o.lo = 0.05;
+    o.hi = 0.95;
+    hma_points *p = NULL;
+    assert_int_equal(hma_search(&o, quad_eval, &q, &p), HMA_OK);
+    assert_int_equal(hma_points_count(p), 30);
+    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a over the bytes of every proposal */
+    for (size_t i = 0; i < 30; i++) {
+        const unsigned char *b = (const unsigned char *)hma_points_ratios(p, i);
+        for (size_t j = 0; j < 4 * sizeof(double); j++) h = (h ^ b[j]) * 0x100000001b3ull;
+    }
+    if (h != PINNED_PROPOSALS) print_message("proposal hash %016llx\n", (unsigned long long)h);
+    assert_true(h == PINNED_PROPOSALS);
+    assert_int_equal(hma_points_best(NULL), HMA_NPOS);
+    hma_points_free(p);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ratios_mean_and_reference),
@@ -731,6 +946,10 @@ int main(void) {
         cmocka_unit_test(test_search_prior_not_reevaluated),
         cmocka_unit_test(test_pareto_hand_made),
         cmocka_unit_test(test_sweep),
+        cmocka_unit_test(test_ratio_opt_options_struct_size),
+        cmocka_unit_test(test_search_options_struct_size),
+        cmocka_unit_test(test_sweep_options_struct_size),
+        cmocka_unit_test(test_search_proposals_pinned),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -118,6 +118,7 @@ class _GroupGradOptions(ctypes.Structure):
 
 
 class _RatioOptOptions(ctypes.Structure):
+    # method: hma_opt_method (a C enum, int-sized)
     _fields_ = [("struct_size", c_size_t), ("method", c_int), ("lr", c_double), ("mean", c_double),
                 ("eps", c_double), ("penalty", c_double), ("momentum", c_double),
                 ("beta1", c_double), ("beta2", c_double), ("adam_eps", c_double)]
@@ -260,7 +261,7 @@ _SIGNATURES = {
     "hma_points_n_scores": (c_size_t, [c_void_p]),
     "hma_points_ratios": (_PD, [c_void_p, c_size_t]),
     "hma_points_scores": (_PD, [c_void_p, c_size_t]),
-    "hma_points_info": (c_int, [c_void_p, c_size_t, P(c_int), P(c_size_t)]),
+    "hma_points_info": (c_int, [c_void_p, c_size_t, P(c_int), P(c_size_t)]),  # hma_point_kind *
     "hma_points_best": (c_size_t, [c_void_p]),
     "hma_points_free": (None, [c_void_p]),
     "hma_pareto_front": (c_int, [c_size_t, _PD, _PD, c_uint, P(c_size_t), P(c_size_t)]),
@@ -509,7 +510,7 @@ GROUP_MEAN = -1
 GROUP_NONE = -2
 MERGE_ALLOW_NONFINITE = 1
 GRAD_ALLOW_MISSING = 1
-EVAL_CANCEL = -1
+CANCEL = EVAL_CANCEL = -1  # HMA_CANCEL (HMA_EVAL_CANCEL is its former name)
 PARETO_MAX_X = 1
 PARETO_MAX_Y = 2
 OPEN_PREAD = 1
@@ -1734,7 +1735,7 @@ class Points(_Handle):
         """Index of the point with the lowest weighted score sum, or None."""
         with self._use() as p:
             i = C.points_best(p)
-        return None if i == _SIZE_MAX else int(i)
+        return None if i == _SIZE_MAX else int(i)  # HMA_NPOS
 
     def pareto(self, sx=0, sy=1, max_x=False, max_y=False):
         """Indices of the non-dominated points on scores sx, sy, by increasing x."""
@@ -1812,7 +1813,7 @@ def _fill_search(o, k, mean, lo, hi, lo_each, hi_each, budget, seed, n_scores, w
 
 
 def _run_search(cfn, opts, evaluate):
-    guard = _CallbackGuard(EVAL_CANCEL)
+    guard = _CallbackGuard(CANCEL)
     cb = _eval_trampoline(evaluate, guard)
     out = c_void_p()
     rc = cfn(ctypes.byref(opts), cb, None, ctypes.byref(out))

@@ -1,13 +1,13 @@
 /*
  * fuzz_json.c - libFuzzer target: the internal strict JSON reader
- * (src/json.c) on raw bytes. On success the whole DOM is walked (every
+ * (src/text/json.c) on raw bytes. On success the whole DOM is walked (every
  * string and key read to its stated length, offsets checked against the
  * input); on failure the error offset must lie within the input.
  */
 #include "fuzz_common.h"
 
 #include "internal.h"
-#include "json.h"
+#include "text/json.h"
 
 static uint64_t walk(const hma__json *v, size_t size, unsigned depth) {
     FZ_CHECK(depth <= HMA_MAX_JSON_DEPTH + 1);

@@ -1,4 +1,4 @@
-/* test_json.c - the strict JSON reader (src/json.c): DOM shape, key order,
+/* test_json.c - the strict JSON reader (src/text/json.c): DOM shape, key order,
  * numbers, string decoding, and every rejection with its code and offset. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "internal.h"
-#include "json.h"
+#include "text/json.h"
 #include "testutil.h"
 
 static hma__json_doc *parse_ok(const char *s, size_t len) {

@@ -1,7 +1,8 @@
 /* json.c - strict JSON reader: DOM in an arena, ordered objects, duplicate
  * keys / depth / UTF-8 checked, byte offset of every error reported. */
-#include "json.h"
+#include "text/json.h"
 
+#include "core/hash.h"
 #include "internal.h"
 
 #include <string.h>
@@ -303,13 +304,17 @@ static int parse_number(parser *p, hma__json *v) {
     return HMA_OK;
 }
 
-static uint64_t hash_bytes(const char *s, size_t n) {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 1099511628211ull;
-    }
-    return h;
+static const char *member_key(const void *owner, size_t idx, size_t *len) {
+    const hma__json_member *m = owner;
+    *len = m[idx].key_len;
+    return m[idx].key;
+}
+
+static int dup_error(parser *p, const hma__json_member *dup, const hma__json_member *first) {
+    p->err_off = dup->key_offset;
+    return hma__fail(HMA_ERR_DUPLICATE_KEY,
+                     "%s byte %zu: duplicate key \"%.200s\" (first at byte %zu; expected each key once)",
+                     p->what, dup->key_offset, dup->key, first->key_offset);
 }
 
 /* Members m[0..n): the second occurrence of a key is an error. */
@@ -319,40 +324,19 @@ static int check_duplicates(parser *p, const hma__json_member *m, size_t n) {
         for (size_t i = 1; i < n; i++)
             for (size_t j = 0; j < i; j++)
                 if (m[i].key_len == m[j].key_len && memcmp(m[i].key, m[j].key, m[i].key_len) == 0)
-                    goto dup_small;
+                    return dup_error(p, &m[i], &m[j]);
         return HMA_OK;
-    dup_small:;
-        for (size_t i = 1; i < n; i++)
-            for (size_t j = 0; j < i; j++)
-                if (m[i].key_len == m[j].key_len && memcmp(m[i].key, m[j].key, m[i].key_len) == 0) {
-                    p->err_off = m[i].key_offset;
-                    return hma__fail(HMA_ERR_DUPLICATE_KEY,
-                                     "%s byte %zu: duplicate key \"%.200s\" (first at byte %zu; expected each key once)",
-                                     p->what, m[i].key_offset, m[i].key, m[j].key_offset);
-                }
     }
-    size_t cap = 16;
-    while (cap < 2 * n) cap *= 2;
-    size_t *slots = hma__malloc(cap * sizeof *slots);
-    if (!slots) return oom(p);
-    for (size_t i = 0; i < cap; i++) slots[i] = (size_t)-1;
-    int rc = HMA_OK;
+    hma__names t;
+    hma__names_init(&t);
+    int rc = hma__names_reserve(&t, n);
     for (size_t i = 0; i < n && !rc; i++) {
-        size_t h = (size_t)hash_bytes(m[i].key, m[i].key_len) & (cap - 1);
-        while (slots[h] != (size_t)-1) {
-            const hma__json_member *o = &m[slots[h]];
-            if (o->key_len == m[i].key_len && memcmp(o->key, m[i].key, o->key_len) == 0) {
-                p->err_off = m[i].key_offset;
-                rc = hma__fail(HMA_ERR_DUPLICATE_KEY,
-                               "%s byte %zu: duplicate key \"%.200s\" (first at byte %zu; expected each key once)",
-                               p->what, m[i].key_offset, m[i].key, o->key_offset);
-                break;
-            }
-            h = (h + 1) & (cap - 1);
-        }
-        slots[h] = i;
+        size_t j = hma__names_find(&t, m[i].key, m[i].key_len, member_key, m);
+        if (j != HMA__NPOS) rc = dup_error(p, &m[i], &m[j]);
+        else rc = hma__names_add(&t, m[i].key, m[i].key_len, i);
     }
-    hma__free(slots);
+    hma__names_free(&t);
+    if (rc == HMA_ERR_NO_MEMORY) return oom(p);
     return rc;
 }
 

@@ -1,5 +1,5 @@
 /* strbuf.c - growable byte buffer and exact JSON string escaping. */
-#include "strbuf.h"
+#include "text/strbuf.h"
 
 #include <stdio.h>
 #include <string.h>
