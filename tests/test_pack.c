@@ -251,6 +251,7 @@ static void round_trip(int with_base) {
     if (with_base) assert_int_equal(hma_store_open(&base, p.bpath, 0), HMA_OK);
     hma_pack_options o = opts(2, 4096);
     hma_pack_stats st;
+    hma_pack_stats_init(&st);
     assert_int_equal(hma_pack_create(p.tpath, base, pack, &o, &st), HMA_OK);
     assert_int_equal(st.tensors, p.nt);
     /* floats with a same-shape, same-dtype base tensor: the 4 big ones, C64, scalar, empty */
@@ -264,7 +265,7 @@ static void round_trip(int with_base) {
     assert_int_equal(hma_pack_verify(pack, base, p.tpath, &o, NULL), HMA_OK);
 
     assert_int_equal(hma_store_open(&orig, p.tpath, 0), HMA_OK);
-    assert_int_equal(hma_pack_open(&pk, pack, base, 1), HMA_OK);
+    assert_int_equal(hma_pack_open(&pk, pack, base, 0, 1), HMA_OK);
     assert_stores_equal(orig, pk);
     hma_store_close(pk);
     hma_store_close(orig);
@@ -294,6 +295,7 @@ static void test_toy_pair(void **state) {
     assert_int_equal(hma_store_open(&base, bp, 0), HMA_OK);
     hma_pack_options o1 = opts(1, 0), o2 = opts(2, 0);
     hma_pack_stats st;
+    hma_pack_stats_init(&st);
     assert_int_equal(hma_pack_create(ap, base, p1, &o1, &st), HMA_OK);
     assert_int_equal(st.tensors, 75);
     assert_int_equal(st.tensors_on_base, 75);
@@ -306,13 +308,13 @@ static void test_toy_pair(void **state) {
     assert_int_equal(hma_pack_unpack(p1, base, out, &o2, NULL), HMA_OK);
     assert_files_equal(ap, out);
     assert_int_equal(hma_store_open(&orig, ap, 0), HMA_OK);
-    assert_int_equal(hma_pack_open(&pk, p1, base, 2), HMA_OK);
+    assert_int_equal(hma_pack_open(&pk, p1, base, 0, 2), HMA_OK);
     assert_stores_equal(orig, pk);
     /* into a buffer at an odd address: whole chunks decode straight into it
      * (a fresh store, so that nothing comes from decoded-tensor memory) */
     {
         hma_store *fresh = NULL;
-        assert_int_equal(hma_pack_open(&fresh, p1, base, 1), HMA_OK);
+        assert_int_equal(hma_pack_open(&fresh, p1, base, 0, 1), HMA_OK);
         for (size_t i = 0; i < hma_store_count(orig); i++) {
             const hma_tensor *a = hma_store_tensor(orig, i), *b = hma_store_find(fresh, hma_tensor_name(a));
             size_t nb = (size_t)hma_tensor_nbytes(a);
@@ -331,9 +333,9 @@ static void test_toy_pair(void **state) {
     /* wrong base: refused with HMA_ERR_WRONG_BASE; no base: the same */
     hma_store *wrong = NULL;
     assert_int_equal(hma_store_open(&wrong, ap, 0), HMA_OK);
-    assert_int_equal(hma_pack_open(&pk, p1, wrong, 1), HMA_ERR_WRONG_BASE);
+    assert_int_equal(hma_pack_open(&pk, p1, wrong, 0, 1), HMA_ERR_WRONG_BASE);
     assert_non_null(strstr(hma_last_error(), "wrong base"));
-    assert_int_equal(hma_pack_open(&pk, p1, NULL, 1), HMA_ERR_WRONG_BASE);
+    assert_int_equal(hma_pack_open(&pk, p1, NULL, 0, 1), HMA_ERR_WRONG_BASE);
     assert_int_equal(hma_pack_unpack(p1, wrong, out, &o1, NULL), HMA_ERR_WRONG_BASE);
     hma_store_close(wrong);
 
@@ -376,9 +378,9 @@ static void test_refusals(void **state) {
     /* a failing unpack leaves nothing behind */
     char *missing = path_in("no/such/dir/x.safetensors");
     assert_int_equal(hma_pack_unpack(pack, NULL, missing, &o, NULL), HMA_ERR_IO);
-    assert_int_equal(hma_pack_open(NULL, pack, NULL, 1), HMA_ERR_INVALID_ARGUMENT);
+    assert_int_equal(hma_pack_open(NULL, pack, NULL, 0, 1), HMA_ERR_INVALID_ARGUMENT);
     hma_store *s = NULL;
-    assert_int_equal(hma_pack_open(&s, p.tpath, NULL, 1), HMA_ERR_CORRUPT); /* not a pack */
+    assert_int_equal(hma_pack_open(&s, p.tpath, NULL, 0, 1), HMA_ERR_CORRUPT); /* not a pack */
     assert_int_equal(hma_pack_verify(pack, NULL, p.bpath, &o, NULL), HMA_ERR_MISMATCH);
     assert_false(tu_has_entry_prefix(tu_dir, ".hma-tmp-"));
     unlink(idx);
@@ -394,7 +396,7 @@ static void test_refusals(void **state) {
  * matched the original, else the error code. Never wrong data. */
 static int try_pack(const char *pack, const hma_store *base, const hma_store *orig) {
     hma_store *s = NULL;
-    int rc = hma_pack_open(&s, pack, base, 1);
+    int rc = hma_pack_open(&s, pack, base, 0, 1);
     if (rc) return rc;
     int first = 0;
     for (size_t i = 0; i < hma_store_count(orig); i++) {
@@ -455,7 +457,7 @@ static void test_every_byte_flipped_and_truncated(void **state) {
     for (size_t l = 0; l < len; l++) {
         assert_int_equal(tu_write_file(bad, img, l), 0);
         hma_store *s = NULL;
-        int rc = hma_pack_open(&s, bad, base, 1);
+        int rc = hma_pack_open(&s, bad, base, 0, 1);
         assert_true(rc == HMA_ERR_TRUNCATED || rc == HMA_ERR_CORRUPT);
     }
     free(img);
