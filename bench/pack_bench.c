@@ -11,7 +11,7 @@
  * Run:  build/pack_bench [BASE TARGET] [--level N] [--reps N] [--codec-only]
  */
 #include "hma.h"
-#include "pack_codec.h"
+#include "pack/codec.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -160,6 +160,8 @@ int main(int argc, char **argv) {
             o.level = level;
             o.threads = th;
             hma_pack_stats s1, s2;
+            hma_pack_stats_init(&s1);
+            hma_pack_stats_init(&s2);
             const hma_store *b = withbase ? base : NULL;
             if ((rc = hma_pack_create(tpath, b, pk, &o, &s1)) || (rc = hma_pack_unpack(pk, b, out, &o, &s2))) {
                 fprintf(stderr, "pack_bench: %s\n", hma_last_error());

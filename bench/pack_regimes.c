@@ -11,7 +11,7 @@
  *   build/bench/pack_regimes [BASE]
  */
 #include "hma.h"
-#include "pack_codec.h"
+#include "pack/codec.h"
 
 #include <math.h>
 #include <stdio.h>

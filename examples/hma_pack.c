@@ -92,6 +92,7 @@ int hma_cmd_pack(int argc, char **argv) {
     int rc;
     if (base_path && (rc = hma_store_open(&base, base_path, 0))) return hma_cli_fail("pack", rc);
     hma_pack_stats st;
+    hma_pack_stats_init(&st);
     rc = hma_pack_create(model, base, out, &opt, &st);
     hma_store_close(base);
     if (rc) return hma_cli_fail("pack", rc);
@@ -136,11 +137,13 @@ int hma_cmd_unpack(int argc, char **argv) {
     int rc;
     if (base_path && (rc = hma_store_open(&base, base_path, 0))) return hma_cli_fail("unpack", rc);
     hma_pack_stats st;
+    hma_pack_stats_init(&st);
     rc = hma_pack_unpack(pack, base, out, &opt, &st);
     if (!rc) {
         print_stats("unpack", &st);
         if (verify) {
             hma_pack_stats vs;
+            hma_pack_stats_init(&vs);
             rc = hma_pack_verify(pack, base, out, &opt, &vs);
             if (!rc) printf("verify: %s matches the pack byte for byte (%.3f s)\n", out, vs.seconds);
         }

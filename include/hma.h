@@ -1337,19 +1337,25 @@ HMA_API int hma_sweep(const hma_sweep_options *opts, hma_eval_fn fn, void *user,
 
 /**
  * Options of the pack functions. Initialise with hma_pack_options_init()
- * (which sets `size`), then change the fields you need; fields may be added
- * at the end in later versions, and `size` tells the library which ones the
- * caller knows.
+ * (which sets struct_size), then change the fields you need; fields may be
+ * added at the end in later versions, and struct_size tells the library
+ * which ones the caller knows (see "Options and stats structs" at the top).
+ * Every field takes its default when 0, so any older, shorter struct is
+ * accepted (the smallest holds struct_size alone).
  */
 typedef struct hma_pack_options {
-    size_t size;         /* sizeof(hma_pack_options), set by hma_pack_options_init() */
+    size_t struct_size;  /* sizeof(hma_pack_options) as compiled by the caller, set by hma_pack_options_init() */
     int level;           /* zstd level of non-float chunks, ZSTD_minCLevel()..22; 0 = HMA_PACK_DEFAULT_LEVEL */
     unsigned threads;    /* worker threads; 0 = one per online CPU */
     uint64_t chunk_size; /* raw bytes per chunk (create only); 0 = HMA_PACK_DEFAULT_CHUNK */
 } hma_pack_options;
 
-/** What a pack operation did (all fields filled on success). */
+/**
+ * What a pack operation did (all fields filled on success, as far as the
+ * caller's struct_size reaches). Initialise with hma_pack_stats_init().
+ */
 typedef struct hma_pack_stats {
+    size_t struct_size;       /* sizeof(hma_pack_stats) as compiled by the caller, set by hma_pack_stats_init() */
     uint64_t raw_bytes;       /* size of the safetensors file (packed or restored) */
     uint64_t packed_bytes;    /* size of the pack file */
     uint64_t tensors;         /* tensors in the file */
@@ -1358,8 +1364,11 @@ typedef struct hma_pack_stats {
     double seconds;           /* wall-clock time of the call */
 } hma_pack_stats;
 
-/** Set every option to its default (and `size`). NULL is a no-op. Thread-safe. */
+/** Set every option to its default (and struct_size). NULL is a no-op. Thread-safe. */
 HMA_API void hma_pack_options_init(hma_pack_options *opt);
+
+/** Zero every field and set struct_size. NULL is a no-op. Thread-safe. */
+HMA_API void hma_pack_stats_init(hma_pack_stats *stats);
 
 /**
  * Pack the safetensors file `model_path` into a new pack file `out_path`,
@@ -1373,11 +1382,12 @@ HMA_API void hma_pack_options_init(hma_pack_options *opt);
  * Memory: about 4 x chunk_size per thread, whatever the model size.
  *
  * Ownership: nothing is kept; `base` stays the caller's. `opt` may be NULL
- * (defaults); `stats` may be NULL.
+ * (defaults); `stats` may be NULL (else initialised with
+ * hma_pack_stats_init()).
  * Thread-safety: thread-safe (distinct calls share nothing; `base` is only
  * read).
  * Errors: HMA_ERR_INVALID_ARGUMENT (NULL path, bad level or chunk size,
- * opt->size too small), HMA_ERR_UNSUPPORTED (`model_path` is a folder or an
+ * opt->struct_size or stats->struct_size out of range), HMA_ERR_UNSUPPORTED (`model_path` is a folder or an
  * index file), every error of reading a safetensors file (HMA_ERR_NOT_FOUND,
  * HMA_ERR_IO, HMA_ERR_HEADER_SIZE ... HMA_ERR_OVERFLOW), errors of reading
  * `base` (HMA_ERR_IO, HMA_ERR_TRUNCATED, HMA_ERR_CORRUPT),
@@ -1391,12 +1401,21 @@ HMA_API int hma_pack_create(const char *model_path, const hma_store *base, const
 /**
  * Open a pack as a store with the same API as hma_store_open()'s: names,
  * dtypes, shapes and metadata of the original file, in its data order.
- * hma_tensor_data() decodes a tensor on first access into memory the store
- * owns (kept until hma_store_close()); hma_store_read() decodes only the
- * chunks that cover the range asked for, into the caller's buffer. The
- * pack's index and the base's checksum are checked before this returns
- * (reading the whole base once, in `threads` threads); each chunk's
- * checksum is checked whenever it is decoded.
+ * hma_store_read() decodes only the chunks that cover the range asked for,
+ * into the caller's buffer. By default (`flags` 0) hma_tensor_data()
+ * decodes a tensor on first access into memory the store owns (kept until
+ * hma_store_close()). The pack's index and the base's checksum are checked
+ * before this returns (reading the whole base once, in `threads` threads;
+ * 0 = one per online CPU); each chunk's checksum is checked whenever it is
+ * decoded. The pack file itself is never memory-mapped: it is always read
+ * with pread(2), so a pack truncated or rewritten under an open store gives
+ * HMA_ERR_TRUNCATED, HMA_ERR_IO or HMA_ERR_CORRUPT, never a signal.
+ *
+ * `flags` are hma_open_flags. HMA_OPEN_PREAD means for a pack what it means
+ * for hma_store_open(): tensor bytes are only read with hma_store_read(),
+ * and hma_tensor_data() returns NULL (with HMA_ERR_UNSUPPORTED set), so
+ * the store never holds a decoded tensor and its memory stays a few chunk
+ * buffers per reading thread whatever the model size.
  *
  * `base` must be the store the pack was made against when the pack has one
  * (else HMA_ERR_WRONG_BASE, with both checksums in the message); it is
@@ -1407,22 +1426,23 @@ HMA_API int hma_pack_create(const char *model_path, const hma_store *base, const
  * Thread-safety: as any store (immutable; every read function may be called
  * from many threads at once, including the first hma_tensor_data() of a
  * tensor).
- * Errors: HMA_ERR_INVALID_ARGUMENT, HMA_ERR_NOT_FOUND, HMA_ERR_IO,
- * HMA_ERR_TRUNCATED (file shorter than its header says), HMA_ERR_CORRUPT
- * (bad magic, checksum, bounds or table), HMA_ERR_UNSUPPORTED (a newer
- * format version or flag), HMA_ERR_WRONG_BASE (base missing or different),
- * the safetensors header errors (the stored header is re-validated),
- * HMA_ERR_THREAD, HMA_ERR_NO_MEMORY.
+ * Errors: HMA_ERR_INVALID_ARGUMENT (NULL argument, unknown flag),
+ * HMA_ERR_NOT_FOUND, HMA_ERR_IO, HMA_ERR_TRUNCATED (file shorter than its
+ * header says), HMA_ERR_CORRUPT (bad magic, checksum, bounds or table),
+ * HMA_ERR_UNSUPPORTED (a newer format version or flag), HMA_ERR_WRONG_BASE
+ * (base missing or different), the safetensors header errors (the stored
+ * header is re-validated), HMA_ERR_THREAD, HMA_ERR_NO_MEMORY.
  */
 HMA_API int hma_pack_open(hma_store **out, const char *pack_path, const hma_store *base,
-                          unsigned threads);
+                          unsigned flags, unsigned threads);
 
 /**
  * Restore the original safetensors file from a pack into `out_path`, byte
  * for byte, atomically (temporary file, fsync, rename; nothing under
  * `out_path` on failure). Chunks are decoded in parallel, and every chunk's
  * checksum is checked before its bytes are written. `opt` may be NULL
- * (only `threads` is used), `stats` may be NULL.
+ * (only `threads` is used), `stats` may be NULL. Thread-safe (distinct
+ * calls share nothing).
  * Errors: those of hma_pack_open(), plus HMA_ERR_OVERWRITES_INPUT
  * (`out_path` is open as an input, or is the pack itself), HMA_ERR_EXISTS
  * (`out_path` is a folder), HMA_ERR_IO.
@@ -1435,7 +1455,7 @@ HMA_API int hma_pack_unpack(const char *pack_path, const hma_store *base, const 
  * `original_path` is non-NULL, also compare the restored bytes with that
  * file, byte for byte (HMA_ERR_MISMATCH with the first differing offset).
  * Writes nothing. `opt` may be NULL (only `threads` is used), `stats` may
- * be NULL.
+ * be NULL. Thread-safe.
  * Errors: those of hma_pack_open(), plus HMA_ERR_MISMATCH, and HMA_ERR_IO /
  * HMA_ERR_NOT_FOUND for `original_path`.
  */

@@ -521,7 +521,7 @@ static int oom_scenario(const char *dir) {
     if (!rc) rc = hma_writer_write(wr, 0, 0, buf, 64);
     if (!rc) rc = hma_writer_commit(wr);
     if (!rc) rc = hma_pack_create(pb, in[0], pk, &opt, NULL);
-    if (!rc) rc = hma_pack_open(&ps, pk, in[0], 2);
+    if (!rc) rc = hma_pack_open(&ps, pk, in[0], 0, 2);
     if (!rc) rc = hma_store_read(ps, hma_store_tensor(ps, 1), 0, buf, 64);
     if (!rc) rc = hma_pack_unpack(pk, in[0], un, &opt, NULL);
     if (!rc) rc = hma_pack_verify(pk, in[0], pb, &opt, NULL);

@@ -251,6 +251,7 @@ static void round_trip(int with_base) {
     if (with_base) assert_int_equal(hma_store_open(&base, p.bpath, 0), HMA_OK);
     hma_pack_options o = opts(2, 4096);
     hma_pack_stats st;
+    hma_pack_stats_init(&st);
     assert_int_equal(hma_pack_create(p.tpath, base, pack, &o, &st), HMA_OK);
     assert_int_equal(st.tensors, p.nt);
     /* floats with a same-shape, same-dtype base tensor: the 4 big ones, C64, scalar, empty */
@@ -264,7 +265,7 @@ static void round_trip(int with_base) {
     assert_int_equal(hma_pack_verify(pack, base, p.tpath, &o, NULL), HMA_OK);
 
     assert_int_equal(hma_store_open(&orig, p.tpath, 0), HMA_OK);
-    assert_int_equal(hma_pack_open(&pk, pack, base, 1), HMA_OK);
+    assert_int_equal(hma_pack_open(&pk, pack, base, 0, 1), HMA_OK);
     assert_stores_equal(orig, pk);
     hma_store_close(pk);
     hma_store_close(orig);
@@ -294,6 +295,7 @@ static void test_toy_pair(void **state) {
     assert_int_equal(hma_store_open(&base, bp, 0), HMA_OK);
     hma_pack_options o1 = opts(1, 0), o2 = opts(2, 0);
     hma_pack_stats st;
+    hma_pack_stats_init(&st);
     assert_int_equal(hma_pack_create(ap, base, p1, &o1, &st), HMA_OK);
     assert_int_equal(st.tensors, 75);
     assert_int_equal(st.tensors_on_base, 75);
@@ -306,13 +308,13 @@ static void test_toy_pair(void **state) {
     assert_int_equal(hma_pack_unpack(p1, base, out, &o2, NULL), HMA_OK);
     assert_files_equal(ap, out);
     assert_int_equal(hma_store_open(&orig, ap, 0), HMA_OK);
-    assert_int_equal(hma_pack_open(&pk, p1, base, 2), HMA_OK);
+    assert_int_equal(hma_pack_open(&pk, p1, base, 0, 2), HMA_OK);
     assert_stores_equal(orig, pk);
     /* into a buffer at an odd address: whole chunks decode straight into it
      * (a fresh store, so that nothing comes from decoded-tensor memory) */
     {
         hma_store *fresh = NULL;
-        assert_int_equal(hma_pack_open(&fresh, p1, base, 1), HMA_OK);
+        assert_int_equal(hma_pack_open(&fresh, p1, base, 0, 1), HMA_OK);
         for (size_t i = 0; i < hma_store_count(orig); i++) {
             const hma_tensor *a = hma_store_tensor(orig, i), *b = hma_store_find(fresh, hma_tensor_name(a));
             size_t nb = (size_t)hma_tensor_nbytes(a);
@@ -331,9 +333,9 @@ static void test_toy_pair(void **state) {
     /* wrong base: refused with HMA_ERR_WRONG_BASE; no base: the same */
     hma_store *wrong = NULL;
     assert_int_equal(hma_store_open(&wrong, ap, 0), HMA_OK);
-    assert_int_equal(hma_pack_open(&pk, p1, wrong, 1), HMA_ERR_WRONG_BASE);
+    assert_int_equal(hma_pack_open(&pk, p1, wrong, 0, 1), HMA_ERR_WRONG_BASE);
     assert_non_null(strstr(hma_last_error(), "wrong base"));
-    assert_int_equal(hma_pack_open(&pk, p1, NULL, 1), HMA_ERR_WRONG_BASE);
+    assert_int_equal(hma_pack_open(&pk, p1, NULL, 0, 1), HMA_ERR_WRONG_BASE);
     assert_int_equal(hma_pack_unpack(p1, wrong, out, &o1, NULL), HMA_ERR_WRONG_BASE);
     hma_store_close(wrong);
 
@@ -376,9 +378,9 @@ static void test_refusals(void **state) {
     /* a failing unpack leaves nothing behind */
     char *missing = path_in("no/such/dir/x.safetensors");
     assert_int_equal(hma_pack_unpack(pack, NULL, missing, &o, NULL), HMA_ERR_IO);
-    assert_int_equal(hma_pack_open(NULL, pack, NULL, 1), HMA_ERR_INVALID_ARGUMENT);
+    assert_int_equal(hma_pack_open(NULL, pack, NULL, 0, 1), HMA_ERR_INVALID_ARGUMENT);
     hma_store *s = NULL;
-    assert_int_equal(hma_pack_open(&s, p.tpath, NULL, 1), HMA_ERR_CORRUPT); /* not a pack */
+    assert_int_equal(hma_pack_open(&s, p.tpath, NULL, 0, 1), HMA_ERR_CORRUPT); /* not a pack */
     assert_int_equal(hma_pack_verify(pack, NULL, p.bpath, &o, NULL), HMA_ERR_MISMATCH);
     assert_false(tu_has_entry_prefix(tu_dir, ".hma-tmp-"));
     unlink(idx);
@@ -394,7 +396,7 @@ static void test_refusals(void **state) {
  * matched the original, else the error code. Never wrong data. */
 static int try_pack(const char *pack, const hma_store *base, const hma_store *orig) {
     hma_store *s = NULL;
-    int rc = hma_pack_open(&s, pack, base, 1);
+    int rc = hma_pack_open(&s, pack, base, 0, 1);
     if (rc) return rc;
     int first = 0;
     for (size_t i = 0; i < hma_store_count(orig); i++) {
@@ -455,7 +457,7 @@ static void test_every_byte_flipped_and_truncated(void **state) {
     for (size_t l = 0; l < len; l++) {
         assert_int_equal(tu_write_file(bad, img, l), 0);
         hma_store *s = NULL;
-        int rc = hma_pack_open(&s, bad, base, 1);
+        int rc = hma_pack_open(&s, bad, base, 0, 1);
         assert_true(rc == HMA_ERR_TRUNCATED || rc == HMA_ERR_CORRUPT);
     }
     free(img);
@@ -471,12 +473,126 @@ static void test_every_byte_flipped_and_truncated(void **state) {
     free(bad);
 }
 
+/* HMA_OPEN_PREAD: hma_store_read() gives the original bytes (any range,
+ * across chunks), hma_tensor_data() gives NULL, as for a pread store. */
+static void test_pread_mode(void **state) {
+    (void)state;
+    pair p;
+    make_pair(&p, "pr.safetensors", "prb.safetensors");
+    hma_store *base = NULL, *orig = NULL, *pk = NULL;
+    char *pack = path_in("pr.hmapack");
+    assert_int_equal(hma_store_open(&base, p.bpath, 0), HMA_OK);
+    hma_pack_options o = opts(2, 4096);
+    assert_int_equal(hma_pack_create(p.tpath, base, pack, &o, NULL), HMA_OK);
+    assert_int_equal(hma_store_open(&orig, p.tpath, 0), HMA_OK);
+    assert_int_equal(hma_pack_open(&pk, pack, base, 1u << 7, 1), HMA_ERR_INVALID_ARGUMENT); /* unknown flag */
+    assert_null(pk);
+    assert_int_equal(hma_pack_open(&pk, pack, base, HMA_OPEN_PREAD, 1), HMA_OK);
+    assert_int_equal(hma_store_count(pk), hma_store_count(orig));
+    int big = 0;
+    for (size_t i = 0; i < hma_store_count(orig); i++) {
+        const hma_tensor *a = hma_store_tensor(orig, i), *b = hma_store_tensor(pk, i);
+        uint64_t n = hma_tensor_nbytes(a);
+        assert_int_equal(n, hma_tensor_nbytes(b));
+        unsigned char *ra = malloc(n ? n : 1), *rb = malloc(n ? n : 1);
+        assert_int_equal(hma_store_read(orig, a, 0, ra, n), HMA_OK);
+        memset(rb, 0xAA, n ? n : 1);
+        assert_int_equal(hma_store_read(pk, b, 0, rb, n), HMA_OK);
+        if (n) assert_memory_equal(ra, rb, n);
+        if (n > 4096) { /* a range across the first chunk boundary */
+            big++;
+            assert_int_equal(hma_store_read(pk, b, 4000, rb, 200), HMA_OK);
+            assert_memory_equal(ra + 4000, rb, 200);
+        }
+        if (n) {
+            assert_null(hma_tensor_data(b));
+            assert_int_equal(hma_last_error_code(), HMA_ERR_UNSUPPORTED);
+        }
+        free(ra);
+        free(rb);
+    }
+    assert_true(big > 0);
+    hma_store_close(pk);
+    hma_store_close(orig);
+    hma_store_close(base);
+    unlink(pack);
+    free(pack);
+    free_pair(&p);
+}
+
+/* struct_size: an older (shorter) options or stats struct is accepted (the
+ * fields it lacks take their defaults / are not written); a struct_size
+ * below the first version or above this library's is refused, before any
+ * work. */
+static void test_struct_size(void **state) {
+    (void)state;
+    pair p;
+    make_pair(&p, "ss.safetensors", "ssb.safetensors");
+    char *p1 = path_in("ss1.hmapack"), *p2 = path_in("ss2.hmapack");
+    /* the reference: every default (1 MiB chunks) */
+    hma_pack_options def;
+    hma_pack_options_init(&def);
+    assert_int_equal(def.struct_size, sizeof def);
+    def.threads = 1;
+    hma_pack_stats full;
+    hma_pack_stats_init(&full);
+    assert_int_equal(full.struct_size, sizeof full);
+    assert_int_equal(hma_pack_create(p.tpath, NULL, p1, &def, &full), HMA_OK);
+    /* an older options struct that ends before chunk_size: the bad value
+     * there is not read, the default is used, the bytes are the same */
+    hma_pack_options old = opts(1, 4097);
+    old.struct_size = offsetof(hma_pack_options, chunk_size);
+    /* an older stats struct that ends before `chunks`: the rest is untouched */
+    hma_pack_stats st;
+    memset(&st, 0x5A, sizeof st);
+    st.struct_size = offsetof(hma_pack_stats, chunks);
+    const hma_pack_stats sentinel = st;
+    assert_int_equal(hma_pack_create(p.tpath, NULL, p2, &old, &st), HMA_OK);
+    assert_files_equal(p1, p2);
+    assert_int_equal(st.struct_size, offsetof(hma_pack_stats, chunks));
+    assert_int_equal(st.raw_bytes, full.raw_bytes);
+    assert_int_equal(st.packed_bytes, full.packed_bytes);
+    assert_int_equal(st.tensors, full.tensors);
+    assert_int_equal(st.tensors_on_base, 0);
+    assert_memory_equal(&st.chunks, &sentinel.chunks, sizeof st - offsetof(hma_pack_stats, chunks));
+    assert_int_equal(hma_pack_verify(p2, NULL, p.tpath, &old, &st), HMA_OK);
+    unlink(p2);
+    /* too small (0: never initialised) or from a newer hma.h: refused, nothing written */
+    size_t bad_sizes[] = {0, sizeof(size_t) - 1, sizeof(hma_pack_options) + 8};
+    for (size_t k = 0; k < sizeof bad_sizes / sizeof *bad_sizes; k++) {
+        struct { hma_pack_options o; char newer[8]; } big;
+        memset(&big, 0, sizeof big);
+        big.o.struct_size = bad_sizes[k];
+        assert_int_equal(hma_pack_create(p.tpath, NULL, p2, &big.o, NULL), HMA_ERR_INVALID_ARGUMENT);
+        assert_non_null(strstr(hma_last_error(), "struct_size"));
+        assert_int_equal(hma_pack_unpack(p1, NULL, p2, &big.o, NULL), HMA_ERR_INVALID_ARGUMENT);
+        assert_int_equal(hma_pack_verify(p1, NULL, NULL, &big.o, NULL), HMA_ERR_INVALID_ARGUMENT);
+        assert_int_equal(access(p2, F_OK), -1);
+    }
+    size_t bad_stats[] = {0, sizeof(size_t) - 1, sizeof(hma_pack_stats) + 8};
+    for (size_t k = 0; k < sizeof bad_stats / sizeof *bad_stats; k++) {
+        struct { hma_pack_stats s; char newer[8]; } big;
+        memset(&big, 0x5A, sizeof big);
+        big.s.struct_size = bad_stats[k];
+        assert_int_equal(hma_pack_create(p.tpath, NULL, p2, &def, &big.s), HMA_ERR_INVALID_ARGUMENT);
+        assert_int_equal(access(p2, F_OK), -1);
+        assert_int_equal(big.s.raw_bytes, 0x5A5A5A5A5A5A5A5Aull); /* untouched */
+    }
+    assert_false(tu_has_entry_prefix(tu_dir, ".hma-tmp-"));
+    unlink(p1);
+    free(p1);
+    free(p2);
+    free_pair(&p);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_all_dtypes_with_base),
         cmocka_unit_test(test_all_dtypes_standalone),
         cmocka_unit_test(test_toy_pair),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_pread_mode),
+        cmocka_unit_test(test_struct_size),
         cmocka_unit_test(test_every_byte_flipped_and_truncated),
     };
     return cmocka_run_group_tests(tests, tu_group_setup, tu_group_teardown);

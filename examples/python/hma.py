@@ -137,11 +137,11 @@ class _SweepOptions(ctypes.Structure):
 
 
 class _PackOptions(ctypes.Structure):
-    _fields_ = [("size", c_size_t), ("level", c_int), ("threads", c_uint), ("chunk_size", c_u64)]
+    _fields_ = [("struct_size", c_size_t), ("level", c_int), ("threads", c_uint), ("chunk_size", c_u64)]
 
 
 class _PackStats(ctypes.Structure):
-    _fields_ = [("raw_bytes", c_u64), ("packed_bytes", c_u64), ("tensors", c_u64),
+    _fields_ = [("struct_size", c_size_t), ("raw_bytes", c_u64), ("packed_bytes", c_u64), ("tensors", c_u64),
                 ("tensors_on_base", c_u64), ("chunks", c_u64), ("seconds", c_double)]
 
 
@@ -270,8 +270,9 @@ _SIGNATURES = {
     "hma_sweep": (c_int, [P(_SweepOptions), EVAL_FN, c_void_p, P(c_void_p)]),
     # packs
     "hma_pack_options_init": (None, [P(_PackOptions)]),
+    "hma_pack_stats_init": (None, [P(_PackStats)]),
     "hma_pack_create": (c_int, [c_char_p, c_void_p, c_char_p, P(_PackOptions), P(_PackStats)]),
-    "hma_pack_open": (c_int, [P(c_void_p), c_char_p, c_void_p, c_uint]),
+    "hma_pack_open": (c_int, [P(c_void_p), c_char_p, c_void_p, c_uint, c_uint]),
     "hma_pack_unpack": (c_int, [c_char_p, c_void_p, c_char_p, P(_PackOptions), P(_PackStats)]),
     "hma_pack_verify": (c_int, [c_char_p, c_void_p, c_char_p, P(_PackOptions), P(_PackStats)]),
     "hma_pack_needs_base": (c_int, [c_char_p, P(c_int)]),
@@ -1894,12 +1895,20 @@ PackStats = namedtuple("PackStats", "raw_bytes packed_bytes tensors tensors_on_b
 def _pack_opts(level=0, threads=0, chunk_size=0):
     o = _PackOptions()
     C.pack_options_init(ctypes.byref(o))
-    if o.size != ctypes.sizeof(o):
+    if o.struct_size != ctypes.sizeof(o):
         raise UnsupportedError(30, "hma_pack_options layout differs from this binding's")
     o.level = _index(level, "level")
     o.threads = _index(threads, "threads")
     o.chunk_size = _index(chunk_size, "chunk_size")
     return o
+
+
+def _new_stats():
+    s = _PackStats()
+    C.pack_stats_init(ctypes.byref(s))
+    if s.struct_size != ctypes.sizeof(s):
+        raise UnsupportedError(30, "hma_pack_stats layout differs from this binding's")
+    return s
 
 
 def _stats(s):
@@ -1925,28 +1934,32 @@ class _MaybeUse:
 
 def pack_create(model_path, out_path, base=None, level=0, threads=0, chunk_size=0):
     """Pack one .safetensors file losslessly (against `base`, a Store, if given)."""
-    o, st = _pack_opts(level, threads, chunk_size), _PackStats()
+    o, st = _pack_opts(level, threads, chunk_size), _new_stats()
     with _MaybeUse(base) as pb:
         _check(C.pack_create(_cstr(model_path, "model_path"), pb, _cstr(out_path, "out_path"),
                              ctypes.byref(o), ctypes.byref(st)))
     return _stats(st)
 
 
-def pack_open(pack_path, base=None, threads=0):
-    """Open a pack as a Store (the base Store stays open while it lives)."""
+def pack_open(pack_path, base=None, threads=0, pread=False):
+    """Open a pack as a Store (the base Store stays open while it lives).
+    pread=True: HMA_OPEN_PREAD (no whole-tensor decoding; numpy() copies)."""
     out = c_void_p()
     with _MaybeUse(base) as pb:
-        _check(C.pack_open(ctypes.byref(out), _cstr(pack_path, "pack_path"), pb, _index(threads, "threads")))
+        _check(C.pack_open(ctypes.byref(out), _cstr(pack_path, "pack_path"), pb,
+                           OPEN_PREAD if pread else 0, _index(threads, "threads")))
         deps = []
         if base is not None:
             base._pin()
             deps.append(base)
-    return Store._from_ptr(out.value, os.fspath(pack_path), deps)
+    st = Store._from_ptr(out.value, os.fspath(pack_path), deps)
+    st.pread = bool(pread)
+    return st
 
 
 def pack_unpack(pack_path, out_path, base=None, threads=0):
     """Restore the original file from a pack, byte for byte."""
-    o, st = _pack_opts(threads=threads), _PackStats()
+    o, st = _pack_opts(threads=threads), _new_stats()
     with _MaybeUse(base) as pb:
         _check(C.pack_unpack(_cstr(pack_path, "pack_path"), pb, _cstr(out_path, "out_path"),
                              ctypes.byref(o), ctypes.byref(st)))
@@ -1955,7 +1968,7 @@ def pack_unpack(pack_path, out_path, base=None, threads=0):
 
 def pack_verify(pack_path, base=None, original=None, threads=0):
     """Decode and check every chunk (and compare with `original` if given)."""
-    o, st = _pack_opts(threads=threads), _PackStats()
+    o, st = _pack_opts(threads=threads), _new_stats()
     orig = None if original is None else _cstr(original, "original")
     with _MaybeUse(base) as pb:
         _check(C.pack_verify(_cstr(pack_path, "pack_path"), pb, orig, ctypes.byref(o), ctypes.byref(st)))

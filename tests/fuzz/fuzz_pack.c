@@ -16,7 +16,7 @@
 #include "fuzz_common.h"
 
 #include "internal.h"
-#include "pack_codec.h"
+#include "pack/codec.h"
 
 static hma_store *g_base;
 static fz_memfd g_pack;
@@ -86,7 +86,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     FZ_CHECK(rn != HMA_OK || needs == 0 || needs == 1);
 
     hma_store *st = NULL;
-    int rc = hma_pack_open(&st, g_pack.path, g_base, 1);
+    int rc = hma_pack_open(&st, g_pack.path, g_base, 0, 1);
     if (rc) {
         FZ_CHECK(st == NULL && hma_last_error()[0] && !strchr(hma_last_error(), '\n'));
         return 0;

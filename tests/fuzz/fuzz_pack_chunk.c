@@ -1,6 +1,6 @@
 /*
  * fuzz_pack_chunk.c - libFuzzer target: the delta-pack chunk decoder
- * (hma__pc_decode in src/pack_codec.c) on raw payloads, below the pack's
+ * (hma__pc_decode in src/pack/codec.c) on raw payloads, below the pack's
  * checksums (which otherwise stop almost every mutated payload before it is
  * decoded). Input: u8 method, u8 layout (index into fz_chunk_layouts), u8
  * flags (bit 0: give a base), u16 LE raw size n, then the payload.
@@ -11,7 +11,7 @@
 #include "fuzz_common.h"
 
 #include "internal.h"
-#include "pack_codec.h"
+#include "pack/codec.h"
 
 #define MAX_RAW 65536u
 

@@ -7,7 +7,7 @@
 #include "fuzz_common.h"
 
 #include "internal.h"
-#include "pack_codec.h"
+#include "pack/codec.h"
 
 #include <errno.h>
 
@@ -248,7 +248,7 @@ static void gen_packs(const char *tmp) {
             unsigned char *enc = malloc(cap + 5);
             if (!enc) continue;
             /* with the base where the method takes one, else without (the
-             * method list belongs to pack_codec.c and may change) */
+             * method list belongs to pack/codec.c and may change) */
             for (int wb = 1; wb >= 0; wb--) {
                 int used = -1;
                 if (hma__pc_encode(ctx, m, fmt, raw, wb ? b : NULL, n, 1, enc + 5, cap, &len, &used)) continue;

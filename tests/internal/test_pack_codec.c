@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pack_codec.h"
+#include "pack/codec.h"
 #include "internal.h"
 
 static uint64_t rng = 0x243F6A8885A308D3ull;

@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "hma.h"
-#include "pack_codec.h"
+#include "pack/codec.h"
 #include "testutil.h"
 
 static uint32_t get32(const unsigned char *p) {
@@ -55,20 +55,20 @@ static void test_versions(void **state) {
 
     /* the same bytes as version 3 still open: the rewrite itself is sound */
     with_version(pk, other, 3);
-    assert_int_equal(hma_pack_open(&s, other, base, 1), HMA_OK);
+    assert_int_equal(hma_pack_open(&s, other, base, 0, 1), HMA_OK);
     hma_store_close(s);
     /* version 2 knows no DIFF16 / FLOAT16 chunks: corrupt, naming the method */
     with_version(pk, other, 2);
-    assert_int_equal(hma_pack_open(&s, other, base, 1), HMA_ERR_CORRUPT);
+    assert_int_equal(hma_pack_open(&s, other, base, 0, 1), HMA_ERR_CORRUPT);
     assert_non_null(strstr(hma_last_error(), "coding method 4 not valid here"));
     with_version(alone, other, 2);
-    assert_int_equal(hma_pack_open(&s, other, NULL, 1), HMA_ERR_CORRUPT);
+    assert_int_equal(hma_pack_open(&s, other, NULL, 0, 1), HMA_ERR_CORRUPT);
     assert_non_null(strstr(hma_last_error(), "coding method 5 not valid here"));
     /* versions this build does not read */
     static const uint32_t unknown[] = {0, 1, 4, 0xFFFFFFFFu};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         with_version(pk, other, unknown[i]);
-        assert_int_equal(hma_pack_open(&s, other, base, 1), HMA_ERR_UNSUPPORTED);
+        assert_int_equal(hma_pack_open(&s, other, base, 0, 1), HMA_ERR_UNSUPPORTED);
         assert_non_null(strstr(hma_last_error(), "reads versions 2 to 3"));
     }
     hma_store_close(base);

@@ -49,6 +49,16 @@ class PackTest(TempDirCase):
             self.assertIn("t.hmapack", cm.exception.message)
 
     @needs_numpy
+    def test_pread_pack_store(self):
+        _, pt, tuned = self.small_pair()
+        pk = self.path("p.hmapack")
+        hma.pack_create(pt, pk)
+        with hma.pack_open(pk, pread=True) as ps:
+            self.assertIsNone(ps.data_pointer("w0"))  # HMA_OPEN_PREAD: no decoded copy
+            for k, v in tuned.items():
+                self.assertTrue(np.array_equal(ps.numpy(k), v), k)
+
+    @needs_numpy
     def test_standalone_and_damaged(self):
         _, pt, tuned = self.small_pair()
         pk = self.path("s.hmapack")

@@ -1,14 +1,14 @@
 /*
  * huffman.h - length-limited canonical Huffman codes (shared by the pack's
  * chunk methods), and a coder of byte symbols in four interleaved streams:
- * the entropy stage of the 16-bit methods (pack_codec16.c).
+ * the entropy stage of the 16-bit methods (codec16.c).
  *
  * Codes are canonical (by length, then symbol, as in deflate) and written
  * LSB first, so codes are stored bit-reversed; lengths are at most
  * HMA__HUF_MAXLEN, so one 2^11-entry table lookup decodes a symbol.
  */
-#ifndef HMA_HUFFMAN_H
-#define HMA_HUFFMAN_H
+#ifndef HMA_PACK_HUFFMAN_H
+#define HMA_PACK_HUFFMAN_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -103,4 +103,4 @@ typedef struct hma__huf8_tables {
 int hma__huf8_decode(const uint8_t *src, size_t avail, uint8_t *out, size_t n, hma__huf8_tables *t,
                      int isa, const hma__huf8_runs *runs, size_t *used, const char **why);
 
-#endif /* HMA_HUFFMAN_H */
+#endif /* HMA_PACK_HUFFMAN_H */

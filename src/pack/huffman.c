@@ -1,8 +1,8 @@
 /* huffman.c - length-limited canonical Huffman codes and the four-stream
  * byte-symbol coder (see huffman.h). */
 #include "internal.h"
-#include "bytes.h"
-#include "huffman.h"
+#include "pack/bytes.h"
+#include "pack/huffman.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -3,8 +3,8 @@
  * formats and bit streams (packs, their codecs). memcpy compiles to one
  * move and says nothing about alignment; big-endian hosts swap the bytes.
  */
-#ifndef HMA_BYTES_H
-#define HMA_BYTES_H
+#ifndef HMA_PACK_BYTES_H
+#define HMA_PACK_BYTES_H
 
 #include <stdint.h>
 #include <string.h>
@@ -49,4 +49,4 @@ static inline void hma__st64(void *p, uint64_t v) {
     memcpy(p, &v, 8);
 }
 
-#endif /* HMA_BYTES_H */
+#endif /* HMA_PACK_BYTES_H */

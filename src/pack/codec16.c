@@ -1,10 +1,10 @@
-/* pack_codec16.c - the chunk methods for 16-bit floats (BF16, F16), which
+/* codec16.c - the chunk methods for 16-bit floats (BF16, F16), which
  * hold nearly every weight: DIFF16 against the base and FLOAT16 alone.
  *
  * They are laid out for decoding speed (pack format version 3): a Huffman
  * stage over one byte per element (huffman.c, one 4 KiB table), and the rest
  * in planes that SIMD code rebuilds without per-element branches. The format
- * of each payload is in pack_codec.h and docs/pack-format.md.
+ * of each payload is in codec.h and docs/pack-format.md.
  *
  * DIFF16, per element t with base element b (sign bit 15, magnitude = the
  * 15 bits below it):
@@ -22,9 +22,9 @@
  * modelled, since weights near zero change sign often.
  */
 #include "internal.h"
-#include "bytes.h"
-#include "huffman.h"
-#include "pack_codec.h"
+#include "pack/bytes.h"
+#include "pack/huffman.h"
+#include "pack/codec.h"
 
 #include <math.h>
 #include <string.h>

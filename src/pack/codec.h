@@ -1,5 +1,5 @@
 /*
- * pack_codec.h - the per-chunk coding of delta packs: xxhash64, the
+ * codec.h - the per-chunk coding of delta packs: xxhash64, the
  * ordered-integer and zig-zag maps, and the chunk methods. Pure functions on
  * buffers: they know nothing of files, tensors or threads (pack.c does).
  *
@@ -22,7 +22,7 @@
  *          Huffman-coded, the low bytes as a plane
  * FLOAT and DIFF share one layout: a small header (shift, contexts, code
  * lengths), then 4 interleaved bit streams over 4 quarters of the chunk,
- * decoded with one table lookup per element. pack_codec16.c describes the
+ * decoded with one table lookup per element. codec16.c describes the
  * 16-bit methods, which are laid out for SIMD decoding.
  *
  * Every transform is a bijection on bit patterns, so NaN payloads, infinities,
@@ -34,7 +34,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "huffman.h"
+#include "pack/huffman.h"
 
 /* ---- xxhash64 (the public XXH64 algorithm, written here because zstd's
  * bundled copy is not part of its public API) ---------------------------- */
@@ -65,8 +65,8 @@ enum hma__pc_method {
     HMA__PC_ZSTD = 1,
     HMA__PC_FLOAT = 2, /* float alone: Huffman-coded top byte + raw low bits */
     HMA__PC_DIFF = 3,  /* float with base: Huffman-coded ordered difference */
-    HMA__PC_DIFF16 = 4,  /* 16-bit float with base (pack_codec16.c) */
-    HMA__PC_FLOAT16 = 5, /* 16-bit float alone (pack_codec16.c) */
+    HMA__PC_DIFF16 = 4,  /* 16-bit float with base (codec16.c) */
+    HMA__PC_FLOAT16 = 5, /* 16-bit float alone (codec16.c) */
     HMA__PC_METHOD_COUNT = 6
 };
 
@@ -115,7 +115,7 @@ int hma__pc_decode(hma__pc_ctx *ctx, int method, hma__pc_fmt fmt, const uint8_t 
                    size_t src_len, const uint8_t *base, uint8_t *dst, size_t n,
                    const char **why);
 
-/* ---- the 16-bit methods (pack_codec16.c), called by the two above ------ */
+/* ---- the 16-bit methods (codec16.c), called by the two above ------ */
 typedef struct hma__pc16_scratch {
     uint32_t h2[256 * 32]; /* encoder: counts per (base exponent, nraw, flip) */
     hma__huf8_tables tab;  /* decoder: Huffman tables */

@@ -1,21 +1,14 @@
-/* pack_codec.c - per-chunk coding of delta packs: xxhash64, the scalar maps,
+/* codec.c - per-chunk coding of delta packs: xxhash64, the scalar maps,
  * the Huffman-coded FLOAT and DIFF methods (any float width), zstd, and the
- * dispatch to the 16-bit methods of pack_codec16.c (see pack_codec.h). */
+ * dispatch to the 16-bit methods of codec16.c (see codec.h). */
 #include "internal.h"
-#include "bytes.h"
-#include "huffman.h"
-#include "pack_codec.h"
+#include "pack/bytes.h"
+#include "pack/huffman.h"
+#include "pack/codec.h"
+#include "core/cpu.h"
 
 #include <string.h>
 #include <zstd.h>
-/* x86-64 with GCC or Clang: SIMD clones of the 16-bit loops, chosen at run time. */
-#ifndef HMA_PC_X86 /* -DHMA_PC_X86=0 tests the portable loops on x86 */
-#if defined(__x86_64__) && defined(__GNUC__)
-#define HMA_PC_X86 1
-#else
-#define HMA_PC_X86 0
-#endif
-#endif
 
 /* ======================================================================= */
 /* xxhash64                                                                */
@@ -186,7 +179,7 @@ uint64_t hma__pc_unzigzag(uint64_t z, unsigned bits) {
  * Symbol s stands for the value (m << nx) | extra, with nx raw extra bits.
  * A decode-table entry holds (code length, code length + nx, m), so one
  * lookup decodes an element. Since pack version 3, 16-bit floats use the
- * faster DIFF16 and FLOAT16 (pack_codec16.c); these two serve F32, F64 and
+ * faster DIFF16 and FLOAT16 (codec16.c); these two serve F32, F64 and
  * version-2 packs.
  */
 #define HUF_MAXLEN HMA__HUF_MAXLEN
@@ -703,10 +696,8 @@ int hma__pc_ctx_new(hma__pc_ctx **out, size_t max_chunk) {
     c->dctx = ZSTD_createDCtx();
     c->max_chunk = max_chunk;
     c->level = INT32_MIN;
-#if HMA_PC_X86
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("bmi2")) c->isa = __builtin_cpu_supports("avx2") ? 2 : 1;
-#endif
+    /* The one CPU dispatch: HMA_SIMD caps the codecs as it caps the kernels. */
+    c->isa = hma__cpu_codec_isa(hma__cpu_level());
     /* 16-bit methods, per element: symbol and raw-bit count (1 byte each),
      * z (2 bytes); per group of 8, one u32 position */
     size_t ne = max_chunk / 2 + 1;
