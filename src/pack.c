@@ -11,8 +11,8 @@
 #include "internal.h"
 #include "bytes.h"
 #include "pack_codec.h"
-#include "safetensors.h"
-#include "store.h"
+#include "formats/safetensors.h"
+#include "io/store.h"
 
 #include <errno.h>
 #include <fcntl.h>

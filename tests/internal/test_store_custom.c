@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "internal.h"
-#include "store.h"
+#include "io/store.h"
 #include "testutil.h"
 
 typedef struct mem_ctx {

@@ -1,10 +1,10 @@
 /* store.c - open a checkpoint (one .safetensors file, a sharded index, or a
  * model folder), validate it completely, map it (or keep it for pread), and
  * answer lookups: tensor by position or name, metadata, and byte reads. */
-#include "store.h"
+#include "io/store.h"
 
 #include "json.h"
-#include "safetensors.h"
+#include "formats/safetensors.h"
 
 #include <errno.h>
 #include <fcntl.h>
