@@ -388,18 +388,35 @@ uint64_t hma_tensor_nbytes(const hma_tensor *t) { return t ? t->nbytes : 0; }
 size_t hma_tensor_index(const hma_tensor *t) { return t ? t->index : 0; }
 size_t hma_tensor_file(const hma_tensor *t) { return t ? t->file : 0; }
 
-const void *hma_tensor_data(const hma_tensor *t) {
-    if (!t) return NULL;
+int hma_tensor_data_get(const hma_tensor *t, const void **data) {
+    if (data) *data = NULL;
+    if (!t || !data)
+        return hma__fail(HMA_ERR_INVALID_ARGUMENT, "hma_tensor_data_get: NULL %s", !t ? "tensor" : "data");
     const hma_store *s = t->store;
-    if (s->custom) {
-        if (t->nbytes == 0) return &empty_tensor_byte;
-        if (!s->be.data) {
-            hma__fail(HMA_ERR_UNSUPPORTED, "%.400s: tensor '%.200s': this store has no zero-copy data (use hma_store_read)",
-                      s->files[0].path, t->name);
-            return NULL;
-        }
-        return s->be.data(s->ctx, t->index);
+    if (!s->custom) {
+        const hma__store_file *f = &s->files[t->file];
+        *data = f->map ? f->map + t->offset : NULL; /* pread mode: no pointer, not an error */
+        return HMA_OK;
     }
-    const hma__store_file *f = &s->files[t->file];
-    return f->map ? f->map + t->offset : NULL;
+    if (t->nbytes == 0) {
+        *data = &empty_tensor_byte;
+        return HMA_OK;
+    }
+    if (!s->be.data) return HMA_OK; /* a backend without zero-copy bytes: read them instead */
+    const void *p = s->be.data(s->ctx, t->index);
+    if (!p) {
+        /* The backend has set the thread's error (see store.h). */
+        int code = hma_last_error_code();
+        if (code == HMA_OK)
+            code = hma__fail(HMA_ERR_CORRUPT, "%.400s: tensor '%.200s': cannot be decoded", s->files[0].path, t->name);
+        return code;
+    }
+    *data = p;
+    return HMA_OK;
+}
+
+const void *hma_tensor_data(const hma_tensor *t) {
+    const void *p;
+    hma_tensor_data_get(t, &p);
+    return p;
 }
