@@ -336,13 +336,28 @@ HMA_API uint64_t hma_tensor_nelements(const hma_tensor *t);
 HMA_API uint64_t hma_tensor_nbytes(const hma_tensor *t);
 /**
  * Zero-copy pointer to the tensor's bytes (little-endian, row-major), valid
- * until the store is closed. NULL in pread mode (for every tensor). For a
- * pack store, the tensor is decoded on first access into memory the store
- * owns (NULL if decoding fails; hma_last_error() says why). For a zero-size
- * tensor of a mapped store, a non-NULL pointer that must not be
- * dereferenced. Thread-safe.
+ * until the store is closed; hma_tensor_data_get() without the status.
+ * NULL means either "no pointer in this mode" (pread mode, for every tensor)
+ * or a failure (a pack tensor that cannot be decoded; hma_last_error() says
+ * why): use hma_tensor_data_get() to tell the two apart. Thread-safe.
  */
 HMA_API const void *hma_tensor_data(const hma_tensor *t);
+
+/**
+ * Zero-copy access to the tensor's bytes (little-endian, row-major), valid
+ * until the store is closed. Returns HMA_OK and sets *data to:
+ *   - the bytes, for a memory-mapped store; for a pack store, after
+ *     decoding the tensor on first access into memory the store owns;
+ *   - a non-NULL pointer that must not be dereferenced, for a zero-size
+ *     tensor of a mapped or pack store;
+ *   - NULL when the store has no zero-copy bytes (HMA_OPEN_PREAD mode):
+ *     read with hma_store_read() instead. This NULL is not an error.
+ * On failure returns the code and sets *data to NULL: HMA_ERR_INVALID_ARGUMENT
+ * (NULL t or data), and for a pack store the decoding errors
+ * (HMA_ERR_CORRUPT, HMA_ERR_IO, HMA_ERR_TRUNCATED, HMA_ERR_NO_MEMORY, ...).
+ * Thread-safe.
+ */
+HMA_API int hma_tensor_data_get(const hma_tensor *t, const void **data);
 /** Position of the tensor in its store's order (as hma_store_tensor()). Thread-safe. */
 HMA_API size_t hma_tensor_index(const hma_tensor *t);
 /** Index of the file holding the tensor (see hma_store_file_path()). Thread-safe. */
@@ -396,10 +411,37 @@ HMA_API int hma_writer_add_tensor(hma_writer *w, const char *name, hma_dtype dty
                                   unsigned ndim, const uint64_t *shape);
 
 /**
+ * Copy the file `src_path` into the output folder as `name` (e.g.
+ * "config.json", "tokenizer.json"), as part of the commit: the copy is made
+ * into a temporary at hma_writer_begin() (so the source is read then, and
+ * must stay readable until begin), fsync'd, and renamed into place at
+ * hma_writer_commit() after the shards and before the index. On any failure
+ * nothing appears under `name`, and a file already there keeps its content.
+ * Only in folder mode and only before hma_writer_begin(); the source is
+ * checked (opened) now.
+ *
+ * `name` is a plain file name: not empty, at most 255 bytes, no '/', no
+ * control characters, not "." or "..", not starting with ".hma-tmp-", not
+ * "model.safetensors.index.json" and not ending in ".safetensors" (those
+ * belong to the writer), and not added twice. Begin refuses a destination
+ * that is `src_path` itself or an input open in this process.
+ * Errors: HMA_ERR_INVALID_ARGUMENT (NULL, or a single-file output),
+ * HMA_ERR_BAD_NAME, HMA_ERR_STATE, HMA_ERR_NOT_FOUND and HMA_ERR_IO (the
+ * source), HMA_ERR_NO_MEMORY. Not thread-safe (declaration phase).
+ */
+HMA_API int hma_writer_add_file(hma_writer *w, const char *name, const char *src_path);
+
+/**
  * Freeze the declarations: lay out shards, refuse to overwrite an input that
  * is open in this process (HMA_ERR_OVERWRITES_INPUT), create the temporary
- * files (hidden names starting with ".hma-tmp-" in the destination folder)
- * at their final size, and write their headers.
+ * files (hidden names ".hma-tmp-h<host>-<pid>-<random>" in the destination
+ * folder) at their final size, write their headers and copy the files of
+ * hma_writer_add_file().
+ * Stale temporaries: before creating its own, begin removes from the
+ * destination folder the ".hma-tmp-*" files left by processes of this
+ * machine that no longer exist (e.g. a merge killed with SIGKILL); those of
+ * live processes and of other machines (another host hash, on a shared
+ * filesystem) are left alone.
  * Missing parent folders are created. Space is reserved with fallocate
  * where the file system supports it, so a full disk shows up here.
  * Errors: HMA_ERR_STATE, HMA_ERR_IO, HMA_ERR_OVERWRITES_INPUT,
@@ -412,7 +454,7 @@ HMA_API int hma_writer_begin(hma_writer *w);
 /** Number of declared tensors. */
 HMA_API size_t hma_writer_count(const hma_writer *w);
 
-/** Index of the declared tensor `name` (declaration order), or (size_t)-1. Thread-safe after begin. */
+/** Index of the declared tensor `name` (declaration order), or HMA_NPOS. Thread-safe after begin. */
 HMA_API size_t hma_writer_find(const hma_writer *w, const char *name);
 
 /**
@@ -429,7 +471,8 @@ HMA_API int hma_writer_write(hma_writer *w, size_t index, uint64_t offset,
 
 /**
  * Check every byte of every tensor was written, fsync each file, rename the
- * temporaries to their final names (index last), and fsync the folder.
+ * temporaries to their final names (shards, copied files, index last), and
+ * fsync the folder.
  * After this the writer is finished (only hma_writer_free() remains).
  * On any error nothing appears under the final names (files already there
  * keep their old content) and the temporaries are removed: the writer is
@@ -437,7 +480,10 @@ HMA_API int hma_writer_write(hma_writer *w, size_t index, uint64_t offset,
  * first error (HMA_ERR_IO) again. When a single `model.safetensors` is
  * committed into a folder holding a stale `model.safetensors.index.json`,
  * that index is removed in the same commit (readers prefer the index).
- * Replacing a sharded output is atomic file by file, not as a set.
+ * Replacing a sharded output is atomic file by file, not as a set: each
+ * file replaced is first kept as a hard link named ".hma-tmp-...-old-..."
+ * so that a failed commit can put it back (a process killed during the
+ * commit may leave such a link; the next begin in that folder removes it).
  * Errors: HMA_ERR_STATE, HMA_ERR_INCOMPLETE, HMA_ERR_IO,
  * HMA_ERR_OVERWRITES_INPUT.
  */
@@ -1413,7 +1459,8 @@ HMA_API int hma_pack_create(const char *model_path, const hma_store *base, const
  *
  * `flags` are hma_open_flags. HMA_OPEN_PREAD means for a pack what it means
  * for hma_store_open(): tensor bytes are only read with hma_store_read(),
- * and hma_tensor_data() returns NULL (with HMA_ERR_UNSUPPORTED set), so
+ * and hma_tensor_data() returns NULL for every tensor (not an error: see
+ * hma_tensor_data_get()), so
  * the store never holds a decoded tensor and its memory stays a few chunk
  * buffers per reading thread whatever the model size.
  *

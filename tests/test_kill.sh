@@ -4,7 +4,9 @@
 # never a partial one. Inputs: a synthetic ~100 MB BF16 pair made with numpy;
 # the reference is an uninterrupted `hma merge` of the same pair. Only hidden
 # ".hma-tmp-*" temporaries may remain after a kill (nothing can clean up after
-# SIGKILL; they never carry the final name).
+# SIGKILL; they never carry the final name), and the next merge into the same
+# folder removes those of the dead process (stale temporaries are swept when
+# an output is begun).
 # Environment: HMA_BIN (default examples/hma), PYTHON (default /usr/bin/python3),
 # HMA_KILL_RUNS (default 20).
 set -u
@@ -44,6 +46,9 @@ for fname, arrs in (("base", base), ("aligned", [b + rng.standard_normal(n, dtyp
 PY
 
 merge() { "$HMA" merge --base "$D/base.safetensors" --model "$D/aligned.safetensors" --alpha 0.3 -q -o "$1"; }
+# In the background with $! the pid of hma itself (a backgrounded shell
+# function would be a subshell, and SIGKILL would miss hma).
+merge_bg() { "$HMA" merge --base "$D/base.safetensors" --model "$D/aligned.safetensors" --alpha 0.3 -q -o "$1" 2>/dev/null & }
 
 t0=$(ms)
 merge "$D/ref.safetensors" 2>"$D/err" || { cat "$D/err" >&2; fail "reference merge failed"; }
@@ -57,11 +62,15 @@ rm -f "$D/ref2.safetensors"
 
 mkdir "$D/out" || exit 1
 OUT=$D/out/merged.safetensors
-killed=0; complete=0; run=1
-while [ "$run" -le "$RUNS" ]; do
+killed=0; complete=0; swept=0; run=1
+# The delays adapt: a run that finished before its kill shrinks T by a
+# quarter, so kills keep landing mid-merge even when the machine is busy
+# (the reference time then overstates a run's). Up to 3 x RUNS runs are made
+# until RUNS runs are done and a quarter of them were killed mid-merge.
+while [ "$run" -le "$RUNS" ] || { [ "$killed" -lt $((RUNS / 4)) ] && [ "$run" -le $((3 * RUNS)) ]; }; do
     # a moment from 0 to 1.5x the reference merge time, reproducible per run
     delay=$(awk -v r="$run" -v t="$T" 'BEGIN { srand(r * 7919 + 1); printf "%.3f", rand() * t * 1.5 / 1000 }')
-    merge "$OUT" 2>/dev/null &
+    merge_bg "$OUT"
     pid=$!
     sleep "$delay"
     kill -KILL "$pid" 2>/dev/null
@@ -79,10 +88,25 @@ while [ "$run" -le "$RUNS" ]; do
         cmp -s "$OUT" "$D/ref.safetensors" || fail "run $run (killed after ${delay}s): $OUT differs from the reference"
         complete=$((complete + 1))
     fi
-    [ "$st" -ne 0 ] && killed=$((killed + 1))
+    if [ "$st" -ne 0 ]; then killed=$((killed + 1)); else T=$((T * 3 / 4 + 1)); fi
+    # Temporaries the killed process left (its pid is in their names): the
+    # next merge into the folder must remove them.
+    stale=$(cd "$D/out" && ls -A | grep "^\.hma-tmp-h[0-9a-f]*-$pid-" || true)
+    if [ -n "$stale" ]; then
+        kill -0 "$pid" 2>/dev/null && fail "run $run: process $pid still alive after SIGKILL"
+        merge "$OUT" 2>"$D/err" || { cat "$D/err" >&2; fail "run $run: the merge after the kill failed"; }
+        for f in $stale; do
+            [ -e "$D/out/$f" ] && fail "run $run: stale temporary $f of the killed process $pid is still there after the next merge"
+        done
+        left=$(cd "$D/out" && ls -A | grep '^\.hma-tmp-' || true)
+        [ -z "$left" ] || fail "run $run: temporaries left after an uninterrupted merge: $left"
+        cmp -s "$OUT" "$D/ref.safetensors" || fail "run $run: the merge after the kill differs from the reference"
+        swept=$((swept + 1))
+    fi
     rm -rf "$D/out" && mkdir "$D/out"
     run=$((run + 1))
 done
 # The test means something only if kills landed mid-merge.
-[ "$killed" -ge $((RUNS / 4)) ] || fail "only $killed of $RUNS runs were killed before finishing"
-echo "test_kill.sh: $RUNS runs (inputs made in $((t0 - tg)) ms, reference merge ${T} ms): $killed killed mid-merge, $complete complete outputs, no partial file: ok"
+[ "$killed" -ge $((RUNS / 4)) ] || fail "only $killed of $((run - 1)) runs were killed before finishing"
+[ "$swept" -ge 1 ] || fail "no kill left a temporary behind: the sweep was never checked"
+echo "test_kill.sh: $((run - 1)) runs (inputs made in $((t0 - tg)) ms, reference merge ${T} ms): $killed killed mid-merge, $complete complete outputs, no partial file, stale temporaries swept after $swept kills: ok"

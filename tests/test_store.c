@@ -186,6 +186,12 @@ static void test_toy_bytes_mmap_vs_pread(void **state) {
         assert_true(prev == NULL || d > prev);
         prev = d;
         assert_null(hma_tensor_data(tp)); /* pread mode: no pointer */
+        const void *dg = NULL;
+        assert_int_equal(hma_tensor_data_get(tm, &dg), HMA_OK);
+        assert_ptr_equal(dg, d);
+        dg = buf;
+        assert_int_equal(hma_tensor_data_get(tp, &dg), HMA_OK); /* no pointer, and not an error */
+        assert_null(dg);
         assert_true(pos + nb <= len);
         assert_memory_equal(d, raw + pos, nb);
         memset(buf, 0, nb);
@@ -248,6 +254,13 @@ static void test_read_ranges(void **state) {
         assert_int_equal(hma_store_read(st, e, 0, buf, 0), HMA_OK);
         assert_int_equal(hma_store_read(st, e, 0, buf, 1), HMA_ERR_INVALID_ARGUMENT);
         if (mode == 0) assert_non_null(hma_tensor_data(e));
+        const void *dg = buf;
+        assert_int_equal(hma_tensor_data_get(e, &dg), HMA_OK);
+        if (mode == 0) assert_non_null(dg);
+        else assert_null(dg);
+        assert_int_equal(hma_tensor_data_get(NULL, &dg), HMA_ERR_INVALID_ARGUMENT);
+        assert_null(dg);
+        assert_int_equal(hma_tensor_data_get(b, NULL), HMA_ERR_INVALID_ARGUMENT);
         hma_store_close(other);
         hma_store_close(st);
     }

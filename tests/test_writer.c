@@ -8,8 +8,11 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "hma.h"
@@ -571,7 +574,7 @@ static void toy_file_is_reproduced_byte_for_byte(void **state) {
         assert_int_equal(hma_writer_add_tensor(w, t[i].name, t[i].dtype, t[i].ndim, t[i].shape), HMA_OK);
     assert_int_equal(hma_writer_count(w), n);
     assert_int_equal(hma_writer_find(w, "lm_head.weight"), 0);
-    assert_int_equal(hma_writer_find(w, "no.such"), (size_t)-1);
+    assert_int_equal(hma_writer_find(w, "no.such"), HMA_NPOS);
     assert_int_equal(hma_writer_begin(w), HMA_OK);
     enum { T = 8 };
     pthread_t th[T];
@@ -659,7 +662,7 @@ static void state_rules(void **state) {
     assert_int_equal(hma_writer_commit(NULL), HMA_ERR_INVALID_ARGUMENT);
     assert_int_equal(hma_writer_write(NULL, 0, 0, buf, 1), HMA_ERR_INVALID_ARGUMENT);
     assert_int_equal(hma_writer_count(NULL), 0);
-    assert_int_equal(hma_writer_find(NULL, "a"), (size_t)-1);
+    assert_int_equal(hma_writer_find(NULL, "a"), HMA_NPOS);
     free(path);
     tu_rmtree(dir);
     free(dir);
@@ -756,6 +759,203 @@ static void refuses_to_overwrite_an_open_input(void **state) {
     free(dir);
 }
 
+/* ---- hma_writer_add_file ---------------------------------------------------- */
+
+static int file_has(const char *path, const char *text) {
+    size_t n;
+    unsigned char *b = tu_read_file(path, &n);
+    int ok = b && n == strlen(text) && memcmp(b, text, n) == 0;
+    free(b);
+    return ok;
+}
+
+/* A writer of one 16-byte tensor "a" at path, begun; its data not written. */
+static hma_writer *begun_with_file(const char *path, uint64_t shard_size, const char *name, const char *src) {
+    hma_writer *w = NULL;
+    assert_int_equal(hma_writer_create(&w, path, shard_size), HMA_OK);
+    assert_int_equal(hma_writer_add_tensor(w, "a", HMA_DTYPE_U8, 1, (uint64_t[]){16}), HMA_OK);
+    if (shard_size) assert_int_equal(hma_writer_add_tensor(w, "b", HMA_DTYPE_U8, 1, (uint64_t[]){16}), HMA_OK);
+    assert_int_equal(hma_writer_add_file(w, name, src), HMA_OK);
+    assert_int_equal(hma_writer_begin(w), HMA_OK);
+    return w;
+}
+
+static void write_ab_data(hma_writer *w) {
+    unsigned char d[16] = {1, 2, 3};
+    for (size_t i = 0; i < hma_writer_count(w); i++) assert_int_equal(hma_writer_write(w, i, 0, d, 16), HMA_OK);
+}
+
+static void add_file_copies_with_the_commit(void **state) {
+    (void)state;
+    char *dir = tu_mkdtemp();
+    char *src = tu_join(dir, "src-config.json"), *out = tu_join(dir, "out");
+    char *dst = tu_join(out, "config.json");
+    assert_int_equal(tu_write_file(src, "{\"v\": 1}", 8), 0);
+    /* Copied at begin: the name appears only at commit, with the content of
+     * the source at begin. */
+    hma_writer *w = begun_with_file(out, 0, "config.json", src);
+    assert_int_not_equal(access(dst, F_OK), 0);
+    assert_true(tu_has_entry_prefix(out, ".hma-tmp-"));
+    assert_int_equal(tu_write_file(src, "{\"v\": 2}", 8), 0);
+    write_ab_data(w);
+    assert_int_equal(hma_writer_commit(w), HMA_OK);
+    hma_writer_free(w);
+    assert_true(file_has(dst, "{\"v\": 1}"));
+    assert_false(tu_has_entry_prefix(out, ".hma-tmp-"));
+    assert_int_equal(tu_count_entries(out), 2); /* model.safetensors, config.json */
+    /* Atomic: a commit that fails (a tensor never written) or an abandoned
+     * writer leave the old copy as it was, and no temporary. */
+    w = begun_with_file(out, 0, "config.json", src);
+    assert_int_equal(hma_writer_commit(w), HMA_ERR_INCOMPLETE);
+    hma_writer_free(w);
+    assert_true(file_has(dst, "{\"v\": 1}"));
+    w = begun_with_file(out, 0, "config.json", src);
+    hma_writer_free(w);
+    assert_true(file_has(dst, "{\"v\": 1}"));
+    assert_int_equal(tu_count_entries(out), 2);
+    /* A sharded output: copied next to the shards, the index still valid. */
+    w = begun_with_file(out, 16, "config.json", src);
+    write_ab_data(w);
+    assert_int_equal(hma_writer_commit(w), HMA_OK);
+    hma_writer_free(w);
+    assert_true(file_has(dst, "{\"v\": 2}"));
+    hma_store *st = NULL;
+    assert_int_equal(hma_store_open(&st, out, 0), HMA_OK);
+    assert_int_equal(hma_store_file_count(st), 2);
+    hma_store_close(st);
+    /* The source itself as the destination is refused at begin. */
+    hma_writer *w2 = NULL;
+    assert_int_equal(hma_writer_create(&w2, out, 0), HMA_OK);
+    assert_int_equal(hma_writer_add_file(w2, "config.json", dst), HMA_OK);
+    assert_int_equal(hma_writer_begin(w2), HMA_ERR_OVERWRITES_INPUT);
+    hma_writer_free(w2);
+    assert_false(tu_has_entry_prefix(out, ".hma-tmp-"));
+    free(dst);
+    free(out);
+    free(src);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+static void add_file_rules(void **state) {
+    (void)state;
+    char *dir = tu_mkdtemp();
+    char *src = tu_join(dir, "tok.json"), *one = tu_join(dir, "one.safetensors"), *out = tu_join(dir, "out");
+    char *missing = tu_join(dir, "missing.json");
+    assert_int_equal(tu_write_file(src, "{}", 2), 0);
+    hma_writer *w = NULL;
+    /* Single-file mode: no folder to copy into. */
+    assert_int_equal(hma_writer_create(&w, one, 0), HMA_OK);
+    assert_int_equal(hma_writer_add_file(w, "tok.json", src), HMA_ERR_INVALID_ARGUMENT);
+    hma_writer_free(w);
+    assert_int_equal(hma_writer_create(&w, out, 0), HMA_OK);
+    const char *bad[] = {"", "a/b.json", "/abs.json", ".", "..", ".hma-tmp-x", "model.safetensors",
+                         "model-00001-of-00002.safetensors", "model.safetensors.index.json", "new\nline"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        if (hma_writer_add_file(w, bad[i], src) != HMA_ERR_BAD_NAME) fail_msg("name \"%s\" accepted", bad[i]);
+    }
+    assert_int_equal(hma_writer_add_file(w, NULL, src), HMA_ERR_INVALID_ARGUMENT);
+    assert_int_equal(hma_writer_add_file(w, "x.json", NULL), HMA_ERR_INVALID_ARGUMENT);
+    assert_int_equal(hma_writer_add_file(NULL, "x.json", src), HMA_ERR_INVALID_ARGUMENT);
+    assert_int_equal(hma_writer_add_file(w, "x.json", missing), HMA_ERR_NOT_FOUND);
+    assert_int_equal(hma_writer_add_file(w, "x.json", dir), HMA_ERR_IO); /* a folder */
+    assert_int_equal(hma_writer_add_file(w, "tokenizer.json", src), HMA_OK);
+    assert_int_equal(hma_writer_add_file(w, "tokenizer.json", src), HMA_ERR_BAD_NAME); /* twice */
+    assert_int_equal(hma_writer_add_tensor(w, "a", HMA_DTYPE_U8, 1, (uint64_t[]){16}), HMA_OK);
+    assert_int_equal(hma_writer_begin(w), HMA_OK);
+    assert_int_equal(hma_writer_add_file(w, "late.json", src), HMA_ERR_STATE);
+    hma_writer_free(w);
+    assert_int_not_equal(access(out, F_OK), 0); /* abandoned: the folder begin made is gone */
+    free(missing);
+    free(out);
+    free(one);
+    free(src);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+/* ---- stale temporaries ------------------------------------------------------ */
+
+/* The "h<8 hex>" host tag of this machine's temporaries, read from the name
+ * of a real one (so the test does not re-implement the library's hash). */
+static void host_tag_of(const char *folder, char tag[10]) {
+    DIR *d = opendir(folder);
+    assert_non_null(d);
+    struct dirent *e;
+    tag[0] = '\0';
+    while ((e = readdir(d)) != NULL)
+        if (strncmp(e->d_name, ".hma-tmp-h", 10) == 0 && strlen(e->d_name) > 19 && e->d_name[18] == '-') {
+            memcpy(tag, e->d_name + 9, 9);
+            tag[9] = '\0';
+        }
+    closedir(d);
+    assert_int_equal(strlen(tag), 9);
+}
+
+static char *plant(const char *folder, const char *tag, long pid, const char *rest) {
+    char name[128];
+    snprintf(name, sizeof name, ".hma-tmp-%s-%ld-%s", tag, pid, rest);
+    char *p = tu_join(folder, name);
+    assert_int_equal(tu_write_file(p, "stale", 5), 0);
+    return p;
+}
+
+static void begin_sweeps_temporaries_of_dead_processes(void **state) {
+    (void)state;
+    char *dir = tu_mkdtemp();
+    char *out = tu_join(dir, "out");
+    char tag[10];
+    hma_writer *w = NULL;
+    assert_int_equal(hma_writer_create(&w, out, 0), HMA_OK);
+    assert_int_equal(hma_writer_add_tensor(w, "a", HMA_DTYPE_U8, 1, (uint64_t[]){16}), HMA_OK);
+    assert_int_equal(hma_writer_begin(w), HMA_OK);
+    host_tag_of(out, tag);
+    hma_writer_free(w);
+    assert_int_equal(mkdir(out, 0755), 0);
+    /* A process that has exited (and been reaped): its pid names no process. */
+    pid_t dead = fork();
+    assert_true(dead >= 0);
+    if (dead == 0) _exit(0);
+    assert_int_equal(waitpid(dead, NULL, 0), dead);
+    assert_int_equal(kill(dead, 0), -1);
+    /* A process still running. */
+    pid_t live = fork();
+    assert_true(live >= 0);
+    if (live == 0) {
+        pause();
+        _exit(0);
+    }
+    char *p_dead = plant(out, tag, (long)dead, "0123456789abcdef");
+    char *p_dead_old = plant(out, tag, (long)dead, "0123456789abcdef-old-0-0"); /* a commit's backup */
+    char *p_live = plant(out, tag, (long)live, "0123456789abcdef");
+    char *p_self = plant(out, tag, (long)getpid(), "fedcba9876543210");
+    char *p_other = plant(out, "h00000000", (long)dead, "0123456789abcdef"); /* another machine */
+    if (strcmp(tag, "h00000000") == 0) p_other[strlen(p_other) - 10] = 'x'; /* keep it foreign */
+    assert_int_equal(tu_count_entries(out), 5);
+    assert_int_equal(hma_writer_create(&w, out, 0), HMA_OK);
+    assert_int_equal(hma_writer_add_tensor(w, "a", HMA_DTYPE_U8, 1, (uint64_t[]){16}), HMA_OK);
+    assert_int_equal(hma_writer_begin(w), HMA_OK);
+    write_ab_data(w);
+    assert_int_equal(hma_writer_commit(w), HMA_OK);
+    hma_writer_free(w);
+    kill(live, SIGKILL);
+    waitpid(live, NULL, 0);
+    assert_int_not_equal(access(p_dead, F_OK), 0);
+    assert_int_not_equal(access(p_dead_old, F_OK), 0);
+    assert_int_equal(access(p_live, F_OK), 0);
+    assert_int_equal(access(p_self, F_OK), 0);
+    assert_int_equal(access(p_other, F_OK), 0);
+    assert_int_equal(tu_count_entries(out), 4); /* model.safetensors + the three kept */
+    free(p_dead);
+    free(p_dead_old);
+    free(p_live);
+    free(p_self);
+    free(p_other);
+    free(out);
+    tu_rmtree(dir);
+    free(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(every_dtype_round_trips),
@@ -768,6 +968,9 @@ int main(void) {
         cmocka_unit_test(state_rules),
         cmocka_unit_test(bad_names_dtypes_shapes),
         cmocka_unit_test(refuses_to_overwrite_an_open_input),
+        cmocka_unit_test(add_file_copies_with_the_commit),
+        cmocka_unit_test(add_file_rules),
+        cmocka_unit_test(begin_sweeps_temporaries_of_dead_processes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

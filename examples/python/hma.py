@@ -175,6 +175,7 @@ _SIGNATURES = {
     "hma_tensor_nelements": (c_u64, [c_void_p]),
     "hma_tensor_nbytes": (c_u64, [c_void_p]),
     "hma_tensor_data": (c_void_p, [c_void_p]),
+    "hma_tensor_data_get": (c_int, [c_void_p, P(c_void_p)]),
     "hma_tensor_index": (c_size_t, [c_void_p]),
     "hma_tensor_file": (c_size_t, [c_void_p]),
     # writer
@@ -184,6 +185,7 @@ _SIGNATURES = {
     "hma_writer_begin": (c_int, [c_void_p]),
     "hma_writer_count": (c_size_t, [c_void_p]),
     "hma_writer_find": (c_size_t, [c_void_p, c_char_p]),
+    "hma_writer_add_file": (c_int, [c_void_p, c_char_p, c_char_p]),
     "hma_writer_write": (c_int, [c_void_p, c_size_t, c_u64, c_void_p, c_size_t]),
     "hma_writer_commit": (c_int, [c_void_p]),
     "hma_writer_free": (None, [c_void_p]),
@@ -963,10 +965,11 @@ class Store(_Handle):
             return buf.raw[:size]
 
     def data_pointer(self, name):
-        """Address of the tensor's bytes in the mapping (None in pread mode)."""
+        """Address of the tensor's bytes in the mapping (None in pread mode).
+        Raises when the bytes cannot be produced (a pack tensor that does not
+        decode)."""
         with self._use() as p:
-            t = self._find(p, name)
-            return C.tensor_data(t)
+            return _data_pointer(self._find(p, name))
 
     def numpy(self, name, bf16="view"):
         """The tensor as a numpy array of its shape.
@@ -985,7 +988,7 @@ class Store(_Handle):
             typestr = _TYPESTR.get(int(info.dtype))
             shape = info.shape if typestr else (info.nbytes,)
             typestr = typestr or "|u1"
-            ptr = C.tensor_data(t)
+            ptr = _data_pointer(t)
             if ptr:
                 arr = _np.asarray(_Mapped(self, ptr, shape, typestr))
             elif self.pread:
@@ -1018,6 +1021,14 @@ def float32_to_bf16(f32):
 # ---------------------------------------------------------------------------
 # Writer
 # ---------------------------------------------------------------------------
+
+
+def _data_pointer(t):
+    """hma_tensor_data_get(): the address, None when the store has no
+    zero-copy bytes (pread mode); raises on a failure."""
+    out = c_void_p()
+    _check(C.tensor_data_get(t, ctypes.byref(out)))
+    return out.value
 
 
 class Writer(_Handle):
@@ -1061,6 +1072,13 @@ class Writer(_Handle):
     def __len__(self):
         with self._use() as p:
             return int(C.writer_count(p))
+
+    def add_file(self, name, src_path):
+        """Copy the file src_path into the output folder as `name` (e.g.
+        "config.json") as part of the commit: copied at begin(), in place
+        only once commit() succeeds. Folder outputs only, before begin()."""
+        with self._use() as p:
+            _check(C.writer_add_file(p, _cstr(name, "name"), _cstr(src_path, "src_path")))
 
     def find(self, name):
         """Index of a declared tensor, or None."""

@@ -11,7 +11,7 @@
 
 #include "internal.h"
 #include "pack/codec.h"
-#include "safetensors.h"
+#include "formats/safetensors.h"
 
 #define HMA__PK_MAGIC "HMAPACK" /* 7 bytes + NUL = 8 */
 #define HMA__PK_VERSION 3u      /* written; 3 adds the 16-bit methods DIFF16 and FLOAT16 */

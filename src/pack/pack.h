@@ -14,7 +14,7 @@
 #include "internal.h"
 #include "pack/codec.h"
 #include "pack/format.h"
-#include "safetensors.h"
+#include "formats/safetensors.h"
 
 /* ---- per-worker chunk buffers (read.c) --------------------------------- */
 typedef struct hma__pk_scratch {

@@ -5,7 +5,7 @@
  */
 #include "pack/pack.h"
 #include "core/fileio.h"
-#include "store.h"
+#include "io/store.h"
 
 #include <pthread.h>
 #include <string.h>

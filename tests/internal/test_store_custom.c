@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "internal.h"
-#include "store.h"
+#include "io/store.h"
 #include "testutil.h"
 
 typedef struct mem_ctx {
@@ -50,6 +50,13 @@ static mem_ctx *new_ctx(int *counter) {
 }
 
 static const hma__store_backend be = {mem_read, mem_data, mem_close};
+
+/* A backend whose decoding fails, as a corrupt pack's does. */
+static const void *bad_data(void *ctx, size_t i) {
+    (void)ctx;
+    hma__fail(HMA_ERR_CORRUPT, "x.hmapack: tensor %zu: bad stream", i);
+    return NULL;
+}
 
 static void test_custom_store(void **state) {
     (void)state;
@@ -127,12 +134,25 @@ static void test_custom_store_errors(void **state) {
     assert_int_equal(hma__store_create_custom(&st, "p", &one, 1, NULL, 0, &nob, new_ctx(&closes)),
                      HMA_ERR_INVALID_ARGUMENT);
     assert_int_equal(closes, before + 1);
-    /* no data callback: hma_tensor_data reports, hma_store_read works */
+    /* no data callback: no zero-copy bytes (not an error, as in pread
+     * mode), hma_store_read works */
     hma__store_backend readonly = {mem_read, NULL, mem_close};
     assert_int_equal(hma__store_create_custom(&st, NULL, &one, 1, NULL, 0, &readonly, new_ctx(&closes)), HMA_OK);
     assert_string_equal(hma_store_file_path(st, 0), "");
     assert_null(hma_tensor_data(hma_store_tensor(st, 0)));
-    assert_int_equal(hma_last_error_code(), HMA_ERR_UNSUPPORTED);
+    const void *dp = (const void *)&closes;
+    assert_int_equal(hma_tensor_data_get(hma_store_tensor(st, 0), &dp), HMA_OK);
+    assert_null(dp);
+    hma_store_close(st);
+    /* a failing data callback: the error is told apart from "no pointer" */
+    hma__store_backend failing = {mem_read, bad_data, mem_close};
+    assert_int_equal(hma__store_create_custom(&st, "x.hmapack", &one, 1, NULL, 0, &failing, new_ctx(&closes)), HMA_OK);
+    dp = (const void *)&closes;
+    assert_int_equal(hma_tensor_data_get(hma_store_tensor(st, 0), &dp), HMA_ERR_CORRUPT);
+    assert_null(dp);
+    assert_non_null(strstr(hma_last_error(), "bad stream"));
+    assert_null(hma_tensor_data(hma_store_tensor(st, 0)));
+    assert_int_equal(hma_last_error_code(), HMA_ERR_CORRUPT);
     hma_store_close(st);
     /* zero tensors */
     assert_int_equal(hma__store_create_custom(&st, "p", NULL, 0, NULL, 0, &be, new_ctx(&closes)), HMA_OK);

@@ -107,6 +107,7 @@ class StoreTest(TempDirCase):
     def test_pread_store_gives_copies(self):
         with hma.Store(BASE, pread=True) as s, hma.Store(BASE) as m:
             self.assertIsNone(s.data_pointer("model.norm.weight"))
+            self.assertIsNotNone(m.data_pointer("model.norm.weight"))
             a = s.numpy("model.norm.weight")
             self.assertTrue(np.array_equal(a, m.numpy("model.norm.weight")))
             self.assertEqual(s.read("lm_head.weight", 0, 64), m.read("lm_head.weight", 0, 64))

@@ -93,6 +93,28 @@ class WriterTest(TempDirCase):
             self.assertGreater(len(s.files), 1)
             self.assertTrue(np.array_equal(s.numpy("x"), t["x"]))
 
+    def test_add_file_copies_with_the_commit(self):
+        src = self.path("config.json")
+        with open(src, "w") as f:
+            f.write('{"v": 1}')
+        out = self.path("out")
+        with hma.Writer(out) as w:
+            w.add_tensor("a", "U8", [2])
+            w.add_file("config.json", src)
+            with self.assertRaises(hma.FormatError) as cm:
+                w.add_file("a/b.json", src)
+            self.assertEqual(cm.exception.code, hma.ERR_BAD_NAME)
+            w.begin()
+            self.assertFalse(os.path.exists(os.path.join(out, "config.json")))
+            w.write("a", b"\1\2")
+            w.commit()
+        with open(os.path.join(out, "config.json")) as f:
+            self.assertEqual(f.read(), '{"v": 1}')
+        self.assertEqual(sorted(os.listdir(out)), ["config.json", "model.safetensors"])
+        with hma.Writer(self.path("one.safetensors")) as w:
+            with self.assertRaises(hma.InvalidArgumentError):
+                w.add_file("config.json", src)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -1,7 +1,7 @@
 /* safetensors.c - parse and validate one safetensors header: every tensor's
  * dtype, shape, offsets and size, and that the tensors tile the data section
  * exactly (no hole, no overlap, nothing before or after). */
-#include "safetensors.h"
+#include "formats/safetensors.h"
 #include "core/fileio.h"
 
 #include "text/json.h"

@@ -1,5 +1,5 @@
 /*
- * store.h - internal side of the tensor store (src/store.c): a constructor
+ * store.h - internal side of the tensor store (src/io/store.c): a constructor
  * that lets another module (the delta-pack reader) serve a store's tensors
  * from its own backend instead of from safetensors files.
  */
@@ -21,9 +21,10 @@ typedef struct hma__store_backend {
      * after setting the thread message. Called from many threads at once. */
     int (*read)(void *ctx, size_t i, uint64_t offset, void *buf, size_t len);
     /* Stable pointer to all bytes of tensor i (decode on first use,
-     * thread-safe), NULL + error on failure. May be NULL: hma_tensor_data()
-     * then returns NULL (with HMA_ERR_UNSUPPORTED set). Not called for
-     * zero-size tensors. */
+     * thread-safe), NULL + error (hma__fail: the code is what
+     * hma_tensor_data_get() returns) on failure. May be NULL: the store then
+     * has no zero-copy bytes (hma_tensor_data_get() gives HMA_OK and NULL,
+     * like pread mode). Not called for zero-size tensors. */
     const void *(*data)(void *ctx, size_t i);
     /* Release ctx; called exactly once (by hma_store_close, or on failure). */
     void (*close)(void *ctx);
