@@ -9,7 +9,7 @@
 
 #include "internal.h"
 
-#include "kernels.h"
+#include "merge/kernels.h"
 
 /* mergekit's threshold: |cos| above it makes SLERP fall back to linear. */
 #define HMA__SLERP_DOT_THRESHOLD 0.9995
