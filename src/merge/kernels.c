@@ -1,7 +1,8 @@
 /*
- * kernels.c - run-time dispatch of the arithmetic kernels, the scalar
- * reference path, the block driver shared by all paths, and the statistics
- * kernel (OpenBLAS). The contract is described in kernels.h.
+ * kernels.c - the arithmetic kernels' scalar reference path, the block
+ * driver shared by all paths (choosing a path's table; which paths the CPU
+ * runs is core/cpu.c), and the statistics kernel (OpenBLAS). The contract
+ * is described in kernels.h.
  */
 #include "merge/kernels.h"
 

@@ -1,8 +1,8 @@
 /*
  * methods.h - per-tensor method logic (internal): from a group's weight row
  * to the weights the kernels use (linear, task arithmetic, SLERP), and the
- * call into hma__kernel_combine for one chunk. No I/O here: merge.c feeds
- * the chunks.
+ * call into hma__kernel_combine for one chunk. No I/O here: serve.c and
+ * run.c feed the chunks.
  */
 #ifndef HMA_METHODS_H
 #define HMA_METHODS_H
