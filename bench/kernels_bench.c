@@ -1,5 +1,5 @@
 /*
- * kernels_bench.c - micro-benchmark of the combine kernels (src/kernels.h),
+ * kernels_bench.c - micro-benchmark of the combine kernels (src/merge/kernels.h),
  * one thread, buffers of 64 MiB per input (far outside the caches).
  * Prints GB/s of memory traffic (bytes read + bytes written) per path.
  *
@@ -13,7 +13,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "kernels.h"
+#include "merge/kernels.h"
 
 static double now(void) {
     struct timespec ts;
@@ -65,7 +65,7 @@ int main(int argc, char **argv) {
     }
     printf("memcpy %zu MiB: %.2f GB/s of traffic\n", mib, 2.0 * (double)bytes / best / 1e9);
     printf("%-34s", "case \\ path");
-    for (int p = 0; p < HMA_KPATH_COUNT; p++) printf(" %10s", hma__kpath_name(p));
+    for (int p = 0; p < HMA__KPATH_COUNT; p++) printf(" %10s", hma__cpu_level_name(p));
     printf("   (GB/s of traffic, best of 5)\n");
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const bcase *bc = &cases[c];
@@ -76,8 +76,8 @@ int main(int argc, char **argv) {
         for (size_t i = 0; i < bc->n_in; i++) fill(bc->dt, in[i], n, (unsigned)(i + 1));
         hma__combine op = {bc->n_in, dts, (const void *const *)in, wf, wd, bc->base, 0, bc->dt, out};
         printf("%-34s", bc->name);
-        for (int p = 0; p < HMA_KPATH_COUNT; p++) {
-            if (!hma__kpath_available(p)) {
+        for (int p = 0; p < HMA__KPATH_COUNT; p++) {
+            if (!hma__cpu_level_available(p)) {
                 printf(" %10s", "n/a");
                 continue;
             }

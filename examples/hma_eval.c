@@ -161,7 +161,7 @@ static int get_store(void *vctx, const char *name, float *dst, size_t nelem) {
 static int get_plan(void *vctx, const char *name, float *dst, size_t nelem) {
     getter_ctx *c = vctx;
     size_t row = hma_plan_find(c->plan, name);
-    if (row == (size_t)-1) return toy_fail(HMA_ERR_NOT_FOUND, "tensor '%s' not in the merge plan", name);
+    if (row == HMA_NPOS) return toy_fail(HMA_ERR_NOT_FOUND, "tensor '%s' not in the merge plan", name);
     hma_dtype dt = hma_plan_tensor_dtype(c->plan, row);
     uint64_t nbytes = hma_plan_tensor_nbytes(c->plan, row);
     unsigned bits = hma_dtype_bits(dt);

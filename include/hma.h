@@ -213,7 +213,7 @@ typedef enum hma_dtype {
 } hma_dtype;
 
 /** The exact safetensors string ("BF16", ...); NULL for an invalid value. Thread-safe. */
-HMA_API const char *hma_dtype_name(int dtype);
+HMA_API const char *hma_dtype_name(hma_dtype dtype);
 
 /**
  * Parse an exact (case-sensitive) safetensors dtype string.
@@ -222,10 +222,10 @@ HMA_API const char *hma_dtype_name(int dtype);
 HMA_API int hma_dtype_from_name(const char *name, hma_dtype *dtype);
 
 /** Bits per element: 8 for BOOL, 4 for F4, 6 for F6_*, 64 for C64; 0 if invalid. Thread-safe. */
-HMA_API unsigned hma_dtype_bits(int dtype);
+HMA_API unsigned hma_dtype_bits(hma_dtype dtype);
 
 /** 1 if libhma can average tensors of this dtype (F16, BF16, F32, F64), else 0. Thread-safe. */
-HMA_API int hma_dtype_is_float(int dtype);
+HMA_API int hma_dtype_is_float(hma_dtype dtype);
 
 /* ======================================================================= */
 /* Tensor store (read side)                                                */
@@ -511,7 +511,8 @@ HMA_API void hma_writer_free(hma_writer *w);
  *     input 1, the aligned model, and 1 - a_k on input 0, the base);
  *   - a method: linear (default), task arithmetic, or SLERP.
  * The plan then writes the whole result to a file or folder
- * (hma_plan_merge_to()), or merges one tensor or byte range of it into a
+ * (hma_plan_merge_to()) or into a writer the caller made
+ * (hma_plan_merge_into()), or merges one tensor or byte range of it into a
  * caller buffer (hma_plan_merge_tensor()), as often as wanted, with weights
  * changed in between.
  *
@@ -522,8 +523,9 @@ HMA_API void hma_writer_free(hma_writer *w);
  * the weights; each merge uses one consistent snapshot of the weights,
  * identified by a generation number. Every other setter changes the
  * plan's structure and must not run concurrently with any other call on the
- * same plan. hma_plan_merge_to() may run concurrently with the thread-safe
- * calls (it takes its weight snapshot when it starts).
+ * same plan. hma_plan_merge_to() and hma_plan_merge_into() may run
+ * concurrently with the thread-safe calls (they take their weight snapshot
+ * when they start).
  *
  * Ownership: the plan borrows its input stores; they must stay open until
  * hma_plan_free().
@@ -570,24 +572,12 @@ enum hma_merge_flags {
     HMA_MERGE_ALLOW_NONFINITE = 1u << 0
 };
 
-/** SIMD paths of the arithmetic kernels. Values are stable (ABI). */
-typedef enum hma_simd {
-    HMA_SIMD_SCALAR = 0, /* portable C */
-    HMA_SIMD_AVX2 = 1,   /* AVX2 + F16C */
-    HMA_SIMD_AVX512 = 2  /* AVX-512 F/BW/VL/DQ (+BF16 where present) */
-} hma_simd;
-/** For hma_plan_set_simd(): use the fastest path the CPU has (the default). */
-#define HMA_SIMD_AUTO (-1)
-
-/** Progress callback: `done` of `total` output bytes processed. Return 0 to go on, nonzero to cancel. */
+/**
+ * Progress callback: `done` of `total` output bytes processed. It follows
+ * the callback rule of the Conventions: 0 goes on, HMA_CANCEL stops with
+ * HMA_ERR_CANCELLED, any other value stops with HMA_ERR_CALLBACK.
+ */
 typedef int (*hma_progress_fn)(void *user, uint64_t done, uint64_t total);
-
-/** The fastest SIMD path this CPU supports (an hma_simd value). Thread-safe. */
-HMA_API int hma_simd_best(void);
-/** 1 if this CPU and build can run `level` (an hma_simd value), else 0. Thread-safe. */
-HMA_API int hma_simd_available(int level);
-/** "scalar", "avx2", "avx512"; "auto" for HMA_SIMD_AUTO; NULL for anything else. Static string. Thread-safe. */
-HMA_API const char *hma_simd_name(int level);
 
 /**
  * The layer index in a tensor name, or -1 if it has none. Recognised
@@ -638,6 +628,13 @@ HMA_API void hma_plan_free(hma_plan *plan);
 
 /** Number of inputs. Thread-safe. */
 HMA_API size_t hma_plan_input_count(const hma_plan *plan);
+
+/**
+ * Input store `i` (0 .. hma_plan_input_count() - 1) as given to
+ * hma_plan_create(), or NULL when i is out of range (or plan NULL). The plan
+ * only borrows it: it stays owned by the caller. Thread-safe.
+ */
+HMA_API hma_store *hma_plan_input(const hma_plan *plan, size_t i);
 
 /** L = 1 + the largest layer index found in any input's names (0 when none). Thread-safe. */
 HMA_API long hma_plan_layer_count(const hma_plan *plan);
@@ -707,15 +704,16 @@ HMA_API void hma_plan_clear_rules(hma_plan *plan);
  * HMA_DTYPE_COUNT for "each tensor's dtype in input 0" (the default).
  * Copied tensors keep their dtype. Errors: HMA_ERR_UNSUPPORTED_DTYPE.
  */
-HMA_API int hma_plan_set_output_dtype(hma_plan *plan, int dtype);
+HMA_API int hma_plan_set_output_dtype(hma_plan *plan, hma_dtype dtype);
 
 /**
  * Copy unmatched tensors (missing from some input, different shapes, or
  * dtypes that cannot be averaged together) as they are in input `input`
- * instead of failing; those absent from `input` are left out. Pass -1 to
- * turn it off (the default). Errors: HMA_ERR_INVALID_ARGUMENT.
+ * instead of failing; those absent from `input` are left out. Pass
+ * HMA_NPOS to turn it off (the default). The index type is that of
+ * hma_plan_set_base(). Errors: HMA_ERR_INVALID_ARGUMENT (input out of range).
  */
-HMA_API int hma_plan_copy_unmatched(hma_plan *plan, long input);
+HMA_API int hma_plan_copy_unmatched(hma_plan *plan, size_t input);
 
 /** Set hma_merge_flags (replaces the previous flags). Errors: HMA_ERR_INVALID_ARGUMENT (unknown bit). */
 HMA_API int hma_plan_set_flags(hma_plan *plan, unsigned flags);
@@ -724,20 +722,27 @@ HMA_API int hma_plan_set_flags(hma_plan *plan, unsigned flags);
 HMA_API int hma_plan_set_threads(hma_plan *plan, unsigned threads);
 
 /**
- * Force a SIMD path (an hma_simd value) or HMA_SIMD_AUTO. Results do not
- * depend on it (every path gives the same bits); it exists for tests and
- * benchmarks. Errors: HMA_ERR_UNSUPPORTED (path not available here),
- * HMA_ERR_INVALID_ARGUMENT.
- */
-HMA_API int hma_plan_set_simd(hma_plan *plan, int level);
-
-/**
- * Progress callback for hma_plan_merge_to(), or NULL. It is called on the
- * thread that called hma_plan_merge_to() (never from a worker), at least
- * once at the end with done == total; a nonzero return cancels the merge
- * (HMA_ERR_CANCELLED, nothing written).
+ * Progress callback for hma_plan_merge_to() and hma_plan_merge_into(), or
+ * NULL. It is called on the thread that called the merge (never from a
+ * worker), after chunks finish and at least once at the end with done ==
+ * total. Its return value follows the callback rule of the Conventions:
+ * HMA_CANCEL stops the merge with HMA_ERR_CANCELLED, any other nonzero
+ * value with HMA_ERR_CALLBACK; either way nothing is written.
+ * Errors: HMA_ERR_INVALID_ARGUMENT (NULL plan).
  */
 HMA_API int hma_plan_set_progress(hma_plan *plan, hma_progress_fn fn, void *user);
+
+/**
+ * Add an entry to the `__metadata__` that hma_plan_merge_to() and
+ * hma_plan_merge_into() write, besides "format" ("pt") and "hma_recipe".
+ * Setting a key again replaces its value; entries keep the order in which
+ * they were first set, after "format" and "hma_recipe". Setting "format" or
+ * "hma_recipe" replaces the built-in value. Key and value are copied; both
+ * must be valid UTF-8 (checked by the writer when merging).
+ * Errors: HMA_ERR_INVALID_ARGUMENT (NULL plan, NULL or empty key, NULL
+ * value), HMA_ERR_NO_MEMORY. Not thread-safe (a structure setter).
+ */
+HMA_API int hma_plan_set_metadata(hma_plan *plan, const char *key, const char *value);
 
 /* ---- weights (thread-safe) -------------------------------------------- */
 
@@ -782,7 +787,7 @@ HMA_API int hma_plan_set_weight_gradient(hma_plan *plan, const double *anchors, 
  * returns HMA_OK; *generation (may be NULL) receives their generation.
  * Errors: HMA_ERR_INVALID_ARGUMENT. Thread-safe.
  */
-HMA_API int hma_plan_get_weights(hma_plan *plan, double *w, size_t n, uint64_t *generation);
+HMA_API int hma_plan_get_weights(const hma_plan *plan, double *w, size_t n, uint64_t *generation);
 
 /**
  * The mean placement's weights (N values into w, n >= N): the mean ratio
@@ -790,16 +795,16 @@ HMA_API int hma_plan_get_weights(hma_plan *plan, double *w, size_t n, uint64_t *
  * weight rows. For 2 inputs w[1] is the reported mean ratio.
  * Errors: HMA_ERR_INVALID_ARGUMENT. Thread-safe.
  */
-HMA_API int hma_plan_mean_weights(hma_plan *plan, double *w, size_t n);
+HMA_API int hma_plan_mean_weights(const hma_plan *plan, double *w, size_t n);
 
 /** Generation of the current weights: starts at 1, +1 at every successful weight change. Thread-safe. */
-HMA_API uint64_t hma_plan_generation(hma_plan *plan);
+HMA_API uint64_t hma_plan_generation(const hma_plan *plan);
 
 /* ---- rows (thread-safe) ------------------------------------------------ */
 
 /** Number of rows (output tensor candidates, any action). Thread-safe. */
 HMA_API size_t hma_plan_tensor_count(const hma_plan *plan);
-/** Row of this tensor name, or (size_t)-1. O(1). Thread-safe. */
+/** Row of this tensor name, or HMA_NPOS. O(1). Thread-safe. */
 HMA_API size_t hma_plan_find(const hma_plan *plan, const char *name);
 /** Name of row i (owned by the plan), NULL if out of range. Thread-safe. */
 HMA_API const char *hma_plan_tensor_name(const hma_plan *plan, size_t i);
@@ -807,8 +812,8 @@ HMA_API const char *hma_plan_tensor_name(const hma_plan *plan, size_t i);
 HMA_API long hma_plan_tensor_layer(const hma_plan *plan, size_t i);
 /** Group of row i: >= 0, HMA_GROUP_MEAN, or HMA_GROUP_NONE (not averaged, or i out of range). Thread-safe. */
 HMA_API int hma_plan_tensor_group(const hma_plan *plan, size_t i);
-/** Action of row i (an hma_action; HMA_ACTION_MISMATCH if out of range). Thread-safe. */
-HMA_API int hma_plan_tensor_action(const hma_plan *plan, size_t i);
+/** Action of row i (HMA_ACTION_MISMATCH if out of range). Thread-safe. */
+HMA_API hma_action hma_plan_tensor_action(const hma_plan *plan, size_t i);
 /**
  * Why row i is not merged ("missing from input 1 (b.safetensors)",
  * "shape [4,8] in input 1 differs from [4,4] in input 0", ...), or "" for
@@ -831,7 +836,7 @@ HMA_API uint64_t hma_plan_tensor_nbytes(const hma_plan *plan, size_t i);
  * generation. Errors: HMA_ERR_INVALID_ARGUMENT (bad i, NULL, n < N),
  * HMA_ERR_STATE (row not averaged). Thread-safe.
  */
-HMA_API int hma_plan_tensor_weights(hma_plan *plan, size_t i, double *w, size_t n,
+HMA_API int hma_plan_tensor_weights(const hma_plan *plan, size_t i, double *w, size_t n,
                                     uint64_t *generation);
 
 /* ---- merging ------------------------------------------------------------ */
@@ -840,8 +845,10 @@ HMA_API int hma_plan_tensor_weights(hma_plan *plan, size_t i, double *w, size_t 
  * Merge every row and write the result through an hma_writer at `path`
  * (a ".safetensors" file, or a folder; `shard_size` as hma_writer_create()).
  * Rows are written in row order (skipped rows left out). `__metadata__`
- * gets "format": "pt" and "hma_recipe": a JSON object naming the inputs,
- * method, groups, rules and weights used. Before anything is created every
+ * gets "format": "pt", "hma_recipe": a JSON object naming the inputs,
+ * method, groups, rules and weights used, and the entries of
+ * hma_plan_set_metadata(). This is hma_writer_create(), hma_plan_merge_into()
+ * and hma_writer_commit(); the bytes are the same. Before anything is created every
  * row is checked: HMA_ACTION_MISMATCH rows fail with HMA_ERR_MISMATCH
  * naming the tensor and inputs. The work is split into chunks processed by
  * the plan's threads; the output bytes do not depend on the thread count or
@@ -858,6 +865,27 @@ HMA_API int hma_plan_tensor_weights(hma_plan *plan, size_t i, double *w, size_t 
  * weight setters and merge_tensor calls; not with structural setters.
  */
 HMA_API int hma_plan_merge_to(hma_plan *plan, const char *path, uint64_t shard_size);
+
+/**
+ * hma_plan_merge_to() into a writer the caller made, so that it can add its
+ * own `__metadata__` first. `w` comes from hma_writer_create(), may have
+ * metadata set, and must have no tensors declared and not be begun. The
+ * plan sets "format", "hma_recipe" and its hma_plan_set_metadata() entries
+ * on it, except keys the caller already set: precedence is the caller's
+ * writer metadata, then the plan's metadata, then the built-in values. Then
+ * it declares its rows, calls hma_writer_begin() and writes every row (same
+ * checks, threads, progress and bytes as hma_plan_merge_to()).
+ * Ownership: the caller owns `w` throughout. On success the writer is begun
+ * and fully written, and the caller commits it (hma_writer_commit()) and
+ * frees it; hma_plan_merge_into() never commits. On error the writer may
+ * have been partly declared or written: it can only be freed
+ * (hma_writer_free(), which leaves nothing under its path).
+ * Errors: as hma_plan_merge_to(), plus HMA_ERR_STATE (the writer already
+ * has tensors declared or was begun) and the writer's metadata errors
+ * (HMA_ERR_BAD_NAME for a plan entry that is not valid UTF-8).
+ * Thread-safety: as hma_plan_merge_to().
+ */
+HMA_API int hma_plan_merge_into(hma_plan *plan, hma_writer *w);
 
 /**
  * Merge `len` bytes of row `i`'s output, starting `offset` bytes into it,
@@ -890,6 +918,45 @@ HMA_API int hma_plan_merge_tensor(hma_plan *plan, const char *name, uint64_t off
  */
 HMA_API int hma_plan_tensor_stats(const hma_plan *plan, size_t i, size_t a, size_t b,
                                   double out[4]);
+
+/* ======================================================================= */
+/* Testing knobs                                                           */
+/* ======================================================================= */
+/*
+ * These exist for tests and benchmarks: results never depend on them (every
+ * SIMD path gives the same bits). The SIMD path of the arithmetic kernels
+ * and of the pack codecs is chosen once per process: the best this CPU and
+ * build run, capped by the environment variable
+ *   HMA_SIMD=scalar|avx2|avx512
+ * read once, at the first call that needs it (another value is ignored).
+ * Running a test suite under HMA_SIMD=scalar, avx2 and avx512 checks every
+ * path; hma_plan_set_simd() forces one path for one plan's merges.
+ */
+
+/** SIMD paths of the arithmetic kernels. Values are stable (ABI). */
+typedef enum hma_simd {
+    HMA_SIMD_AUTO = -1,  /* for hma_plan_set_simd(): the process's path (the default) */
+    HMA_SIMD_SCALAR = 0, /* portable C */
+    HMA_SIMD_AVX2 = 1,   /* AVX2 + F16C */
+    HMA_SIMD_AVX512 = 2  /* AVX-512 F/BW/VL/DQ (+BF16 where present) */
+} hma_simd;
+
+/** The path this process uses: the fastest this CPU supports, capped by HMA_SIMD. Thread-safe. */
+HMA_API hma_simd hma_simd_best(void);
+/** 1 if this CPU and build can run `level`, else 0 (also for HMA_SIMD_AUTO and unknown values). Thread-safe. */
+HMA_API int hma_simd_available(hma_simd level);
+/** "scalar", "avx2", "avx512"; "auto" for HMA_SIMD_AUTO; NULL for anything else. Static string. Thread-safe. */
+HMA_API const char *hma_simd_name(hma_simd level);
+
+/**
+ * Force the SIMD path of this plan's merges (hma_plan_merge_to(),
+ * hma_plan_merge_into(), hma_plan_merge_tensor*()), or HMA_SIMD_AUTO (the
+ * default) for the process's path. A path is not capped by HMA_SIMD.
+ * Errors: HMA_ERR_UNSUPPORTED (path not available here),
+ * HMA_ERR_INVALID_ARGUMENT (unknown value, NULL plan). Not thread-safe (a
+ * structure setter).
+ */
+HMA_API int hma_plan_set_simd(hma_plan *plan, hma_simd level);
 
 /* ======================================================================= */
 /* Ratio search and Pareto fronts                                          */
@@ -1000,8 +1067,9 @@ HMA_API int hma_delta_dot(uint64_t n, const void *grad, hma_dtype grad_dtype, co
  * the weights, any alignment) and *nelements to its element count, and
  * return 0. Leave *data NULL (and return 0) when the tensor has no gradient
  * (frozen): that is an error unless HMA_GRAD_ALLOW_MISSING is set, then it
- * contributes 0. Any nonzero return stops with HMA_ERR_CALLBACK
- * (HMA_EVAL_CANCEL: HMA_ERR_CANCELLED). The buffer must stay valid and
+ * contributes 0. The return value follows the callback rule of the
+ * Conventions (0 goes on, HMA_CANCEL stops with HMA_ERR_CANCELLED, any other
+ * value with HMA_ERR_CALLBACK). The buffer must stay valid and
  * unchanged until hma_plan_group_gradients() returns. Called on the calling
  * thread, once per averaged row, in row order, before any arithmetic.
  */
@@ -1025,10 +1093,8 @@ typedef struct hma_group_grad_options {
 HMA_API void hma_group_grad_options_init(hma_group_grad_options *o);
 
 /**
- * dL/da_k for every group k of a 2-input plan whose input 0 is `base` and
- * input 1 is `aligned` (the stores given to hma_plan_create(), in that
- * order; they are needed to read tensors of stores opened with
- * HMA_OPEN_PREAD):
+ * dL/da_k for every group k of a 2-input plan whose input 0
+ * (hma_plan_input(plan, 0)) is the base and input 1 the aligned model:
  *   grad[k] = sum over averaged rows r of group k of <dL/dtheta_r, theta_aligned_r - theta_base_r>
  *           + (1/K) * sum over rows with HMA_GROUP_MEAN placement of the same inner product,
  * because a mean-placed tensor's ratio is (1/K) sum a_k. Rows with
@@ -1038,25 +1104,23 @@ HMA_API void hma_group_grad_options_init(hma_group_grad_options *o);
  * thread count. `k` must equal hma_plan_group_count(plan); grad holds k doubles.
  * The tensors are streamed (memory-mapped, or read in blocks in pread
  * mode); nothing proportional to the model is allocated.
- * Errors: HMA_ERR_INVALID_ARGUMENT (NULL, k wrong, plan not over exactly
- * these 2 stores, bad options), HMA_ERR_NOT_FOUND (no gradient for a row and
+ * Errors: HMA_ERR_INVALID_ARGUMENT (NULL, k wrong, a plan without exactly
+ * 2 inputs, bad options), HMA_ERR_NOT_FOUND (no gradient for a row and
  * HMA_GRAD_ALLOW_MISSING not set), HMA_ERR_MISMATCH (gradient element count
  * or shape differs from the weights), HMA_ERR_UNSUPPORTED_DTYPE (a gradient
  * that is not F16/BF16/F32/F64), HMA_ERR_CALLBACK, HMA_ERR_CANCELLED,
  * HMA_ERR_THREAD, HMA_ERR_NO_MEMORY, and store read errors. On error grad is
  * untouched. Thread-safe with respect to the plan's thread-safe calls.
  */
-HMA_API int hma_plan_group_gradients(hma_plan *plan, const hma_store *base, const hma_store *aligned,
-                                     hma_grad_fn fn, void *user, const hma_group_grad_options *opts,
-                                     double *grad, size_t k);
+HMA_API int hma_plan_group_gradients(const hma_plan *plan, hma_grad_fn fn, void *user,
+                                     const hma_group_grad_options *opts, double *grad, size_t k);
 
 /**
  * As hma_plan_group_gradients(), with the gradients read from a checkpoint
  * `grads` (e.g. a safetensors file of dL/dtheta saved by a training step):
  * the tensor of the same name as each row, same shape, float dtype.
  */
-HMA_API int hma_plan_group_gradients_store(hma_plan *plan, const hma_store *base,
-                                           const hma_store *aligned, const hma_store *grads,
+HMA_API int hma_plan_group_gradients_store(const hma_plan *plan, const hma_store *grads,
                                            const hma_group_grad_options *opts, double *grad,
                                            size_t k);
 

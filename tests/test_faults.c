@@ -297,7 +297,7 @@ static void failing_writes_leave_nothing(void **state) {
             if (ats[k] > 1) { /* a data write: the message names the tensor */
                 char name[256];
                 if (!named_tensor(msg, name, sizeof name)) fail_msg("no tensor named in: %s", msg);
-                assert_true(hma_plan_find(t.p, name) != (size_t)-1);
+                assert_true(hma_plan_find(t.p, name) != HMA_NPOS);
             }
             assert_nothing_left(dir, "out.safetensors");
             assert_int_equal(tu_count_entries(dir), 0);

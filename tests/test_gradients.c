@@ -264,7 +264,7 @@ static void test_plan_gradients_callback(void **st) {
     /* the plan agrees with the hand mapping */
     for (int i = 0; i < NT; i++) {
         size_t row = hma_plan_find(plan, names[i]);
-        assert_true(row != (size_t)-1);
+        assert_true(row != HMA_NPOS);
         int g = hma_plan_tensor_group(plan, row);
         assert_int_equal(g, hand_group[i] == -1 ? HMA_GROUP_MEAN : (hand_group[i] == -2 ? HMA_GROUP_NONE : hand_group[i]));
     }
@@ -274,20 +274,20 @@ static void test_plan_gradients_callback(void **st) {
     hma_group_grad_options o;
     hma_group_grad_options_init(&o);
     o.threads = 1;
-    assert_int_equal(hma_plan_group_gradients(plan, b, a, gcb, &s, &o, g1, 2), HMA_OK);
+    assert_int_equal(hma_plan_group_gradients(plan, gcb, &s, &o, g1, 2), HMA_OK);
     assert_int_equal(s.calls, 7);
     for (int k = 0; k < 2; k++) assert_true(fabs(g1[k] - ref[k]) <= 1e-13 * abs_sum);
     /* bit-identical for any thread count */
     o.threads = 2;
-    assert_int_equal(hma_plan_group_gradients(plan, b, a, gcb, &s, &o, g2, 2), HMA_OK);
+    assert_int_equal(hma_plan_group_gradients(plan, gcb, &s, &o, g2, 2), HMA_OK);
     o.threads = 5;
-    assert_int_equal(hma_plan_group_gradients(plan, b, a, gcb, &s, &o, g3, 2), HMA_OK);
+    assert_int_equal(hma_plan_group_gradients(plan, gcb, &s, &o, g3, 2), HMA_OK);
     assert_memory_equal(g1, g2, sizeof g1);
     assert_memory_equal(g1, g3, sizeof g1);
     /* from a gradient checkpoint: the same bits */
     hma_store *gs;
     assert_int_equal(hma_store_open(&gs, f->pgrad, 0), HMA_OK);
-    assert_int_equal(hma_plan_group_gradients_store(plan, b, a, gs, &o, g2, 2), HMA_OK);
+    assert_int_equal(hma_plan_group_gradients_store(plan, gs, &o, g2, 2), HMA_OK);
     assert_memory_equal(g1, g2, sizeof g1);
     hma_store_close(gs);
     hma_plan_free(plan);
@@ -297,9 +297,9 @@ static void test_plan_gradients_callback(void **st) {
     open_all(f, HMA_OPEN_PREAD, &b, &a, &plan);
     assert_int_equal(hma_store_open(&gs, f->pgrad, HMA_OPEN_PREAD), HMA_OK);
     o.threads = 2;
-    assert_int_equal(hma_plan_group_gradients_store(plan, b, a, gs, &o, g2, 2), HMA_OK);
+    assert_int_equal(hma_plan_group_gradients_store(plan, gs, &o, g2, 2), HMA_OK);
     assert_memory_equal(g1, g2, sizeof g1);
-    assert_int_equal(hma_plan_group_gradients(plan, b, a, gcb, &s, &o, g3, 2), HMA_OK);
+    assert_int_equal(hma_plan_group_gradients(plan, gcb, &s, &o, g3, 2), HMA_OK);
     assert_memory_equal(g1, g3, sizeof g1);
     hma_store_close(gs);
     hma_plan_free(plan);
@@ -314,33 +314,37 @@ static void test_plan_gradients_errors(void **st) {
     open_all(f, 0, &b, &a, &plan);
     double g[2] = {-7, -7}, ref[2], abs_sum;
     gsrc s = {f, 1, 0};
-    assert_int_equal(hma_plan_group_gradients(plan, b, a, gcb, &s, NULL, g, 2), HMA_ERR_NOT_FOUND);
+    assert_int_equal(hma_plan_group_gradients(plan, gcb, &s, NULL, g, 2), HMA_ERR_NOT_FOUND);
     assert_true(g[0] == -7 && g[1] == -7);
     assert_non_null(strstr(hma_last_error(), "lm_head.weight"));
     hma_group_grad_options o;
     hma_group_grad_options_init(&o);
     o.flags = HMA_GRAD_ALLOW_MISSING;
-    assert_int_equal(hma_plan_group_gradients(plan, b, a, gcb, &s, &o, g, 2), HMA_OK);
+    assert_int_equal(hma_plan_group_gradients(plan, gcb, &s, &o, g, 2), HMA_OK);
     hand_reference(f, 1, ref, &abs_sum);
     for (int k = 0; k < 2; k++) assert_true(fabs(g[k] - ref[k]) <= 1e-13 * abs_sum);
     s.mode = 2;
-    assert_int_equal(hma_plan_group_gradients(plan, b, a, gcb, &s, NULL, g, 2), HMA_ERR_MISMATCH);
+    assert_int_equal(hma_plan_group_gradients(plan, gcb, &s, NULL, g, 2), HMA_ERR_MISMATCH);
     s.mode = 3;
-    assert_int_equal(hma_plan_group_gradients(plan, b, a, gcb, &s, NULL, g, 2), HMA_ERR_CALLBACK);
+    assert_int_equal(hma_plan_group_gradients(plan, gcb, &s, NULL, g, 2), HMA_ERR_CALLBACK);
     s.mode = 4;
-    assert_int_equal(hma_plan_group_gradients(plan, b, a, gcb, &s, NULL, g, 2), HMA_ERR_CANCELLED);
+    assert_int_equal(hma_plan_group_gradients(plan, gcb, &s, NULL, g, 2), HMA_ERR_CANCELLED);
     s.mode = 5;
-    assert_int_equal(hma_plan_group_gradients(plan, b, a, gcb, &s, NULL, g, 2), HMA_ERR_UNSUPPORTED_DTYPE);
+    assert_int_equal(hma_plan_group_gradients(plan, gcb, &s, NULL, g, 2), HMA_ERR_UNSUPPORTED_DTYPE);
     s.mode = 0;
-    assert_int_equal(hma_plan_group_gradients(plan, b, a, gcb, &s, NULL, g, 3), HMA_ERR_INVALID_ARGUMENT);
-    assert_int_equal(hma_plan_group_gradients(plan, a, b, gcb, &s, NULL, g, 2), HMA_ERR_INVALID_ARGUMENT);
-    assert_int_equal(hma_plan_group_gradients(plan, b, a, NULL, &s, NULL, g, 2), HMA_ERR_INVALID_ARGUMENT);
+    assert_int_equal(hma_plan_group_gradients(plan, gcb, &s, NULL, g, 3), HMA_ERR_INVALID_ARGUMENT);
+    /* base and aligned are the plan's inputs 0 and 1 */
+    assert_ptr_equal(hma_plan_input(plan, 0), b);
+    assert_ptr_equal(hma_plan_input(plan, 1), a);
+    assert_null(hma_plan_input(plan, 2));
+    assert_null(hma_plan_input(NULL, 0));
+    assert_int_equal(hma_plan_group_gradients(plan, NULL, &s, NULL, g, 2), HMA_ERR_INVALID_ARGUMENT);
     o.flags = 0x80;
-    assert_int_equal(hma_plan_group_gradients(plan, b, a, gcb, &s, &o, g, 2), HMA_ERR_INVALID_ARGUMENT);
+    assert_int_equal(hma_plan_group_gradients(plan, gcb, &s, &o, g, 2), HMA_ERR_INVALID_ARGUMENT);
     /* a gradient checkpoint lacking a tensor, and one with the wrong shape */
     hma_store *gs;
     assert_int_equal(hma_store_open(&gs, f->pbase, 0), HMA_OK); /* has the I32 tensor, fine: not averaged */
-    assert_int_equal(hma_plan_group_gradients_store(plan, b, a, gs, NULL, g, 2), HMA_OK);
+    assert_int_equal(hma_plan_group_gradients_store(plan, gs, NULL, g, 2), HMA_OK);
     hma_store_close(gs);
     char *p = tu_join(f->dir, "short.safetensors");
     hma_writer *w;
@@ -352,10 +356,10 @@ static void test_plan_gradients_errors(void **st) {
     assert_int_equal(hma_writer_commit(w), HMA_OK);
     hma_writer_free(w);
     assert_int_equal(hma_store_open(&gs, p, 0), HMA_OK);
-    assert_int_equal(hma_plan_group_gradients_store(plan, b, a, gs, NULL, g, 2), HMA_ERR_NOT_FOUND);
+    assert_int_equal(hma_plan_group_gradients_store(plan, gs, NULL, g, 2), HMA_ERR_NOT_FOUND);
     o.flags = HMA_GRAD_ALLOW_MISSING;
     /* names[1] has shape [4500] here but [1, 4500] in the weights */
-    assert_int_equal(hma_plan_group_gradients_store(plan, b, a, gs, &o, g, 2), HMA_ERR_MISMATCH);
+    assert_int_equal(hma_plan_group_gradients_store(plan, gs, &o, g, 2), HMA_ERR_MISMATCH);
     hma_store_close(gs);
     free(p);
     hma_plan_free(plan);
@@ -371,7 +375,7 @@ static void test_gradient_step_moves_ratios(void **st) {
     open_all(f, 0, &b, &a, &plan);
     double g[2], r0[2], r1[2];
     gsrc s = {f, 0, 0};
-    assert_int_equal(hma_plan_group_gradients(plan, b, a, gcb, &s, NULL, g, 2), HMA_OK);
+    assert_int_equal(hma_plan_group_gradients(plan, gcb, &s, NULL, g, 2), HMA_OK);
     hma_ratio_opt_options o;
     hma_ratio_opt_options_init(&o);
     o.method = HMA_OPT_SGD;

@@ -151,7 +151,7 @@ static void test_defaults(void **state) {
         assert_int_equal(hma_plan_tensor_dtype(p, i), HMA_DTYPE_F32);
         assert_int_equal(hma_plan_tensor_nbytes(p, i), 8);
     }
-    assert_int_equal(hma_plan_find(p, "nope"), (size_t)-1);
+    assert_int_equal(hma_plan_find(p, "nope"), HMA_NPOS);
     assert_null(hma_plan_tensor_name(p, NNAMES));
     /* default weights: ratio 0.5 */
     double w[2];
@@ -364,7 +364,9 @@ static void test_setters_errors(void **state) {
     assert_int_equal(hma_plan_set_output_dtype(p, HMA_DTYPE_COUNT), HMA_OK);
     assert_int_equal(hma_plan_tensor_dtype(p, 0), HMA_DTYPE_F32);
     assert_int_equal(hma_plan_copy_unmatched(p, 2), HMA_ERR_INVALID_ARGUMENT);
-    assert_int_equal(hma_plan_copy_unmatched(p, -2), HMA_ERR_INVALID_ARGUMENT);
+    assert_int_equal(hma_plan_copy_unmatched(p, HMA_NPOS - 1), HMA_ERR_INVALID_ARGUMENT);
+    assert_int_equal(hma_plan_copy_unmatched(p, 1), HMA_OK);
+    assert_int_equal(hma_plan_copy_unmatched(p, HMA_NPOS), HMA_OK); /* off again */
     assert_int_equal(hma_plan_copy_unmatched(p, 1), HMA_OK);
     assert_int_equal(hma_plan_set_flags(p, 2), HMA_ERR_INVALID_ARGUMENT);
     assert_int_equal(hma_plan_set_flags(p, HMA_MERGE_ALLOW_NONFINITE), HMA_OK);

@@ -660,6 +660,7 @@ typedef struct prog {
     int calls, cancel_at;
     uint64_t last, total;
     int monotone;
+    int stop; /* what to return to stop: HMA_CANCEL or another nonzero value */
 } prog;
 
 static int on_progress(void *user, uint64_t done, uint64_t total) {
@@ -668,8 +669,8 @@ static int on_progress(void *user, uint64_t done, uint64_t total) {
     if (done < g->last || done > total) g->monotone = 0;
     g->last = done;
     g->total = total;
-    if (g->cancel_at < 0) return done == total; /* cancel at the very end */
-    return g->cancel_at && g->calls >= g->cancel_at;
+    if (g->cancel_at < 0) return done == total ? g->stop : 0; /* stop at the very end */
+    return g->cancel_at && g->calls >= g->cancel_at ? g->stop : 0;
 }
 
 static void test_progress_and_cancel(void **state) {
@@ -677,7 +678,7 @@ static void test_progress_and_cancel(void **state) {
     env E;
     build_model(&E, 4, HMA_DTYPE_BF16);
     hma_plan *p = mkplan(&E);
-    prog g = {0, 0, 0, 0, 1};
+    prog g = {0, 0, 0, 0, 1, HMA_CANCEL};
     assert_int_equal(hma_plan_set_progress(p, on_progress, &g), HMA_OK);
     char *out = tu_join(E.dir, "p.safetensors");
     merge_ok(p, out);
@@ -688,15 +689,126 @@ static void test_progress_and_cancel(void **state) {
     for (size_t i = 0; i < hma_plan_tensor_count(p); i++) want += hma_plan_tensor_nbytes(p, i);
     assert_true(g.total == want);
     unlink(out);
-    /* cancel at the first report, and at the very last one */
+    /* stop at the first report, and at the very last one: HMA_CANCEL cancels,
+     * any other nonzero value is a callback failure; nothing is written */
     for (int at = 1; at <= 2; at++) {
-        prog c = {0, at == 1 ? 1 : -1, 0, 0, 1};
+        prog c = {0, at == 1 ? 1 : -1, 0, 0, 1, HMA_CANCEL};
         assert_int_equal(hma_plan_set_progress(p, on_progress, &c), HMA_OK);
         assert_int_equal(hma_plan_set_threads(p, 2), HMA_OK);
         expect_fail(p, E.dir, HMA_ERR_CANCELLED, "cancelled", NULL);
         assert_int_equal(tu_count_entries(E.dir), 2);
+        prog d = {0, at == 1 ? 1 : -1, 0, 0, 1, 7};
+        assert_int_equal(hma_plan_set_progress(p, on_progress, &d), HMA_OK);
+        expect_fail(p, E.dir, HMA_ERR_CALLBACK, "returned 7", NULL);
+        assert_int_equal(tu_count_entries(E.dir), 2);
+        /* the same through hma_plan_merge_into(): the writer is only freed */
+        char *o2 = tu_join(E.dir, "into.safetensors");
+        hma_writer *w = NULL;
+        prog e = {0, at == 1 ? 1 : -1, 0, 0, 1, HMA_CANCEL};
+        assert_int_equal(hma_plan_set_progress(p, on_progress, &e), HMA_OK);
+        assert_int_equal(hma_writer_create(&w, o2, 0), HMA_OK);
+        assert_int_equal(hma_plan_merge_into(p, w), HMA_ERR_CANCELLED);
+        hma_writer_free(w);
+        assert_int_equal(tu_count_entries(E.dir), 2);
+        free(o2);
     }
     free(out);
+    hma_plan_free(p);
+    env_free(&E);
+}
+
+/* ---- merge into a caller's writer, plan metadata, plan inputs ------------------------------------ */
+
+static char *meta_of(const char *path, const char *key) {
+    hma_store *s = open_st(path, 0);
+    const char *v = hma_store_metadata(s, key);
+    char *r = v ? strdup(v) : NULL;
+    hma_store_close(s);
+    return r;
+}
+
+static void test_merge_into_and_metadata(void **state) {
+    (void)state;
+    env E;
+    build_model(&E, 3, HMA_DTYPE_BF16);
+    hma_plan *p = mkplan(&E);
+    assert_ptr_equal(hma_plan_input(p, 0), E.s[0]);
+    assert_ptr_equal(hma_plan_input(p, 1), E.s[1]);
+    assert_null(hma_plan_input(p, 2));
+    assert_int_equal(hma_plan_set_ratio(p, 0.3), HMA_OK);
+    char *ref = tu_join(E.dir, "ref.safetensors");
+    merge_ok(p, ref);
+    /* a fresh writer gives the very same file as hma_plan_merge_to() */
+    char *o1 = tu_join(E.dir, "into.safetensors");
+    hma_writer *w = NULL;
+    assert_int_equal(hma_writer_create(&w, o1, 0), HMA_OK);
+    assert_int_equal(hma_plan_merge_into(p, w), HMA_OK);
+    assert_int_equal(hma_writer_commit(w), HMA_OK);
+    hma_writer_free(w);
+    size_t n1, n2;
+    unsigned char *b1 = tu_read_file(ref, &n1), *b2 = tu_read_file(o1, &n2);
+    assert_non_null(b1);
+    assert_non_null(b2);
+    assert_int_equal(n1, n2);
+    assert_memory_equal(b1, b2, n1);
+    free(b2);
+    /* plan metadata is added; the caller's keys win over the plan's and the built-in ones */
+    assert_int_equal(hma_plan_set_metadata(p, "run", "plan"), HMA_OK);
+    assert_int_equal(hma_plan_set_metadata(p, "note", "first"), HMA_OK);
+    assert_int_equal(hma_plan_set_metadata(p, "note", "from the plan"), HMA_OK); /* replaced */
+    assert_int_equal(hma_plan_set_metadata(p, "", "x"), HMA_ERR_INVALID_ARGUMENT);
+    assert_int_equal(hma_plan_set_metadata(p, "k", NULL), HMA_ERR_INVALID_ARGUMENT);
+    assert_int_equal(hma_plan_set_metadata(NULL, "k", "v"), HMA_ERR_INVALID_ARGUMENT);
+    char *o2 = tu_join(E.dir, "meta.safetensors");
+    assert_int_equal(hma_writer_create(&w, o2, 0), HMA_OK);
+    assert_int_equal(hma_writer_set_metadata(w, "run", "caller"), HMA_OK);
+    assert_int_equal(hma_writer_set_metadata(w, "format", "np"), HMA_OK);
+    assert_int_equal(hma_writer_set_metadata(w, "owner", "me"), HMA_OK);
+    assert_int_equal(hma_plan_merge_into(p, w), HMA_OK);
+    assert_int_equal(hma_writer_commit(w), HMA_OK);
+    hma_writer_free(w);
+    char *v;
+    assert_string_equal(v = meta_of(o2, "run"), "caller"); free(v);
+    assert_string_equal(v = meta_of(o2, "format"), "np"); free(v);
+    assert_string_equal(v = meta_of(o2, "owner"), "me"); free(v);
+    assert_string_equal(v = meta_of(o2, "note"), "from the plan"); free(v);
+    char *recipe = meta_of(o2, "hma_recipe"), *recipe_ref = meta_of(ref, "hma_recipe");
+    assert_non_null(recipe);
+    assert_string_equal(recipe, recipe_ref);
+    free(recipe);
+    free(recipe_ref);
+    /* the tensors are the reference's, byte for byte */
+    hma_store *a = open_st(ref, 0), *b = open_st(o2, 0);
+    assert_int_equal(hma_store_count(a), hma_store_count(b));
+    for (size_t i = 0; i < hma_store_count(a); i++) {
+        const hma_tensor *ta = hma_store_tensor(a, i);
+        const hma_tensor *tb = hma_store_find(b, hma_tensor_name(ta));
+        assert_non_null(tb);
+        assert_int_equal(hma_tensor_nbytes(ta), hma_tensor_nbytes(tb));
+        assert_memory_equal(hma_tensor_data(ta), hma_tensor_data(tb), (size_t)hma_tensor_nbytes(ta));
+    }
+    hma_store_close(a);
+    hma_store_close(b);
+    /* hma_plan_merge_to() writes the plan's metadata too, after format and hma_recipe */
+    char *o3 = tu_join(E.dir, "to.safetensors");
+    merge_ok(p, o3);
+    assert_string_equal(v = meta_of(o3, "run"), "plan"); free(v);
+    assert_string_equal(v = meta_of(o3, "format"), "pt"); free(v);
+    /* a writer that already has tensors is refused; so is a NULL writer */
+    char *o4 = tu_join(E.dir, "used.safetensors");
+    uint64_t shape[1] = {1};
+    assert_int_equal(hma_writer_create(&w, o4, 0), HMA_OK);
+    assert_int_equal(hma_writer_add_tensor(w, "x", HMA_DTYPE_F32, 1, shape), HMA_OK);
+    assert_int_equal(hma_plan_merge_into(p, w), HMA_ERR_STATE);
+    hma_writer_free(w);
+    assert_int_equal(hma_plan_merge_into(p, NULL), HMA_ERR_INVALID_ARGUMENT);
+    assert_int_equal(hma_plan_merge_into(NULL, NULL), HMA_ERR_INVALID_ARGUMENT);
+    free(b1);
+    free(ref);
+    free(o1);
+    free(o2);
+    free(o3);
+    free(o4);
     hma_plan_free(p);
     env_free(&E);
 }
@@ -842,6 +954,7 @@ int main(void) {
         cmocka_unit_test(test_mismatch_errors),
         cmocka_unit_test(test_nonfinite),
         cmocka_unit_test(test_progress_and_cancel),
+        cmocka_unit_test(test_merge_into_and_metadata),
         cmocka_unit_test(test_merge_tensor_ranges),
         cmocka_unit_test(test_concurrent_merge_tensor),
     };

@@ -13,7 +13,7 @@
 static int progress(void *user, uint64_t done, uint64_t total) {
     (void)user;
     fprintf(stderr, "\r%3.0f%%", total ? 100.0 * (double)done / (double)total : 100.0);
-    return 0; /* nonzero would cancel: nothing would appear under OUT */
+    return 0; /* HMA_CANCEL would cancel: nothing would appear under OUT */
 }
 
 int main(int argc, char **argv) {
@@ -36,7 +36,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "\rwrote %s\n", argv[3]);
         /* The server case: re-merge one tensor in memory at a new ratio. */
         size_t i = hma_plan_find(plan, "lm_head.weight");
-        uint64_t nbytes = i == (size_t)-1 ? 0 : hma_plan_tensor_nbytes(plan, i);
+        uint64_t nbytes = i == HMA_NPOS ? 0 : hma_plan_tensor_nbytes(plan, i);
         void *buf = malloc(nbytes ? (size_t)nbytes : 1);
         uint64_t gen = 0;
         if (!buf) rc = HMA_ERR_NO_MEMORY;

@@ -107,6 +107,7 @@ c_u64, c_double, c_char_p, c_void_p = ctypes.c_uint64, ctypes.c_double, ctypes.c
 P = ctypes.POINTER
 _PD = P(c_double)
 _SIZE_MAX = (1 << (8 * ctypes.sizeof(c_size_t))) - 1
+NPOS = _SIZE_MAX  # HMA_NPOS: "no such position" (hma_plan_find, hma_plan_copy_unmatched off)
 
 PROGRESS_FN = ctypes.CFUNCTYPE(c_int, c_void_p, c_u64, c_u64)
 EVAL_FN = ctypes.CFUNCTYPE(c_int, c_void_p, c_size_t, _PD, c_size_t, _PD)
@@ -209,7 +210,10 @@ _SIGNATURES = {
     "hma_plan_add_rule": (c_int, [c_void_p, c_char_p, c_int]),
     "hma_plan_clear_rules": (None, [c_void_p]),
     "hma_plan_set_output_dtype": (c_int, [c_void_p, c_int]),
-    "hma_plan_copy_unmatched": (c_int, [c_void_p, c_long]),
+    "hma_plan_copy_unmatched": (c_int, [c_void_p, c_size_t]),
+    "hma_plan_input": (c_void_p, [c_void_p, c_size_t]),
+    "hma_plan_set_metadata": (c_int, [c_void_p, c_char_p, c_char_p]),
+    "hma_plan_merge_into": (c_int, [c_void_p, c_void_p]),
     "hma_plan_set_flags": (c_int, [c_void_p, c_uint]),
     "hma_plan_set_threads": (c_int, [c_void_p, c_uint]),
     "hma_plan_set_simd": (c_int, [c_void_p, c_int]),
@@ -244,9 +248,9 @@ _SIGNATURES = {
     "hma_logits_from_ratios": (c_int, [c_size_t, _PD, c_double, _PD, _PD]),
     "hma_delta_dot": (c_int, [c_u64, c_void_p, c_int, c_void_p, c_int, c_void_p, c_int, _PD]),
     "hma_group_grad_options_init": (None, [P(_GroupGradOptions)]),
-    "hma_plan_group_gradients": (c_int, [c_void_p, c_void_p, c_void_p, GRAD_FN, c_void_p,
+    "hma_plan_group_gradients": (c_int, [c_void_p, GRAD_FN, c_void_p,
                                          P(_GroupGradOptions), _PD, c_size_t]),
-    "hma_plan_group_gradients_store": (c_int, [c_void_p, c_void_p, c_void_p, c_void_p,
+    "hma_plan_group_gradients_store": (c_int, [c_void_p, c_void_p,
                                                P(_GroupGradOptions), _PD, c_size_t]),
     "hma_ratio_opt_options_init": (None, [P(_RatioOptOptions)]),
     "hma_ratio_opt_create": (c_int, [P(c_void_p), c_size_t, _PD, P(_RatioOptOptions)]),
@@ -1151,7 +1155,7 @@ class _ProgressState:
         if fn is None or guard is None:
             return 0
         r = guard.run(fn, int(done), int(total))
-        return 1 if r else 0
+        return EVAL_CANCEL if r else 0  # HMA_CANCEL: the merge fails with HMA_ERR_CANCELLED
 
 
 class Plan(_Handle):
@@ -1296,10 +1300,10 @@ class Plan(_Handle):
 
     def copy_unmatched(self, input):
         """Copy unmatched tensors from input `input` (None: fail on them, the default)."""
-        v = -1 if input is None else _index(input, "input")
+        v = NPOS if input is None else _index(input, "input")
         with self._use() as p:
             _check(C.plan_copy_unmatched(p, v))
-        self._copy_input = None if v < 0 else v
+        self._copy_input = None if v == NPOS else v
 
     def set_flags(self, flags):
         with self._use() as p:
@@ -1395,12 +1399,26 @@ class Plan(_Handle):
         """Row index of a tensor name, or None."""
         with self._use() as p:
             i = C.plan_find(p, _cstr(name, "name"))
-        return None if i == _SIZE_MAX else int(i)
+        return None if i == NPOS else int(i)
+
+    def input(self, i):
+        """The plan's input `i` (the Store given to the constructor)."""
+        i = _index(i, "input")
+        with self._use() as p:
+            ptr = C.plan_input(p, i)
+        if not ptr:
+            raise InvalidArgumentError(1, "plan: input %d out of range" % i)
+        return self._stores[i]
+
+    def set_metadata(self, key, value):
+        """An extra __metadata__ entry for merge_to() / merge_into()."""
+        with self._use() as p:
+            _check(C.plan_set_metadata(p, _cstr(key, "key"), _cstr(value, "value")))
 
     def _row_index(self, p, tensor):
         if isinstance(tensor, (str, bytes)):
             i = C.plan_find(p, _cstr(tensor, "tensor name"))
-            if i == _SIZE_MAX:
+            if i == NPOS:
                 raise NotFoundError(4, "plan: no tensor %r" % (tensor,))
             return int(i)
         i = _index(tensor, "tensor")
@@ -1460,11 +1478,32 @@ class Plan(_Handle):
         if progress is not None and not callable(progress):
             raise TypeError("progress must be callable or None")
         tls = self._progress.tls
-        guard = _CallbackGuard(1)
+        guard = _CallbackGuard(EVAL_CANCEL)
         tls.fn, tls.guard = progress, guard
         try:
             with self._use() as p:
                 rc = C.plan_merge_to(p, _cstr(path, "path"), _index(shard_size, "shard_size"))
+                err = _error(rc) if rc else None
+        finally:
+            tls.fn = tls.guard = None
+        guard.raise_pending()
+        if err is not None:
+            raise err
+
+    def merge_into(self, writer, progress=None):
+        """Merge every row into `writer` (a new Writer, maybe with metadata set,
+        no tensors declared); the caller then commits it. The writer's own
+        metadata keys win over the plan's."""
+        if not isinstance(writer, Writer):
+            raise TypeError("writer must be a Writer")
+        if progress is not None and not callable(progress):
+            raise TypeError("progress must be callable or None")
+        tls = self._progress.tls
+        guard = _CallbackGuard(EVAL_CANCEL)
+        tls.fn, tls.guard = progress, guard
+        try:
+            with self._use() as p, writer._use() as pw:
+                rc = C.plan_merge_into(p, pw)
                 err = _error(rc) if rc else None
         finally:
             tls.fn = tls.guard = None
@@ -1524,13 +1563,12 @@ class Plan(_Handle):
         opts.threads = _index(threads, "threads")
         if len(self._stores) != 2:
             raise InvalidArgumentError(1, "group_gradients: the plan needs exactly 2 inputs")
-        base, aligned = self._stores
-        with self._use() as p, base._use() as pb, aligned._use() as pa:
+        with self._use() as p:
             k = C.plan_group_count(p)
             out = (c_double * k)()
             if isinstance(grads, Store):
                 with grads._use() as pg:
-                    rc = C.plan_group_gradients_store(p, pb, pa, pg, ctypes.byref(opts), out, k)
+                    rc = C.plan_group_gradients_store(p, pg, ctypes.byref(opts), out, k)
                 _check(rc)
                 return list(out)
             lookup = grads if callable(grads) else (lambda name: grads.get(name))
@@ -1555,7 +1593,7 @@ class Plan(_Handle):
                 return 0
 
             cb = GRAD_FN(lambda *a: guard.run(fn, *a))
-            rc = C.plan_group_gradients(p, pb, pa, cb, None, ctypes.byref(opts), out, k)
+            rc = C.plan_group_gradients(p, cb, None, ctypes.byref(opts), out, k)
             err = _error(rc) if rc else None
         guard.raise_pending()
         if err is not None:

@@ -20,8 +20,8 @@ static const struct {
     [HMA_DTYPE_F6_E2M3] = {"F6_E2M3", 6},   [HMA_DTYPE_F6_E3M2] = {"F6_E3M2", 6},
 };
 
-const char *hma_dtype_name(int dtype) {
-    if (dtype < 0 || dtype >= HMA_DTYPE_COUNT) return NULL;
+const char *hma_dtype_name(hma_dtype dtype) {
+    if ((int)dtype < 0 || dtype >= HMA_DTYPE_COUNT) return NULL;
     return table[dtype].name;
 }
 
@@ -36,12 +36,12 @@ int hma_dtype_from_name(const char *name, hma_dtype *dtype) {
     return hma__fail(HMA_ERR_BAD_DTYPE, "unknown dtype \"%.64s\" (expected one of the 22 safetensors dtype strings, exact case)", name);
 }
 
-unsigned hma_dtype_bits(int dtype) {
-    if (dtype < 0 || dtype >= HMA_DTYPE_COUNT) return 0;
+unsigned hma_dtype_bits(hma_dtype dtype) {
+    if ((int)dtype < 0 || dtype >= HMA_DTYPE_COUNT) return 0;
     return table[dtype].bits;
 }
 
-int hma_dtype_is_float(int dtype) {
+int hma_dtype_is_float(hma_dtype dtype) {
     return dtype == HMA_DTYPE_F16 || dtype == HMA_DTYPE_BF16 || dtype == HMA_DTYPE_F32 ||
            dtype == HMA_DTYPE_F64;
 }

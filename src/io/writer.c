@@ -547,3 +547,9 @@ void hma_writer_free(hma_writer *w) {
     pthread_mutex_destroy(&w->lock);
     hma__free(w);
 }
+
+int hma__writer_has_metadata(const hma_writer *w, const char *key) {
+    for (size_t i = 0; w && key && i < w->nmeta; i++)
+        if (strcmp(w->mkeys[i], key) == 0) return 1;
+    return 0;
+}

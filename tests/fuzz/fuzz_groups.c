@@ -12,7 +12,7 @@
  */
 #include "fuzz_common.h"
 
-#include "groups.h"
+#include "merge/groups.h"
 #include "internal.h"
 
 #define MAX_LINES 48

@@ -1,9 +1,9 @@
 /*
- * test_kernels.c - the arithmetic kernels (src/kernels.h): scalar path
+ * test_kernels.c - the arithmetic kernels (src/merge/kernels.h): scalar path
  * against independent references, every SIMD path this CPU has against the
  * scalar path bit for bit.
  *
- * HMA_KPATH=scalar|avx2|avx512 restricts the SIMD comparisons to that one
+ * HMA_SIMD=scalar|avx2|avx512 restricts the SIMD comparisons to that one
  * path (the scalar reference checks always run); a path the CPU lacks is
  * reported as skipped. The program prints which paths it exercised.
  */
@@ -18,34 +18,34 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels.h"
+#include "merge/kernels.h"
 
 /* ---- paths under test ---------------------------------------------------- */
 
-static int g_paths[HMA_KPATH_COUNT];
+static int g_paths[HMA__KPATH_COUNT];
 static int g_npaths;
-static int g_exercised[HMA_KPATH_COUNT];
+static int g_exercised[HMA__KPATH_COUNT];
 
 static int setup_paths(void) {
-    const char *env = getenv("HMA_KPATH");
+    const char *env = getenv("HMA_SIMD");
     int want = -1;
     if (env && *env) {
-        for (int p = 0; p < HMA_KPATH_COUNT; p++)
-            if (strcmp(env, hma__kpath_name(p)) == 0) want = p;
+        for (int p = 0; p < HMA__KPATH_COUNT; p++)
+            if (strcmp(env, hma__cpu_level_name(p)) == 0) want = p;
         if (want < 0) {
-            fprintf(stderr, "test_kernels: HMA_KPATH=%s is not scalar, avx2 or avx512\n", env);
+            fprintf(stderr, "test_kernels: HMA_SIMD=%s is not scalar, avx2 or avx512\n", env);
             return -1;
         }
     }
     printf("test_kernels: CPU paths:");
-    for (int p = 0; p < HMA_KPATH_COUNT; p++)
-        printf(" %s=%s", hma__kpath_name(p), hma__kpath_available(p) ? "yes" : "no");
-    printf("; best=%s\n", hma__kpath_name(hma__kpath_best()));
+    for (int p = 0; p < HMA__KPATH_COUNT; p++)
+        printf(" %s=%s", hma__cpu_level_name(p), hma__cpu_level_available(p) ? "yes" : "no");
+    printf("; best=%s\n", hma__cpu_level_name(hma__cpu_level()));
     g_npaths = 0;
-    for (int p = 0; p < HMA_KPATH_COUNT; p++) {
+    for (int p = 0; p < HMA__KPATH_COUNT; p++) {
         if (want >= 0 && p != want) continue;
-        if (!hma__kpath_available(p)) {
-            printf("test_kernels: path %s not available on this CPU: SKIPPED\n", hma__kpath_name(p));
+        if (!hma__cpu_level_available(p)) {
+            printf("test_kernels: path %s not available on this CPU: SKIPPED\n", hma__cpu_level_name(p));
             continue;
         }
         g_paths[g_npaths++] = p;
@@ -303,7 +303,7 @@ __attribute__((target("avx,f16c"))) static void f16c_cvt_back(const uint16_t *in
 static void test_f16_vs_f16c(void **state) {
     (void)state;
 #if defined(__x86_64__) && defined(__GNUC__)
-    if (!hma__kpath_available(HMA_KPATH_AVX2)) {
+    if (!hma__cpu_level_available(HMA_SIMD_AVX2)) {
         printf("  (no F16C: skipped)\n");
         return;
     }
@@ -431,7 +431,7 @@ static void test_convert(void **state) {
                 buf src = buf_new(n * dsize(st), so);
                 fill(st, src.p, n, 10);
                 buf ref = buf_new(n * dsize(dt), dof), scal = buf_new(n * dsize(dt), dof);
-                hma__kernel_convert(HMA_KPATH_SCALAR, st, src.p, dt, scal.p, n);
+                hma__kernel_convert(HMA_SIMD_SCALAR, st, src.p, dt, scal.p, n);
                 memset(ref.p, 0, n * dsize(dt));
                 if (st == dt) memcpy(ref.p, src.p, n * dsize(dt)); /* same dtype: a copy */
                 else for (size_t i = 0; i < n; i++) ref_convert_elem(st, src.p, dt, ref.p, i);
@@ -442,7 +442,7 @@ static void test_convert(void **state) {
                     hma__kernel_convert(g_paths[k], st, src.p, dt, o.p, n);
                     if (memcmp(o.p, scal.p, n * dsize(dt)) != 0)
                         fail_msg("convert %s->%s path %s differs from scalar (n=%zu)", hma_dtype_name(st),
-                                 hma_dtype_name(dt), hma__kpath_name(g_paths[k]), n);
+                                 hma_dtype_name(dt), hma__cpu_level_name(g_paths[k]), n);
                     g_exercised[g_paths[k]] = 1;
                     free(o.mem);
                 }
@@ -560,7 +560,7 @@ static void run_rop(rop *r) {
     ref_combine(r, ref.p);
     op->out = scal.p;
     size_t bi = 99, be = 99;
-    assert_int_equal(hma__kernel_combine(HMA_KPATH_SCALAR, op, r->n, 0, &bi, &be), 0);
+    assert_int_equal(hma__kernel_combine(HMA_SIMD_SCALAR, op, r->n, 0, &bi, &be), 0);
     if (memcmp(ref.p, scal.p, osz) != 0) {
         for (size_t e = 0; e < r->n; e++)
             if (memcmp(ref.p + e * dsize(op->out_dtype), scal.p + e * dsize(op->out_dtype), dsize(op->out_dtype)))
@@ -569,13 +569,13 @@ static void run_rop(rop *r) {
     size_t wbi = 0, wbe = 0;
     int want_bad = ref_first_bad(r, &wbi, &wbe);
     for (int k = -1; k < g_npaths; k++) {
-        int path = k < 0 ? HMA_KPATH_SCALAR : g_paths[k];
+        int path = k < 0 ? HMA_SIMD_SCALAR : g_paths[k];
         buf o = buf_new(osz, r->out_off);
         op->out = o.p;
         if (k >= 0) {
             assert_int_equal(hma__kernel_combine(path, op, r->n, 0, &bi, &be), 0);
             if (memcmp(o.p, scal.p, osz) != 0)
-                fail_msg("path %s differs from scalar: %s", hma__kpath_name(path), rop_desc(r));
+                fail_msg("path %s differs from scalar: %s", hma__cpu_level_name(path), rop_desc(r));
             g_exercised[path] = 1;
         }
         bi = be = 12345;
@@ -583,7 +583,7 @@ static void run_rop(rop *r) {
         assert_int_equal(rc, want_bad);
         if (want_bad) {
             if (bi != wbi || be != wbe)
-                fail_msg("path %s: first bad (%zu,%zu), want (%zu,%zu): %s", hma__kpath_name(path), bi, be, wbi,
+                fail_msg("path %s: first bad (%zu,%zu), want (%zu,%zu): %s", hma__cpu_level_name(path), bi, be, wbi,
                          wbe, rop_desc(r));
         } else {
             assert_int_equal(memcmp(o.p, scal.p, osz), 0);
@@ -660,7 +660,7 @@ static void test_ma_pytorch_formula(void **state) {
         r.wf[0] = 1.0f - a;
         r.wf[1] = a;
         for (int k = -1; k < g_npaths; k++) {
-            int path = k < 0 ? HMA_KPATH_SCALAR : g_paths[k];
+            int path = k < 0 ? HMA_SIMD_SCALAR : g_paths[k];
             buf o = buf_new(2 * n, 1);
             r.op.out = o.p;
             size_t bi, be;
@@ -671,7 +671,7 @@ static void test_ma_pytorch_formula(void **state) {
                 float s = t0 + t1;
                 uint16_t want = isnan(s) ? 0x7fc0 : ref_to_bf16(s), got;
                 memcpy(&got, o.p + 2 * e, 2);
-                if (got != want) fail_msg("MA a=%g path %s elem %zu: %04x want %04x", (double)a, hma__kpath_name(path), e, got, want);
+                if (got != want) fail_msg("MA a=%g path %s elem %zu: %04x want %04x", (double)a, hma__cpu_level_name(path), e, got, want);
             }
             free(o.mem);
         }
@@ -684,14 +684,14 @@ static void test_in_place(void **state) {
     (void)state;
     for (int d = 0; d < 3; d++)
         for (int k = -1; k < g_npaths; k++) {
-            int path = k < 0 ? HMA_KPATH_SCALAR : g_paths[k];
+            int path = k < 0 ? HMA_SIMD_SCALAR : g_paths[k];
             rop r;
             rop_make(&r, 2, 1, DTS[d], DTS[d], -1, 0, 300, 1);
             size_t osz = 300 * dsize(DTS[d]);
             buf want = buf_new(osz, 0);
             size_t bi, be;
             r.op.out = want.p;
-            hma__kernel_combine(HMA_KPATH_SCALAR, &r.op, 300, 0, &bi, &be);
+            hma__kernel_combine(HMA_SIMD_SCALAR, &r.op, 300, 0, &bi, &be);
             r.op.out = r.inb[0].p;
             hma__kernel_combine(path, &r.op, 300, 0, &bi, &be);
             assert_int_equal(memcmp(want.p, r.inb[0].p, osz), 0);
@@ -755,9 +755,9 @@ int main(void) {
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     printf("test_kernels: paths compared against scalar:");
     int any = 0;
-    for (int p = 1; p < HMA_KPATH_COUNT; p++)
+    for (int p = 1; p < HMA__KPATH_COUNT; p++)
         if (g_exercised[p]) {
-            printf(" %s", hma__kpath_name(p));
+            printf(" %s", hma__cpu_level_name(p));
             any = 1;
         }
     printf("%s\n", any ? "" : " none");

@@ -244,6 +244,36 @@ class ToyMergeTest(TempDirCase):
         self.assertIn("in use", seen[0])
         self.assertEqual(os.listdir(self.tmp), [])
 
+    def test_merge_into_metadata_and_inputs(self):
+        ref, into = self.path("ref.safetensors"), self.path("into.safetensors")
+        with hma.Plan([self.base, self.aligned], ratio=0.3) as plan:
+            self.assertIs(plan.input(0), self.base)
+            self.assertIs(plan.input(1), self.aligned)
+            with self.assertRaises(hma.InvalidArgumentError):
+                plan.input(2)
+            self.assertIsNone(plan.find("no such tensor"))
+            plan.merge_to(ref)
+            plan.set_metadata("run", "plan")
+            plan.set_metadata("step", "7")
+            with hma.Writer(into) as w:
+                w.set_metadata("run", "caller")
+                plan.merge_into(w)
+                w.commit()
+            with self.assertRaises(hma.CancelledError):
+                with hma.Writer(self.path("never.safetensors")) as w:
+                    plan.merge_into(w, progress=lambda d, t: True)
+        with hma.Store(ref) as a, hma.Store(into) as b:
+            meta = b.metadata
+            self.assertEqual(meta["run"], "caller")  # the caller's key wins
+            self.assertEqual(meta["step"], "7")
+            self.assertEqual(meta["format"], "pt")
+            self.assertEqual(meta["hma_recipe"], a.metadata["hma_recipe"])
+            self.assertEqual(list(b.metadata)[:2], ["run", "format"])
+            self.assertEqual(len(a), len(b))
+            for name in a.names():
+                self.assertEqual(a.read(name), b.read(name))
+        self.assertNotIn("never.safetensors", os.listdir(self.tmp))
+
     def test_group_gradients(self):
         rng = np.random.default_rng(7)
         grads = {n: rng.standard_normal(self.base[n].shape).astype(np.float32) for n in self.base}

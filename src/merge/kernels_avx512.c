@@ -5,7 +5,7 @@
  * deliberately not used: it flushes subnormal inputs and results to zero,
  * which the contract forbids; BF16 rounding is the integer RNE as in AVX2.
  */
-#include "kernels.h"
+#include "merge/kernels.h"
 
 #ifdef HMA_HAVE_AVX512_KERNELS
 #include <immintrin.h>
@@ -97,6 +97,6 @@ static inline void ks_st2_bf16(void *p, ks_vf a, ks_vf b) {
     _mm512_storeu_si512(p, _mm512_packus_epi32(ks_bf16_bits(a), ks_bf16_bits(b)));
 }
 
-#include "kernels_simd.h"
+#include "merge/kernels_simd.h"
 
 #endif

@@ -1,19 +1,16 @@
 /*
- * kernels.c - run-time dispatch of the arithmetic kernels, the scalar
- * reference path, the block driver shared by all paths, and the statistics
- * kernel (OpenBLAS). The contract is described in kernels.h.
+ * kernels.c - the arithmetic kernels' scalar reference path, the block
+ * driver shared by all paths (choosing a path's table; which paths the CPU
+ * runs is core/cpu.c), and the statistics kernel (OpenBLAS). The contract
+ * is described in kernels.h.
  */
-#include "kernels.h"
+#include "merge/kernels.h"
 
 #include <cblas.h>
 #include <math.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <cpuid.h>
-#endif
 
 /* ======================================================================= */
 /* Scalar conversions                                                      */
@@ -182,91 +179,12 @@ const hma__kops hma__kops_scalar = {
 /* Dispatch                                                                */
 /* ======================================================================= */
 
-#if defined(__x86_64__) && defined(__GNUC__)
-static uint64_t xgetbv0(void) {
-    uint32_t lo, hi;
-    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-    return ((uint64_t)hi << 32) | lo;
-}
-#endif
-
-/* Bit 0: AVX2 path runnable (AVX2, FMA, F16C + OS saves YMM);
- * bit 1: AVX-512 path runnable (F, BW, VL, DQ + OS saves ZMM). */
-static int cpu_paths(void) {
-    int r = 1 << HMA_KPATH_SCALAR;
-#if defined(__x86_64__) && defined(__GNUC__)
-    unsigned a, b, c, d;
-    if (!__get_cpuid(1, &a, &b, &c, &d)) return r;
-    int fma = (c >> 12) & 1, osxsave = (c >> 27) & 1, avx = (c >> 28) & 1, f16c = (c >> 29) & 1;
-    if (!osxsave || !avx) return r;
-    uint64_t xcr0 = xgetbv0();
-    if ((xcr0 & 0x6) != 0x6) return r;
-    if (__get_cpuid_max(0, NULL) < 7) return r;
-    __cpuid_count(7, 0, a, b, c, d);
-    int avx2 = (b >> 5) & 1;
-    int f512 = (b >> 16) & 1, dq = (b >> 17) & 1, bw = (b >> 30) & 1, vl = (b >> 31) & 1;
-    if (avx2 && fma && f16c) r |= 1 << HMA_KPATH_AVX2;
-    if ((r >> HMA_KPATH_AVX2) & 1 && f512 && dq && bw && vl && (xcr0 & 0xe0) == 0xe0)
-        r |= 1 << HMA_KPATH_AVX512;
-#endif
-    return r;
-}
-
-/* Computed once; racing first calls store the same value. */
-static atomic_int g_paths = -1;
-static atomic_int g_best = -1;
-
-static int paths_mask(void) {
-    int m = atomic_load_explicit(&g_paths, memory_order_relaxed);
-    if (m < 0) {
-        m = cpu_paths();
-        atomic_store_explicit(&g_paths, m, memory_order_relaxed);
-    }
-    return m;
-}
-
-int hma__kpath_available(int path) {
-    if (path < 0 || path >= HMA_KPATH_COUNT) return 0;
-    return (paths_mask() >> path) & 1;
-}
-
-const char *hma__kpath_name(int path) {
-    switch (path) {
-    case HMA_KPATH_SCALAR: return "scalar";
-    case HMA_KPATH_AVX2: return "avx2";
-    case HMA_KPATH_AVX512: return "avx512";
-    default: return "?";
-    }
-}
-
-/* The environment variable HMA_KPATH=scalar|avx2|avx512 caps the path chosen
- * (for testing and for comparing paths); it is read once. */
-int hma__kpath_best(void) {
-    int b = atomic_load_explicit(&g_best, memory_order_relaxed);
-    if (b >= 0) return b;
-    int cap = HMA_KPATH_COUNT - 1;
-    const char *env = getenv("HMA_KPATH");
-    if (env) {
-        for (int p = 0; p < HMA_KPATH_COUNT; p++)
-            if (strcmp(env, hma__kpath_name(p)) == 0) cap = p;
-    }
-    b = HMA_KPATH_SCALAR;
-    for (int p = cap; p > 0; p--) {
-        if (hma__kpath_available(p)) {
-            b = p;
-            break;
-        }
-    }
-    atomic_store_explicit(&g_best, b, memory_order_relaxed);
-    return b;
-}
-
 static const hma__kops *ops_for(int path) {
 #ifdef HMA_HAVE_AVX512_KERNELS
-    if (path == HMA_KPATH_AVX512 && hma__kpath_available(path)) return &hma__kops_avx512;
+    if (path == HMA_SIMD_AVX512 && hma__cpu_level_available(path)) return &hma__kops_avx512;
 #endif
 #ifdef HMA_HAVE_AVX2_KERNELS
-    if (path == HMA_KPATH_AVX2 && hma__kpath_available(path)) return &hma__kops_avx2;
+    if (path == HMA_SIMD_AVX2 && hma__cpu_level_available(path)) return &hma__kops_avx2;
 #endif
     return &hma__kops_scalar;
 }
@@ -429,7 +347,7 @@ void hma__kernel_convert(int path, hma_dtype src_t, const void *src, hma_dtype d
  * costs little in this memory-bound loop. */
 void hma__kernel_stats(hma_dtype tx, const void *x, hma_dtype ty, const void *y, size_t n,
                        double out[4]) {
-    const hma__kops *k = ops_for(hma__kpath_best()); /* conversions are exact on every path */
+    const hma__kops *k = ops_for(hma__cpu_level()); /* conversions are exact on every path */
     const size_t B = HMA_KSTATS_BLOCK;
     double dx[HMA_KSTATS_BLOCK], dy[HMA_KSTATS_BLOCK];
     size_t sx = hma__kdtype_size(tx), sy = y ? hma__kdtype_size(ty) : 0;

@@ -1,15 +1,15 @@
 /*
  * methods.h - per-tensor method logic (internal): from a group's weight row
  * to the weights the kernels use (linear, task arithmetic, SLERP), and the
- * call into hma__kernel_combine for one chunk. No I/O here: merge.c feeds
- * the chunks.
+ * call into hma__kernel_combine for one chunk. No I/O here: serve.c and
+ * run.c feed the chunks.
  */
 #ifndef HMA_METHODS_H
 #define HMA_METHODS_H
 
 #include "internal.h"
 
-#include "kernels.h"
+#include "merge/kernels.h"
 
 /* mergekit's threshold: |cos| above it makes SLERP fall back to linear. */
 #define HMA__SLERP_DOT_THRESHOLD 0.9995

@@ -3,7 +3,7 @@
  * layers fall into groups ("blocks:K", "split:...", "layers", "all"), name
  * rules (substring or glob) and mergekit-style gradients.
  */
-#include "groups.h"
+#include "merge/groups.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -3,17 +3,16 @@
  * <dL/dtheta, theta_aligned - theta_base>, streamed in fixed blocks through
  * OpenBLAS so that the result is the same for any thread count.
  * The ratio parametrisation and the optimizer step are in search.c.
+ * It lives in src/merge/ because it walks a merge plan's rows and uses the merge kernels.
  */
 #include "internal.h"
 
-#include "kernels.h"
+#include "core/pool.h"
+#include "merge/kernels.h"
 
 #include <cblas.h>
 #include <math.h>
-#include <pthread.h>
-#include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #define CH HMA_GRAD_CHUNK
 
@@ -65,7 +64,7 @@ int hma_delta_dot(uint64_t n, const void *grad, hma_dtype grad_dtype, const void
                          hma_dtype_name(base_dtype) ? hma_dtype_name(base_dtype) : "?");
     dblock *s = hma__malloc(sizeof *s);
     if (!s) return hma__fail(HMA_ERR_NO_MEMORY, "hma_delta_dot: out of memory for a %d-element block", CH);
-    int path = hma__kpath_best();
+    int path = hma__cpu_level();
     int wide = grad_dtype == HMA_DTYPE_F64 || aligned_dtype == HMA_DTYPE_F64 || base_dtype == HMA_DTYPE_F64;
     size_t gs = esize(grad_dtype), as = esize(aligned_dtype), bs = esize(base_dtype);
     double acc = 0;
@@ -104,12 +103,8 @@ typedef struct grow {
 typedef struct gjob {
     const hma_store *base, *aligned, *grads;
     grow *rows;
-    size_t nrows;
-    pthread_mutex_t mu;
-    size_t next;
-    int err;            /* first error by row order */
-    size_t err_row;
-    char msg[512];
+    dblock **s;          /* per pool worker, allocated on its first job */
+    unsigned char **raw; /* per pool worker: 3 operand blocks of up to 8 bytes an element */
 } gjob;
 
 /* Operand block pointer: zero-copy when the store maps it, else read into buf. */
@@ -135,7 +130,7 @@ static int row_dot(const gjob *j, grow *r, dblock *s, unsigned char *raw) {
     /* hma_tensor_data() is NULL in pread mode: then read block by block. */
     const void *pb = hma_tensor_data(r->tb), *pa = hma_tensor_data(r->ta);
     const void *pg = r->gptr ? r->gptr : hma_tensor_data(r->tg);
-    int path = hma__kpath_best();
+    int path = hma__cpu_level();
     int wide = bt == HMA_DTYPE_F64 || at == HMA_DTYPE_F64 || gt == HMA_DTYPE_F64;
     double acc = 0;
     for (uint64_t e0 = 0; e0 < r->n; e0 += CH) {
@@ -152,58 +147,28 @@ static int row_dot(const gjob *j, grow *r, dblock *s, unsigned char *raw) {
     return HMA_OK;
 }
 
-static void *worker(void *arg) {
+/* hma__job_fn: the inner product of one row. */
+static int row_job(void *arg, uint64_t i, unsigned worker) {
     gjob *j = arg;
-    dblock *s = hma__malloc(sizeof *s);
-    unsigned char *raw = hma__malloc(24 * CH);
-    for (;;) {
-        pthread_mutex_lock(&j->mu);
-        size_t i = j->next++;
-        int stop = j->err && i > j->err_row;
-        pthread_mutex_unlock(&j->mu);
-        if (i >= j->nrows || stop) break;
-        int rc = (!s || !raw) ? hma__fail(HMA_ERR_NO_MEMORY, "hma_plan_group_gradients: out of memory for block buffers")
-                              : row_dot(j, &j->rows[i], s, raw);
-        if (rc) {
-            pthread_mutex_lock(&j->mu);
-            if (!j->err || i < j->err_row) {
-                j->err = rc;
-                j->err_row = i;
-                snprintf(j->msg, sizeof j->msg, "%s", hma_last_error());
-            }
-            pthread_mutex_unlock(&j->mu);
-        }
-    }
-    hma__free(s);
-    hma__free(raw);
-    return NULL;
+    if (!j->s[worker]) j->s[worker] = hma__malloc(sizeof *j->s[worker]);
+    if (!j->raw[worker]) j->raw[worker] = hma__malloc(24 * CH);
+    if (!j->s[worker] || !j->raw[worker])
+        return hma__fail(HMA_ERR_NO_MEMORY, "hma_plan_group_gradients: out of memory for block buffers");
+    return row_dot(j, &j->rows[i], j->s[worker], j->raw[worker]);
 }
 
-static int run_rows(gjob *j, unsigned threads) {
-    if (threads == 0) threads = hma__default_threads(256);
-    if (threads > j->nrows) threads = j->nrows ? (unsigned)j->nrows : 1;
-    if (threads > 256) threads = 256;
-    if (pthread_mutex_init(&j->mu, NULL) != 0)
-        return hma__fail(HMA_ERR_THREAD, "hma_plan_group_gradients: pthread_mutex_init failed");
-    pthread_t tid[256];
-    unsigned started = 0;
-    int rc = HMA_OK;
-    for (unsigned t = 1; t < threads; t++) {
-        if (pthread_create(&tid[started], NULL, worker, j) != 0) {
-            rc = hma__fail(HMA_ERR_THREAD, "hma_plan_group_gradients: could not start worker thread %u of %u", t, threads);
-            break;
-        }
-        started++;
+static int run_rows(gjob *j, size_t nrows, unsigned threads) {
+    unsigned nt = hma__pool_threads(threads, nrows);
+    j->s = hma__calloc(nt, sizeof *j->s);
+    j->raw = hma__calloc(nt, sizeof *j->raw);
+    int rc = j->s && j->raw ? hma__pool_run(nrows, threads, row_job, j, NULL, NULL)
+                            : hma__fail(HMA_ERR_NO_MEMORY, "hma_plan_group_gradients: out of memory for %u threads", nt);
+    for (unsigned t = 0; j->s && j->raw && t < nt; t++) {
+        hma__free(j->s[t]);
+        hma__free(j->raw[t]);
     }
-    if (!rc) worker(j); /* the calling thread works too */
-    else {
-        pthread_mutex_lock(&j->mu);
-        j->next = j->nrows; /* stop the started workers */
-        pthread_mutex_unlock(&j->mu);
-    }
-    for (unsigned t = 0; t < started; t++) pthread_join(tid[t], NULL);
-    pthread_mutex_destroy(&j->mu);
-    if (!rc && j->err) rc = hma__fail(j->err, "%s", j->msg);
+    hma__free(j->s);
+    hma__free(j->raw);
     return rc;
 }
 
@@ -213,32 +178,27 @@ static int same_shape(const hma_tensor *x, const hma_tensor *y) {
     return nd == 0 || memcmp(hma_tensor_shape(x), hma_tensor_shape(y), nd * sizeof(uint64_t)) == 0;
 }
 
-static int group_gradients(hma_plan *plan, const hma_store *base, const hma_store *aligned, hma_grad_fn fn,
-                           void *user, const hma_store *grads, const hma_group_grad_options *opts, double *grad,
-                           size_t k, const char *fname) {
-    if (!plan || !base || !aligned || !grad || (!fn && !grads))
+static int group_gradients(const hma_plan *plan, hma_grad_fn fn, void *user, const hma_store *grads,
+                           const hma_group_grad_options *opts, double *grad, size_t k, const char *fname) {
+    if (!plan || !grad || (!fn && !grads))
         return hma__fail(HMA_ERR_INVALID_ARGUMENT, "%s: NULL argument", fname);
     hma_group_grad_options o;
     hma_group_grad_options_init(&o);
-    if (opts) {
-        if (opts->struct_size < offsetof(hma_group_grad_options, threads) + sizeof(unsigned) ||
-            opts->struct_size > sizeof o)
-            return hma__fail(HMA_ERR_INVALID_ARGUMENT, "%s: options struct_size %zu (expected %zu; use hma_group_grad_options_init)",
-                             fname, opts->struct_size, sizeof o);
-        memcpy(&o, opts, opts->struct_size);
-    }
+    /* the first version of the struct is the current one */
+    int rc = hma__opts_in(&o, sizeof o, opts, sizeof o, fname, "hma_group_grad_options");
+    if (rc) return rc;
     if (o.flags & ~(unsigned)HMA_GRAD_ALLOW_MISSING)
         return hma__fail(HMA_ERR_INVALID_ARGUMENT, "%s: unknown flags 0x%x", fname, o.flags);
     if (hma_plan_input_count(plan) != 2)
         return hma__fail(HMA_ERR_INVALID_ARGUMENT, "%s: the plan has %zu inputs (expected 2: base, aligned)", fname,
                          hma_plan_input_count(plan));
+    const hma_store *base = hma_plan_input(plan, 0), *aligned = hma_plan_input(plan, 1);
     size_t K = hma_plan_group_count(plan);
     if (k != K) return hma__fail(HMA_ERR_INVALID_ARGUMENT, "%s: k = %zu but the plan has %zu groups", fname, k, K);
     size_t nrows = hma_plan_tensor_count(plan);
     grow *rows = hma__calloc(nrows ? nrows : 1, sizeof *rows);
     if (!rows) return hma__fail(HMA_ERR_NO_MEMORY, "%s: out of memory for %zu rows", fname, nrows);
     size_t m = 0;
-    int rc = HMA_OK;
     for (size_t i = 0; i < nrows && !rc; i++) {
         int g = hma_plan_tensor_group(plan, i);
         if (g == HMA_GROUP_NONE || hma_plan_tensor_action(plan, i) != HMA_ACTION_MERGE) continue;
@@ -248,11 +208,6 @@ static int group_gradients(hma_plan *plan, const hma_store *base, const hma_stor
         r->group = g;
         r->tb = hma_plan_tensor_input(plan, i, 0);
         r->ta = hma_plan_tensor_input(plan, i, 1);
-        if (!r->tb || !r->ta || hma_store_find(base, name) != r->tb || hma_store_find(aligned, name) != r->ta) {
-            rc = hma__fail(HMA_ERR_INVALID_ARGUMENT, "%s: tensor '%.200s': the plan's inputs are not the stores given "
-                           "(expected the plan's input 0 as base and input 1 as aligned)", fname, name);
-            break;
-        }
         r->n = hma_tensor_nelements(r->tb);
         if (hma_tensor_nelements(r->ta) != r->n) {
             rc = hma__fail(HMA_ERR_MISMATCH, "%s: tensor '%.200s': %llu elements in base, %llu in aligned", fname, name,
@@ -264,12 +219,9 @@ static int group_gradients(hma_plan *plan, const hma_store *base, const hma_stor
             hma_dtype dt = HMA_DTYPE_COUNT;
             uint64_t ne = 0;
             int cr = fn(user, name, &p, &dt, &ne);
-            if (cr == HMA_EVAL_CANCEL) {
-                rc = hma__fail(HMA_ERR_CANCELLED, "%s: tensor '%.200s': the gradient callback cancelled", fname, name);
-                break;
-            }
             if (cr) {
-                rc = hma__fail(HMA_ERR_CALLBACK, "%s: tensor '%.200s': the gradient callback returned %d", fname, name, cr);
+                rc = hma__callback_result(cr, "gradient callback");
+                hma__fail_prefix(rc, "%s: tensor '%.200s'", fname, name);
                 break;
             }
             if (!p && ne == 0 && r->n == 0) r->missing = 1;
@@ -318,8 +270,7 @@ static int group_gradients(hma_plan *plan, const hma_store *base, const hma_stor
         j.aligned = aligned;
         j.grads = grads;
         j.rows = rows;
-        j.nrows = m;
-        rc = run_rows(&j, o.threads);
+        rc = run_rows(&j, m, o.threads);
     }
     if (!rc) {
         for (size_t g = 0; g < K; g++) grad[g] = 0;
@@ -335,15 +286,14 @@ static int group_gradients(hma_plan *plan, const hma_store *base, const hma_stor
     return rc;
 }
 
-int hma_plan_group_gradients(hma_plan *plan, const hma_store *base, const hma_store *aligned, hma_grad_fn fn,
-                             void *user, const hma_group_grad_options *opts, double *grad, size_t k) {
+int hma_plan_group_gradients(const hma_plan *plan, hma_grad_fn fn, void *user, const hma_group_grad_options *opts,
+                             double *grad, size_t k) {
     if (!fn) return hma__fail(HMA_ERR_INVALID_ARGUMENT, "hma_plan_group_gradients: fn is NULL");
-    return group_gradients(plan, base, aligned, fn, user, NULL, opts, grad, k, "hma_plan_group_gradients");
+    return group_gradients(plan, fn, user, NULL, opts, grad, k, "hma_plan_group_gradients");
 }
 
-int hma_plan_group_gradients_store(hma_plan *plan, const hma_store *base, const hma_store *aligned,
-                                   const hma_store *grads, const hma_group_grad_options *opts, double *grad,
-                                   size_t k) {
+int hma_plan_group_gradients_store(const hma_plan *plan, const hma_store *grads, const hma_group_grad_options *opts,
+                                   double *grad, size_t k) {
     if (!grads) return hma__fail(HMA_ERR_INVALID_ARGUMENT, "hma_plan_group_gradients_store: grads is NULL");
-    return group_gradients(plan, base, aligned, NULL, NULL, grads, opts, grad, k, "hma_plan_group_gradients_store");
+    return group_gradients(plan, NULL, NULL, grads, opts, grad, k, "hma_plan_group_gradients_store");
 }

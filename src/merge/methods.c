@@ -3,7 +3,7 @@
  * handed to the kernels (linear, task arithmetic, SLERP coefficients), and
  * the per-chunk call into hma__kernel_combine. docs/merging.md is the spec.
  */
-#include "methods.h"
+#include "merge/methods.h"
 
 #include <math.h>
 #include <string.h>

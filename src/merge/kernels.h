@@ -25,21 +25,17 @@
 
 #include "internal.h"
 
+#include "core/cpu.h"
+
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
-typedef enum hma__kpath { HMA_KPATH_SCALAR = 0, HMA_KPATH_AVX2 = 1, HMA_KPATH_AVX512 = 2 } hma__kpath;
-#define HMA_KPATH_COUNT 3
-
-/* Fastest path this CPU supports (cached, thread-safe). The environment
- * variable HMA_KPATH=scalar|avx2|avx512, read once, caps the choice (to run
- * the whole library on one path when testing). */
-int hma__kpath_best(void);
-/* 1 if this CPU can run `path` (and this build has it), else 0. */
-int hma__kpath_available(int path);
-/* "scalar", "avx2", "avx512"; "?" for anything else. */
-const char *hma__kpath_name(int path);
+/* A kernel "path" is an hma_simd level (HMA_SIMD_SCALAR, _AVX2, _AVX512).
+ * The CPU dispatch is core/cpu.h: hma__cpu_level() is the default path
+ * (capped by the environment variable HMA_SIMD), hma__cpu_level_available()
+ * says whether a path can run here. */
+#define HMA__KPATH_COUNT 3 /* scalar, avx2, avx512 */
 
 #define HMA_KMAX_INPUTS 64
 
@@ -244,10 +240,5 @@ extern const hma__kops hma__kops_avx512; /* only when HMA_HAVE_AVX512_KERNELS */
  * elements [e0, e1) (SIMD fused loops call it once they saw one). */
 int hma__kfind_bad(const hma__combine *op, size_t e0, size_t e1, size_t *bad_input,
                    size_t *bad_elem);
-
-#if defined(__x86_64__) && defined(__GNUC__)
-#define HMA_HAVE_AVX2_KERNELS 1
-#define HMA_HAVE_AVX512_KERNELS 1
-#endif
 
 #endif /* HMA_KERNELS_H */

@@ -4,7 +4,7 @@
  * these features at run time. FMA is never used for arithmetic (products are
  * rounded before they are added, as the contract says).
  */
-#include "kernels.h"
+#include "merge/kernels.h"
 
 #ifdef HMA_HAVE_AVX2_KERNELS
 #include <immintrin.h>
@@ -112,6 +112,6 @@ static inline void ks_st2_bf16(void *p, ks_vf a, ks_vf b) {
     _mm256_storeu_si256((__m256i *)p, _mm256_packus_epi32(ks_bf16_bits(a), ks_bf16_bits(b)));
 }
 
-#include "kernels_simd.h"
+#include "merge/kernels_simd.h"
 
 #endif
