@@ -63,7 +63,10 @@ SONAME := libhma.so.$(VERSION_MAJOR)
 SHARED := $(LIBOUT)/libhma.so.$(VERSION)
 STATIC := $(LIBOUT)/libhma.a
 
-EX_SRC := $(sort $(wildcard examples/hma*.c)) examples/toyllm.c
+# The hma program: its commands (examples/cli/) and the experiment they run
+# (examples/experiment/: toy evaluator, search driver, plot).
+EX_SRC := $(sort $(wildcard examples/cli/*.c examples/experiment/*.c))
+EX_INC := -Iexamples/cli -Iexamples/experiment
 HMA_BIN := $(if $(SAN),$(BUILD)/examples/hma,examples/hma)
 
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
@@ -115,20 +118,20 @@ $(STATIC): $(LIB_OBJ)
 # ---- examples ------------------------------------------------------------------
 # The example programs link the shared library as a user would; the rpath
 # lets them run from the source tree without installing.
-$(HMA_BIN): $(EX_SRC) examples/*.h include/hma.h $(SHARED) $(LIBOUT)/libhma.so $(LIBOUT)/libhma.so.$(VERSION_MAJOR)
+$(HMA_BIN): $(EX_SRC) $(wildcard examples/cli/*.h examples/experiment/*.h) include/hma.h $(SHARED) $(LIBOUT)/libhma.so $(LIBOUT)/libhma.so.$(VERSION_MAJOR)
 	@mkdir -p $(@D)
-	$(CC) $(APP_CFLAGS) -o $@ $(EX_SRC) -L$(LIBOUT) -Wl,-rpath,'$$ORIGIN/../$(LIBOUT)' -Wl,-rpath,$(abspath $(LIBOUT)) -lhma $(LIBS)
+	$(CC) $(APP_CFLAGS) $(EX_INC) -o $@ $(EX_SRC) -L$(LIBOUT) -Wl,-rpath,'$$ORIGIN/../$(LIBOUT)' -Wl,-rpath,$(abspath $(LIBOUT)) -lhma $(LIBS)
 
 # ---- tests -----------------------------------------------------------------------
 # tests/test_*.c use only the public API and link the shared library;
 # tests/internal/test_*.c reach internal functions through the static library.
 # A test of example code (tests/test_toyllm.c) also compiles the example it tests.
-$(BUILD)/tests/test_toyllm: TEST_EXTRA := examples/toyllm.c
-$(BUILD)/tests/test_toyllm: examples/toyllm.c examples/toyllm.h
+$(BUILD)/tests/test_toyllm: TEST_EXTRA := examples/experiment/toyllm.c
+$(BUILD)/tests/test_toyllm: examples/experiment/toyllm.c examples/experiment/toyllm.h
 
 $(BUILD)/tests/%: tests/%.c $(TESTUTIL) tests/testutil.h include/hma.h $(SHARED) $(LIBOUT)/libhma.so $(LIBOUT)/libhma.so.$(VERSION_MAJOR)
 	@mkdir -p $(@D)
-	$(CC) $(APP_CFLAGS) -Itests -Iexamples -o $@ $< $(TEST_EXTRA) $(TESTUTIL) -L$(LIBOUT) -Wl,-rpath,$(abspath $(LIBOUT)) -lhma -lcmocka $(LIBS)
+	$(CC) $(APP_CFLAGS) -Itests -Iexamples/experiment -o $@ $< $(TEST_EXTRA) $(TESTUTIL) -L$(LIBOUT) -Wl,-rpath,$(abspath $(LIBOUT)) -lhma -lcmocka $(LIBS)
 
 $(BUILD)/tests/internal/%: tests/internal/%.c $(TESTUTIL) tests/testutil.h $(STATIC)
 	@mkdir -p $(@D)
@@ -177,7 +180,7 @@ abi-update: lib
 
 run: deps
 	@$(MAKE) --no-print-directory all
-	@sh examples/run.sh $(HMA_BIN)
+	@sh examples/experiment/run.sh $(HMA_BIN)
 
 bench:
 	@$(MAKE) --no-print-directory deps DEB_PKGS="$(DEB_PKGS) $(BENCH_PKGS)"
