@@ -4,6 +4,7 @@
 #   make test       every test (installs missing Debian packages first)
 #   make bench      benchmarks (not part of make test)
 #   make install PREFIX=/usr/local DESTDIR=   /   make uninstall   /   make clean
+#                   (library, header, pkg-config file, and the Python binding hma.py)
 #   make SAN=asan test    the same tests under ASan+UBSan+LSan (build in build/asan)
 #   make SAN=tsan test-concurrency   the multi-threaded tests under TSan (build/tsan)
 #   make valgrind   the unit test programs under valgrind memcheck
@@ -21,6 +22,9 @@ DESTDIR ?=
 LIBDIR_INSTALL ?= $(PREFIX)/lib
 INCDIR_INSTALL ?= $(PREFIX)/include
 PYTHON ?= /usr/bin/python3
+# Where `make install` puts the Python binding hma.py: the folder $(PYTHON)
+# reads modules of $(PREFIX) from (tools/python-sitedir.py).
+PYTHON_SITEDIR ?= $(shell $(PYTHON) tools/python-sitedir.py $(PREFIX) 2>/dev/null)
 
 # Sanitizer builds live in their own folders so that they never mix with the
 # normal objects.
@@ -81,7 +85,7 @@ lib: $(SHARED) $(LIBOUT)/libhma.so.$(VERSION_MAJOR) $(LIBOUT)/libhma.so $(STATIC
 
 # ---- dependencies (Debian 12) ----------------------------------------------
 DEB_PKGS := build-essential pkg-config libopenblas-dev libzstd-dev libcmocka-dev \
-            python3 python3-numpy valgrind abigail-tools clang libclang-rt-14-dev
+            python3 python3-numpy python3-pip python3-setuptools valgrind abigail-tools clang libclang-rt-14-dev
 # make bench also measures the PyTorch merge users run today (Debian's torch).
 BENCH_PKGS := python3-torch
 deps:
@@ -207,11 +211,16 @@ install: lib
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR_INSTALL)|' \
 	    -e 's|@INCLUDEDIR@|$(INCDIR_INSTALL)|' -e 's|@VERSION@|$(VERSION)|' \
 	    pkgconfig/libhma.pc.in > $(DESTDIR)$(LIBDIR_INSTALL)/pkgconfig/libhma.pc
+	@[ -n "$(PYTHON_SITEDIR)" ] || { echo "make install: $(PYTHON) not found: set PYTHON_SITEDIR"; exit 1; }
+	install -d $(DESTDIR)$(PYTHON_SITEDIR)
+	sed -e 's|^_LIBDIR = None$$|_LIBDIR = "$(LIBDIR_INSTALL)"|' examples/python/hma.py > $(DESTDIR)$(PYTHON_SITEDIR)/hma.py
+	chmod 644 $(DESTDIR)$(PYTHON_SITEDIR)/hma.py
 
 uninstall:
 	rm -f $(DESTDIR)$(INCDIR_INSTALL)/hma.h $(DESTDIR)$(LIBDIR_INSTALL)/libhma.so.$(VERSION) \
 	      $(DESTDIR)$(LIBDIR_INSTALL)/libhma.so.$(VERSION_MAJOR) $(DESTDIR)$(LIBDIR_INSTALL)/libhma.so \
 	      $(DESTDIR)$(LIBDIR_INSTALL)/libhma.a $(DESTDIR)$(LIBDIR_INSTALL)/pkgconfig/libhma.pc
+	[ -z "$(PYTHON_SITEDIR)" ] || rm -f $(DESTDIR)$(PYTHON_SITEDIR)/hma.py $(DESTDIR)$(PYTHON_SITEDIR)/__pycache__/hma.*.pyc
 
 clean:
 	rm -rf build lib examples/hma
