@@ -1,5 +1,6 @@
 # libhma - top-level Makefile.
 #   make            library (lib/libhma.so.1.0.0, lib/libhma.a) and examples/hma
+#                   (installs missing Debian packages first, as make deps)
 #   make run        the main job on the built-in toy checkpoint pair
 #   make test       every test (installs missing Debian packages first)
 #   make bench      benchmarks (not part of make test)
@@ -15,6 +16,7 @@ VERSION_MAJOR := $(shell sed -n 's/^\#define HMA_VERSION_MAJOR \([0-9]*\).*/\1/p
 VERSION_MINOR := $(shell sed -n 's/^\#define HMA_VERSION_MINOR \([0-9]*\).*/\1/p' include/hma.h)
 VERSION_PATCH := $(shell sed -n 's/^\#define HMA_VERSION_PATCH \([0-9]*\).*/\1/p' include/hma.h)
 VERSION := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
+VERSION_NUMBER := $(shell echo $$(($(VERSION_MAJOR) * 10000 + $(VERSION_MINOR) * 100 + $(VERSION_PATCH))))
 
 CC ?= cc
 PREFIX ?= /usr/local
@@ -79,7 +81,13 @@ ITEST_SRC := $(sort $(wildcard tests/internal/test_*.c))
 ITEST_BIN := $(patsubst tests/internal/%.c,$(BUILD)/tests/internal/%,$(ITEST_SRC))
 TESTUTIL := tests/testutil.c
 
-.PHONY: all lib deps run test test-unit test-concurrency valgrind abi-check abi-update bench install uninstall clean docs fuzz
+.PHONY: default all lib deps run test test-unit test-concurrency valgrind abi-check abi-update bench install uninstall clean docs fuzz
+# Plain `make` first installs the Debian packages that are missing (make deps;
+# silent when all are there), like make test and make run; `make all` builds
+# without that check.
+.DEFAULT_GOAL := default
+default: deps
+	@$(MAKE) --no-print-directory all
 all: lib $(HMA_BIN)
 lib: $(SHARED) $(LIBOUT)/libhma.so.$(VERSION_MAJOR) $(LIBOUT)/libhma.so $(STATIC)
 
@@ -89,14 +97,16 @@ DEB_PKGS := build-essential pkg-config libopenblas-dev libzstd-dev libcmocka-dev
 # make bench also measures the PyTorch merge users run today (Debian's torch).
 BENCH_PKGS := python3-torch
 deps:
-	@missing=""; for p in $(DEB_PKGS); do \
+	@command -v dpkg-query >/dev/null || { echo "make deps: not a Debian system: install the equivalents of $(DEB_PKGS) yourself"; exit 0; }; \
+	missing=""; for p in $(DEB_PKGS); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "make deps: installing$$missing"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	  $$SUDO apt-get update -qq >/dev/null && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null || exit 1; \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null \
+	  || { echo "make deps: could not install$$missing: run 'make deps' as root (or with sudo), or install them yourself"; exit 1; }; \
 	fi
 
 # ---- library -----------------------------------------------------------------
@@ -132,6 +142,9 @@ $(HMA_BIN): $(EX_SRC) $(wildcard examples/cli/*.h examples/experiment/*.h) inclu
 # A test of example code (tests/test_toyllm.c) also compiles the example it tests.
 $(BUILD)/tests/test_toyllm: TEST_EXTRA := examples/experiment/toyllm.c
 $(BUILD)/tests/test_toyllm: examples/experiment/toyllm.c examples/experiment/toyllm.h
+
+# test_version checks the header and the library against the Makefile's VERSION.
+$(BUILD)/tests/test_version: TEST_EXTRA := -DHMA_TEST_VERSION='"$(VERSION)"' -DHMA_TEST_VERSION_NUMBER=$(VERSION_NUMBER)
 
 $(BUILD)/tests/%: tests/%.c $(TESTUTIL) tests/testutil.h include/hma.h $(SHARED) $(LIBOUT)/libhma.so $(LIBOUT)/libhma.so.$(VERSION_MAJOR)
 	@mkdir -p $(@D)
