@@ -1,5 +1,5 @@
 /*
- * cli_progress.h - the `hma` program's progress display for long merges:
+ * cli/progress.h - the `hma` program's progress display for long merges:
  * a bar with percent, GB/s and ETA on stderr when stderr is a terminal,
  * otherwise nothing until the caller prints its one-line summary.
  */
