@@ -1,9 +1,11 @@
 # libhma - top-level Makefile.
 #   make            library (lib/libhma.so.1.0.0, lib/libhma.a) and examples/hma
+#                   (installs missing Debian packages first, as make deps)
 #   make run        the main job on the built-in toy checkpoint pair
 #   make test       every test (installs missing Debian packages first)
 #   make bench      benchmarks (not part of make test)
 #   make install PREFIX=/usr/local DESTDIR=   /   make uninstall   /   make clean
+#                   (library, header, pkg-config file, and the Python binding hma.py)
 #   make SAN=asan test    the same tests under ASan+UBSan+LSan (build in build/asan)
 #   make SAN=tsan test-concurrency   the multi-threaded tests under TSan (build/tsan)
 #   make valgrind   the unit test programs under valgrind memcheck
@@ -14,6 +16,7 @@ VERSION_MAJOR := $(shell sed -n 's/^\#define HMA_VERSION_MAJOR \([0-9]*\).*/\1/p
 VERSION_MINOR := $(shell sed -n 's/^\#define HMA_VERSION_MINOR \([0-9]*\).*/\1/p' include/hma.h)
 VERSION_PATCH := $(shell sed -n 's/^\#define HMA_VERSION_PATCH \([0-9]*\).*/\1/p' include/hma.h)
 VERSION := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
+VERSION_NUMBER := $(shell echo $$(($(VERSION_MAJOR) * 10000 + $(VERSION_MINOR) * 100 + $(VERSION_PATCH))))
 
 CC ?= cc
 PREFIX ?= /usr/local
@@ -21,6 +24,9 @@ DESTDIR ?=
 LIBDIR_INSTALL ?= $(PREFIX)/lib
 INCDIR_INSTALL ?= $(PREFIX)/include
 PYTHON ?= /usr/bin/python3
+# Where `make install` puts the Python binding hma.py: the folder $(PYTHON)
+# reads modules of $(PREFIX) from (tools/python-sitedir.py).
+PYTHON_SITEDIR ?= $(shell $(PYTHON) tools/python-sitedir.py $(PREFIX) 2>/dev/null)
 
 # Sanitizer builds live in their own folders so that they never mix with the
 # normal objects.
@@ -67,7 +73,10 @@ SONAME := libhma.so.$(VERSION_MAJOR)
 SHARED := $(LIBOUT)/libhma.so.$(VERSION)
 STATIC := $(LIBOUT)/libhma.a
 
-EX_SRC := $(sort $(wildcard examples/hma*.c)) examples/toyllm.c
+# The hma program: its commands (examples/cli/) and the experiment they run
+# (examples/experiment/: toy evaluator, search driver, plot).
+EX_SRC := $(sort $(wildcard examples/cli/*.c examples/experiment/*.c))
+EX_INC := -Iexamples/cli -Iexamples/experiment
 HMA_BIN := $(if $(SAN),$(BUILD)/examples/hma,examples/hma)
 
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
@@ -76,24 +85,32 @@ ITEST_SRC := $(sort $(wildcard tests/internal/test_*.c))
 ITEST_BIN := $(patsubst tests/internal/%.c,$(BUILD)/tests/internal/%,$(ITEST_SRC))
 TESTUTIL := tests/testutil.c
 
-.PHONY: all lib deps run test test-unit test-concurrency valgrind abi-check abi-update bench install uninstall clean docs fuzz
+.PHONY: default all lib deps run test test-unit test-concurrency valgrind abi-check abi-update bench install uninstall clean docs fuzz
+# Plain `make` first installs the Debian packages that are missing (make deps;
+# silent when all are there), like make test and make run; `make all` builds
+# without that check.
+.DEFAULT_GOAL := default
+default: deps
+	@$(MAKE) --no-print-directory all
 all: lib $(HMA_BIN)
 lib: $(SHARED) $(LIBOUT)/libhma.so.$(VERSION_MAJOR) $(LIBOUT)/libhma.so $(STATIC)
 
 # ---- dependencies (Debian 12) ----------------------------------------------
 DEB_PKGS := build-essential pkg-config libopenblas-dev libzstd-dev libcmocka-dev \
-            python3 python3-numpy valgrind abigail-tools clang libclang-rt-14-dev
+            python3 python3-numpy python3-pip python3-setuptools valgrind abigail-tools clang libclang-rt-14-dev
 # make bench also measures the PyTorch merge users run today (Debian's torch).
 BENCH_PKGS := python3-torch
 deps:
-	@missing=""; for p in $(DEB_PKGS); do \
+	@command -v dpkg-query >/dev/null || { echo "make deps: not a Debian system: install the equivalents of $(DEB_PKGS) yourself"; exit 0; }; \
+	missing=""; for p in $(DEB_PKGS); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "make deps: installing$$missing"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	  $$SUDO apt-get update -qq >/dev/null && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null || exit 1; \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null \
+	  || { echo "make deps: could not install$$missing: run 'make deps' as root (or with sudo), or install them yourself"; exit 1; }; \
 	fi
 
 # ---- library -----------------------------------------------------------------
@@ -119,20 +136,23 @@ $(STATIC): $(LIB_OBJ)
 # ---- examples ------------------------------------------------------------------
 # The example programs link the shared library as a user would; the rpath
 # lets them run from the source tree without installing.
-$(HMA_BIN): $(EX_SRC) examples/*.h include/hma.h $(SHARED) $(LIBOUT)/libhma.so $(LIBOUT)/libhma.so.$(VERSION_MAJOR)
+$(HMA_BIN): $(EX_SRC) $(wildcard examples/cli/*.h examples/experiment/*.h) include/hma.h $(SHARED) $(LIBOUT)/libhma.so $(LIBOUT)/libhma.so.$(VERSION_MAJOR)
 	@mkdir -p $(@D)
-	$(CC) $(APP_CFLAGS) -o $@ $(EX_SRC) -L$(LIBOUT) -Wl,-rpath,'$$ORIGIN/../$(LIBOUT)' -Wl,-rpath,$(abspath $(LIBOUT)) -lhma $(LIBS)
+	$(CC) $(APP_CFLAGS) $(EX_INC) -o $@ $(EX_SRC) -L$(LIBOUT) -Wl,-rpath,'$$ORIGIN/../$(LIBOUT)' -Wl,-rpath,$(abspath $(LIBOUT)) -lhma $(LIBS)
 
 # ---- tests -----------------------------------------------------------------------
 # tests/test_*.c use only the public API and link the shared library;
 # tests/internal/test_*.c reach internal functions through the static library.
 # A test of example code (tests/test_toyllm.c) also compiles the example it tests.
-$(BUILD)/tests/test_toyllm: TEST_EXTRA := examples/toyllm.c
-$(BUILD)/tests/test_toyllm: examples/toyllm.c examples/toyllm.h
+$(BUILD)/tests/test_toyllm: TEST_EXTRA := examples/experiment/toyllm.c
+$(BUILD)/tests/test_toyllm: examples/experiment/toyllm.c examples/experiment/toyllm.h
+
+# test_version checks the header and the library against the Makefile's VERSION.
+$(BUILD)/tests/test_version: TEST_EXTRA := -DHMA_TEST_VERSION='"$(VERSION)"' -DHMA_TEST_VERSION_NUMBER=$(VERSION_NUMBER)
 
 $(BUILD)/tests/%: tests/%.c $(TESTUTIL) tests/testutil.h include/hma.h $(SHARED) $(LIBOUT)/libhma.so $(LIBOUT)/libhma.so.$(VERSION_MAJOR)
 	@mkdir -p $(@D)
-	$(CC) $(APP_CFLAGS) -Itests -Iexamples -o $@ $< $(TEST_EXTRA) $(TESTUTIL) -L$(LIBOUT) -Wl,-rpath,$(abspath $(LIBOUT)) -lhma -lcmocka $(LIBS)
+	$(CC) $(APP_CFLAGS) -Itests -Iexamples/experiment -o $@ $< $(TEST_EXTRA) $(TESTUTIL) -L$(LIBOUT) -Wl,-rpath,$(abspath $(LIBOUT)) -lhma -lcmocka $(LIBS)
 
 $(BUILD)/tests/internal/%: tests/internal/%.c $(TESTUTIL) tests/testutil.h $(STATIC)
 	@mkdir -p $(@D)
@@ -181,7 +201,7 @@ abi-update: lib
 
 run: deps
 	@$(MAKE) --no-print-directory all
-	@sh examples/run.sh $(HMA_BIN)
+	@sh examples/experiment/run.sh $(HMA_BIN)
 
 bench:
 	@$(MAKE) --no-print-directory deps DEB_PKGS="$(DEB_PKGS) $(BENCH_PKGS)"
@@ -208,11 +228,16 @@ install: lib
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR_INSTALL)|' \
 	    -e 's|@INCLUDEDIR@|$(INCDIR_INSTALL)|' -e 's|@VERSION@|$(VERSION)|' \
 	    pkgconfig/libhma.pc.in > $(DESTDIR)$(LIBDIR_INSTALL)/pkgconfig/libhma.pc
+	@[ -n "$(PYTHON_SITEDIR)" ] || { echo "make install: $(PYTHON) not found: set PYTHON_SITEDIR"; exit 1; }
+	install -d $(DESTDIR)$(PYTHON_SITEDIR)
+	sed -e 's|^_LIBDIR = None$$|_LIBDIR = "$(LIBDIR_INSTALL)"|' examples/python/hma.py > $(DESTDIR)$(PYTHON_SITEDIR)/hma.py
+	chmod 644 $(DESTDIR)$(PYTHON_SITEDIR)/hma.py
 
 uninstall:
 	rm -f $(DESTDIR)$(INCDIR_INSTALL)/hma.h $(DESTDIR)$(LIBDIR_INSTALL)/libhma.so.$(VERSION) \
 	      $(DESTDIR)$(LIBDIR_INSTALL)/libhma.so.$(VERSION_MAJOR) $(DESTDIR)$(LIBDIR_INSTALL)/libhma.so \
 	      $(DESTDIR)$(LIBDIR_INSTALL)/libhma.a $(DESTDIR)$(LIBDIR_INSTALL)/pkgconfig/libhma.pc
+	[ -z "$(PYTHON_SITEDIR)" ] || rm -f $(DESTDIR)$(PYTHON_SITEDIR)/hma.py $(DESTDIR)$(PYTHON_SITEDIR)/__pycache__/hma.*.pyc
 
 clean:
 	rm -rf build lib examples/hma

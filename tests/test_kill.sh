@@ -53,12 +53,17 @@ merge_bg() { "$HMA" merge --base "$D/base.safetensors" --model "$D/aligned.safet
 t0=$(ms)
 merge "$D/ref.safetensors" 2>"$D/err" || { cat "$D/err" >&2; fail "reference merge failed"; }
 "$HMA" inspect "$D/ref.safetensors" >/dev/null || fail "reference is not valid"
-# timed a second time, warm, as the runs below will be
-t1=$(ms)
-merge "$D/ref2.safetensors" 2>"$D/err" || { cat "$D/err" >&2; fail "second reference merge failed"; }
-T=$(($(ms) - t1))
-cmp -s "$D/ref.safetensors" "$D/ref2.safetensors" || fail "two uninterrupted merges differ"
-rm -f "$D/ref2.safetensors"
+# timed again, warm, as the runs below will be: the fastest of three (one
+# slow outlier on a busy machine would put most kills after the merge's end)
+T=
+for k in 1 2 3; do
+    t1=$(ms)
+    merge "$D/ref2.safetensors" 2>"$D/err" || { cat "$D/err" >&2; fail "second reference merge failed"; }
+    t=$(($(ms) - t1))
+    if [ -z "$T" ] || [ "$t" -lt "$T" ]; then T=$t; fi
+    cmp -s "$D/ref.safetensors" "$D/ref2.safetensors" || fail "two uninterrupted merges differ"
+    rm -f "$D/ref2.safetensors"
+done
 
 mkdir "$D/out" || exit 1
 OUT=$D/out/merged.safetensors

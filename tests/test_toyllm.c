@@ -1,4 +1,4 @@
-/* test_toyllm.c - the toy-llama evaluator (examples/toyllm.c) against an
+/* test_toyllm.c - the toy-llama evaluator (examples/experiment/toyllm.c) against an
  * independent float64 reference on a few rows of eval.bin, its thread
  * invariance and error codes, and models merged in memory by a plan
  * (a = 0 is base exactly, a = 1 aligned, a = 0.5 equals the saved merge). */

@@ -1,4 +1,8 @@
-/* The runtime version functions agree with the header macros. */
+/* The version the library reports, and the header's macros, against the
+ * Makefile's VERSION (passed as HMA_TEST_VERSION "M.m.p" and
+ * HMA_TEST_VERSION_NUMBER, computed by make), which also names the shared
+ * library file and the pkg-config version; and hma_strerror() over every
+ * error code. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,25 +12,37 @@
 
 #include "hma.h"
 
-static void version_matches_header(void **state) {
+#if !defined(HMA_TEST_VERSION) || !defined(HMA_TEST_VERSION_NUMBER)
+#error "build with make: it passes -DHMA_TEST_VERSION and -DHMA_TEST_VERSION_NUMBER"
+#endif
+
+static void version_matches_makefile(void **state) {
     (void)state;
-    assert_int_equal(hma_version_number(), HMA_VERSION_NUMBER);
-    assert_string_equal(hma_version_string(), HMA_VERSION_STRING);
-    char buf[32];
-    snprintf(buf, sizeof buf, "%d.%d.%d", HMA_VERSION_MAJOR, HMA_VERSION_MINOR, HMA_VERSION_PATCH);
-    assert_string_equal(hma_version_string(), buf);
-    assert_int_equal(HMA_VERSION_NUMBER, HMA_VERSION_MAJOR * 10000 + HMA_VERSION_MINOR * 100 + HMA_VERSION_PATCH);
+    /* the header */
+    assert_string_equal(HMA_VERSION_STRING, HMA_TEST_VERSION);
+    assert_int_equal(HMA_VERSION_NUMBER, HMA_TEST_VERSION_NUMBER);
+    int major, minor, patch, end = 0;
+    assert_int_equal(sscanf(HMA_VERSION_STRING, "%d.%d.%d%n", &major, &minor, &patch, &end), 3);
+    assert_int_equal(end, (int)strlen(HMA_VERSION_STRING));
+    assert_int_equal(major, HMA_VERSION_MAJOR);
+    assert_int_equal(minor, HMA_VERSION_MINOR);
+    assert_int_equal(patch, HMA_VERSION_PATCH);
+    /* the library linked */
+    assert_string_equal(hma_version_string(), HMA_TEST_VERSION);
+    assert_int_equal(hma_version_number(), HMA_TEST_VERSION_NUMBER);
     assert_int_equal(hma_max_dims(), HMA_MAX_DIMS);
 }
 
 static void strerror_is_total(void **state) {
     (void)state;
     assert_string_equal(hma_strerror(HMA_OK), "success");
-    for (int c = 0; c <= HMA_ERR_EXISTS; c++) {
+    for (int c = 0; c < HMA_ERR_COUNT; c++) {
         const char *s = hma_strerror(c);
         assert_non_null(s);
         assert_string_not_equal(s, "unknown error");
+        for (int d = 0; d < c; d++) assert_string_not_equal(s, hma_strerror(d)); /* one message per code */
     }
+    assert_string_equal(hma_strerror(HMA_ERR_COUNT), "unknown error");
     assert_string_equal(hma_strerror(-1), "unknown error");
     assert_string_equal(hma_strerror(100000), "unknown error");
 }
@@ -60,7 +76,7 @@ static void dtype_table(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(version_matches_header),
+        cmocka_unit_test(version_matches_makefile),
         cmocka_unit_test(strerror_is_total),
         cmocka_unit_test(dtype_table),
     };

@@ -1,9 +1,11 @@
 """hma.py - Python binding of libhma (pure ctypes, no compiled extension).
 
-Copy this one file next to your script, or put examples/python on sys.path.
+Copy this one file next to your script, put examples/python on sys.path, or
+install it: `make install` (with the library), or `pip install ./examples/python`.
 The library is found, in this order, at $HMA_LIBRARY, in the source tree's
-lib/ folder (../../lib/libhma.so.1 from this file), then wherever the dynamic
-linker finds libhma.so.1 (an installed prefix). numpy is optional: without it
+lib/ folder (../../lib/libhma.so.1 from this file), in the folder `make
+install` wrote into this file, then wherever the dynamic linker finds
+libhma.so.1 (an installed prefix). numpy is optional: without it
 everything works except the calls that return arrays, which raise HmaError.
 
     import hma
@@ -51,6 +53,10 @@ __all__ = [
 
 #: The C header version this binding was written for (include/hma.h 1.0.0).
 HEADER_VERSION = (1, 0, 0)
+#: The binding's own version (pyproject.toml reads it): HEADER_VERSION as text.
+__version__ = "1.0.0"
+#: The folder of the installed libhma.so.1; `make install` writes it here.
+_LIBDIR = None
 
 # ---------------------------------------------------------------------------
 # Loading the library
@@ -63,6 +69,8 @@ def _candidates():
         return [env]  # an explicit choice is never second-guessed
     here = os.path.dirname(os.path.abspath(__file__))
     out = [os.path.normpath(os.path.join(here, "..", "..", "lib", "libhma.so.1"))]
+    if _LIBDIR:
+        out.append(os.path.join(_LIBDIR, "libhma.so.1"))
     found = ctypes.util.find_library("hma")
     if found:
         out.append(found)

@@ -1,6 +1,7 @@
-/* hma_pack.c - `hma pack` and `hma unpack`: lossless delta packs of a checkpoint. */
+/* cli/pack.c - `hma pack` and `hma unpack`: lossless delta packs of a checkpoint. */
 #include "hma.h"
-#include "hma_cli.h"
+#include "args.h"
+#include "cli.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,15 +30,6 @@ static void unpack_usage(FILE *f) {
             "  --threads N    worker threads (default: one per CPU)\n");
 }
 
-static int parse_uint(const char *s, unsigned long long max, unsigned long long *out) {
-    char *end;
-    if (!s || !*s || *s == '-') return -1;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (*end || v > max) return -1;
-    *out = v;
-    return 0;
-}
-
 static void print_stats(const char *what, const hma_pack_stats *s) {
     double ratio = s->packed_bytes ? (double)s->raw_bytes / (double)s->packed_bytes : 0.0;
     double mbs = s->seconds > 0 ? (double)s->raw_bytes / s->seconds / 1e6 : 0.0;
@@ -48,94 +40,94 @@ static void print_stats(const char *what, const hma_pack_stats *s) {
            (unsigned long long)s->chunks, s->seconds, mbs);
 }
 
-int hma_cmd_pack(int argc, char **argv) {
+int cli_cmd_pack(int argc, char **argv) {
     const char *base_path = NULL, *model = NULL, *out = NULL;
     hma_pack_options opt;
     hma_pack_options_init(&opt);
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
+    cli_args a;
+    cli_args_init(&a, argc, argv);
+    while (cli_args_next(&a)) {
+        const char *s;
         unsigned long long v;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+        long l;
+        if (cli_args_help(&a)) {
             pack_usage(stdout);
             return 0;
-        } else if (!strcmp(a, "--base")) {
-            if (++i >= argc) return hma_cli_usage("pack", "--base needs a path");
-            base_path = argv[i];
-        } else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
-            if (++i >= argc) return hma_cli_usage("pack", "-o needs a path");
-            out = argv[i];
-        } else if (!strcmp(a, "--level")) {
-            if (++i >= argc) return hma_cli_usage("pack", "--level needs a number");
-            char *end;
-            long l = strtol(argv[i], &end, 10);
-            if (!*argv[i] || *end || l < -100 || l > 22) return hma_cli_usage("pack", "--level must be -100..22");
+        } else if (cli_args_value(&a, "--base", &s)) {
+            if (!s) return cli_usage("pack", "--base needs a path");
+            base_path = s;
+        } else if (cli_args_value(&a, "-o", &s) || cli_args_value(&a, "--output", &s)) {
+            if (!s) return cli_usage("pack", "-o needs a path");
+            out = s;
+        } else if (cli_args_value(&a, "--level", &s)) {
+            if (!s) return cli_usage("pack", "--level needs a number");
+            if (cli_parse_long(s, -100, 22, &l)) return cli_usage("pack", "--level must be -100..22");
             opt.level = (int)l;
-        } else if (!strcmp(a, "--threads")) {
-            if (++i >= argc || parse_uint(argv[i], 1024, &v) || v == 0)
-                return hma_cli_usage("pack", "--threads must be 1..1024");
+        } else if (cli_args_value(&a, "--threads", &s)) {
+            if (cli_parse_ull(s, 1024, &v) || v == 0) return cli_usage("pack", "--threads must be 1..1024");
             opt.threads = (unsigned)v;
-        } else if (!strcmp(a, "--chunk")) {
-            if (++i >= argc || parse_uint(argv[i], HMA_PACK_MAX_CHUNK, &v))
-                return hma_cli_usage("pack", "--chunk must be a byte count");
+        } else if (cli_args_value(&a, "--chunk", &s)) {
+            if (cli_parse_ull(s, HMA_PACK_MAX_CHUNK, &v)) return cli_usage("pack", "--chunk must be a byte count");
             opt.chunk_size = v;
-        } else if (a[0] == '-' && a[1]) {
-            return hma_cli_usage("pack", "unknown option");
+        } else if (cli_args_is_option(&a)) {
+            return cli_usage("pack", "unknown option");
         } else if (model) {
-            return hma_cli_usage("pack", "more than one MODEL");
+            return cli_usage("pack", "more than one MODEL");
         } else {
-            model = a;
+            model = a.arg;
         }
     }
-    if (!model) return hma_cli_usage("pack", "missing MODEL");
-    if (!out) return hma_cli_usage("pack", "missing -o OUT");
+    if (!model) return cli_usage("pack", "missing MODEL");
+    if (!out) return cli_usage("pack", "missing -o OUT");
     hma_store *base = NULL;
     int rc;
-    if (base_path && (rc = hma_store_open(&base, base_path, 0))) return hma_cli_fail("pack", rc);
+    if (base_path && (rc = hma_store_open(&base, base_path, 0))) return cli_fail("pack", rc);
     hma_pack_stats st;
     hma_pack_stats_init(&st);
     rc = hma_pack_create(model, base, out, &opt, &st);
     hma_store_close(base);
-    if (rc) return hma_cli_fail("pack", rc);
+    if (rc) return cli_fail("pack", rc);
     print_stats("pack", &st);
     return 0;
 }
 
-int hma_cmd_unpack(int argc, char **argv) {
+int cli_cmd_unpack(int argc, char **argv) {
     const char *base_path = NULL, *pack = NULL, *out = NULL;
     int verify = 0;
     hma_pack_options opt;
     hma_pack_options_init(&opt);
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
+    cli_args a;
+    cli_args_init(&a, argc, argv);
+    while (cli_args_next(&a)) {
+        const char *s;
         unsigned long long v;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+        if (cli_args_help(&a)) {
             unpack_usage(stdout);
             return 0;
-        } else if (!strcmp(a, "--base")) {
-            if (++i >= argc) return hma_cli_usage("unpack", "--base needs a path");
-            base_path = argv[i];
-        } else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
-            if (++i >= argc) return hma_cli_usage("unpack", "-o needs a path");
-            out = argv[i];
-        } else if (!strcmp(a, "--verify")) {
+        } else if (cli_args_value(&a, "--base", &s)) {
+            if (!s) return cli_usage("unpack", "--base needs a path");
+            base_path = s;
+        } else if (cli_args_value(&a, "-o", &s) || cli_args_value(&a, "--output", &s)) {
+            if (!s) return cli_usage("unpack", "-o needs a path");
+            out = s;
+        } else if (cli_args_flag(&a, "--verify")) {
             verify = 1;
-        } else if (!strcmp(a, "--threads")) {
-            if (++i >= argc || parse_uint(argv[i], 1024, &v) || v == 0)
-                return hma_cli_usage("unpack", "--threads must be 1..1024");
+        } else if (cli_args_value(&a, "--threads", &s)) {
+            if (cli_parse_ull(s, 1024, &v) || v == 0) return cli_usage("unpack", "--threads must be 1..1024");
             opt.threads = (unsigned)v;
-        } else if (a[0] == '-' && a[1]) {
-            return hma_cli_usage("unpack", "unknown option");
+        } else if (cli_args_is_option(&a)) {
+            return cli_usage("unpack", "unknown option");
         } else if (pack) {
-            return hma_cli_usage("unpack", "more than one PACK");
+            return cli_usage("unpack", "more than one PACK");
         } else {
-            pack = a;
+            pack = a.arg;
         }
     }
-    if (!pack) return hma_cli_usage("unpack", "missing PACK");
-    if (!out) return hma_cli_usage("unpack", "missing -o OUT");
+    if (!pack) return cli_usage("unpack", "missing PACK");
+    if (!out) return cli_usage("unpack", "missing -o OUT");
     hma_store *base = NULL;
     int rc;
-    if (base_path && (rc = hma_store_open(&base, base_path, 0))) return hma_cli_fail("unpack", rc);
+    if (base_path && (rc = hma_store_open(&base, base_path, 0))) return cli_fail("unpack", rc);
     hma_pack_stats st;
     hma_pack_stats_init(&st);
     rc = hma_pack_unpack(pack, base, out, &opt, &st);
@@ -149,6 +141,6 @@ int hma_cmd_unpack(int argc, char **argv) {
         }
     }
     hma_store_close(base);
-    if (rc) return hma_cli_fail("unpack", rc);
+    if (rc) return cli_fail("unpack", rc);
     return 0;
 }

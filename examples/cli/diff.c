@@ -1,9 +1,10 @@
 /*
- * hma_diff.c - `hma diff A B`: how far checkpoint B moved from A, tensor by
+ * cli/diff.c - `hma diff A B`: how far checkpoint B moved from A, tensor by
  * tensor and layer by layer (||B-A||, ||A||, relative change, cosine): the
  * numbers a user looks at to choose HMA groups. Run `hma diff --help`.
  */
-#include "hma_cli.h"
+#include "args.h"
+#include "cli.h"
 
 #include <hma.h>
 
@@ -119,30 +120,27 @@ static void json_stats(FILE *o, const double s[4]) {
     jnum(o, d[4]);
 }
 
-int hma_cmd_diff(int argc, char **argv) {
+int cli_cmd_diff(int argc, char **argv) {
     const char *pa = NULL, *pb = NULL;
     int json = 0, layers_only = 0;
     long threads = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+    cli_args a;
+    cli_args_init(&a, argc, argv);
+    while (cli_args_next(&a)) {
+        const char *v;
+        if (cli_args_help(&a)) {
             diff_usage(stdout);
             return 0;
-        } else if (!strcmp(a, "--json")) json = 1;
-        else if (!strcmp(a, "--layers-only")) layers_only = 1;
-        else if (!strcmp(a, "--threads") || !strncmp(a, "--threads=", 10)) {
-            const char *v = a[9] == '=' ? a + 10 : (i + 1 < argc ? argv[++i] : NULL);
-            char *end;
-            errno = 0;
-            threads = v ? strtol(v, &end, 10) : -1;
-            if (!v || end == v || *end || errno || threads < 0 || threads > 4096)
-                return hma_cli_usage(CMD, "--threads needs an integer 0..4096");
-        } else if (a[0] == '-' && a[1]) return hma_cli_usage(CMD, "unknown option");
-        else if (!pa) pa = a;
-        else if (!pb) pb = a;
-        else return hma_cli_usage(CMD, "more than two checkpoints");
+        } else if (cli_args_flag(&a, "--json")) json = 1;
+        else if (cli_args_flag(&a, "--layers-only")) layers_only = 1;
+        else if (cli_args_value(&a, "--threads", &v)) {
+            if (cli_parse_long(v, 0, 4096, &threads)) return cli_usage(CMD, "--threads needs an integer 0..4096");
+        } else if (cli_args_is_option(&a)) return cli_usage(CMD, "unknown option");
+        else if (!pa) pa = a.arg;
+        else if (!pb) pb = a.arg;
+        else return cli_usage(CMD, "more than two checkpoints");
     }
-    if (!pb) return hma_cli_usage(CMD, "need two checkpoints A and B");
+    if (!pb) return cli_usage(CMD, "need two checkpoints A and B");
 
     hma_store *st[2] = {NULL, NULL};
     hma_plan *plan = NULL;
@@ -151,7 +149,7 @@ int hma_cmd_diff(int argc, char **argv) {
     int rc;
     if ((rc = hma_store_open(&st[0], pa, 0)) != HMA_OK || (rc = hma_store_open(&st[1], pb, 0)) != HMA_OK ||
         (rc = hma_plan_create(&plan, st, 2)) != HMA_OK) {
-        rc = hma_cli_fail(CMD, rc);
+        rc = cli_fail(CMD, rc);
         goto done;
     }
     size_t R = hma_plan_tensor_count(plan);
@@ -229,16 +227,16 @@ int hma_cmd_diff(int argc, char **argv) {
     FILE *o = stdout;
     if (json) {
         fputs("{\"a\":", o);
-        hma_cli_json_string(o, pa);
+        cli_json_string(o, pa);
         fputs(",\"b\":", o);
-        hma_cli_json_string(o, pb);
+        cli_json_string(o, pb);
         fputs(",\"tensors\":[", o);
         int first = 1;
         for (size_t k = 0; k < R; k++) {
             if (!rows[k].measured) continue;
             fputs(first ? "\n{\"name\":" : ",\n{\"name\":", o);
             first = 0;
-            hma_cli_json_string(o, rows[k].name);
+            cli_json_string(o, rows[k].name);
             if (rows[k].layer >= 0) fprintf(o, ",\"layer\":%ld,", rows[k].layer);
             else fputs(",\"layer\":null,", o);
             fprintf(o, "\"elements\":%llu,",
@@ -268,9 +266,9 @@ int hma_cmd_diff(int argc, char **argv) {
             if (rows[k].measured) continue;
             fputs(first ? "{\"name\":" : ",{\"name\":", o);
             first = 0;
-            hma_cli_json_string(o, rows[k].name);
+            cli_json_string(o, rows[k].name);
             fputs(",\"reason\":", o);
-            hma_cli_json_string(o, rows[k].note ? rows[k].note : "");
+            cli_json_string(o, rows[k].note ? rows[k].note : "");
             fputc('}', o);
         }
         fputs("]}\n", o);

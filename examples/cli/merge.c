@@ -1,10 +1,11 @@
 /*
- * hma_merge.c - `hma merge`: average checkpoints with a merge plan (MA, HMA,
+ * cli/merge.c - `hma merge`: average checkpoints with a merge plan (MA, HMA,
  * model soups, task arithmetic, SLERP) and write the result to a
  * .safetensors file or a Hugging Face style folder. Run `hma merge --help`.
  */
-#include "hma_cli.h"
-#include "hma_progress.h"
+#include "args.h"
+#include "cli.h"
+#include "progress.h"
 
 #include <hma.h>
 
@@ -62,45 +63,18 @@ static void merge_usage(FILE *f) {
 
 /* ---- small parsers ------------------------------------------------------- */
 
-static int parse_double(const char *s, double *out) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (end == s || *end || errno == ERANGE || !isfinite(v)) return -1;
-    *out = v;
-    return 0;
-}
-
-/* Comma-separated finite doubles; *out is malloc'ed. Returns count, -1 on error. */
+/* Comma-separated finite doubles (cli_parse_list); *out is malloc'ed. Returns count, -1 on error. */
 static long parse_list(const char *s, double **out) {
     size_t n = 1;
     for (const char *p = s; *p; p++) n += *p == ',';
     if (n > MAX_LIST) return -1;
     double *v = malloc(n * sizeof *v);
-    char *copy = strdup(s);
-    if (!v || !copy) {
-        free(v);
-        free(copy);
-        return -1;
-    }
-    size_t k = 0;
-    int bad = 0;
-    /* strtok would skip empty items: walk by hand so "0.5,,1" is refused. */
-    char *item = copy;
-    for (;;) {
-        char *comma = strchr(item, ',');
-        if (comma) *comma = 0;
-        if (parse_double(item, &v[k++]) != 0) bad = 1;
-        if (!comma) break;
-        item = comma + 1;
-    }
-    free(copy);
-    if (bad) {
+    if (!v || cli_parse_list(s, v, n) != n) {
         free(v);
         return -1;
     }
     *out = v;
-    return (long)k;
+    return (long)n;
 }
 
 /* "5GB" (powers of 1000), "500MiB" (powers of 1024), "123" bytes. */
@@ -283,7 +257,7 @@ static int print_plan(hma_plan *plan, const char *const *paths, const char *meth
             int r = hma_plan_tensor_weights(plan, i, w, N, NULL);
             if (r) {
                 fputc('\n', o);
-                rc = hma_cli_fail(CMD, r);
+                rc = cli_fail(CMD, r);
                 goto out;
             }
             print_weights(o, w, N);
@@ -304,7 +278,7 @@ static int print_plan(hma_plan *plan, const char *const *paths, const char *meth
     int r = hma_plan_get_weights(plan, W, K * N, NULL);
     if (!r) r = hma_plan_mean_weights(plan, w, N);
     if (r) {
-        rc = hma_cli_fail(CMD, r);
+        rc = cli_fail(CMD, r);
         goto out;
     }
     fprintf(o, "groups:\n%-6s %-9s %8s %14s  %s\n", "group", "layers", "tensors", "bytes", "weights (input 0..N-1)");
@@ -356,44 +330,29 @@ typedef struct opts {
     long threads;
 } opts;
 
-/* Value of an option given as "--opt VALUE" or "--opt=VALUE"; NULL if argv[*i] is another option. */
-static int opt_value(int argc, char **argv, int *i, const char *name, const char **val, int *missing) {
-    size_t n = strlen(name);
-    if (strncmp(argv[*i], name, n) != 0) return 0;
-    if (argv[*i][n] == '=') {
-        *val = argv[*i] + n + 1;
-        return 1;
-    }
-    if (argv[*i][n]) return 0;
-    if (*i + 1 >= argc) {
-        *missing = 1;
-        return 1;
-    }
-    *val = argv[++*i];
-    return 1;
-}
-
 static int parse_args(int argc, char **argv, opts *o) {
     memset(o, 0, sizeof *o);
     o->normalize = -1;
     o->threads = 0;
     int last = -1; /* input the next --weight applies to */
-    for (int i = 1; i < argc; i++) {
-        const char *v = NULL, *a = argv[i];
-        int miss = 0;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+    cli_args args;
+    cli_args_init(&args, argc, argv);
+    cli_args *A = &args;
+    while (cli_args_next(A)) {
+        const char *a = A->arg, *v = a; /* an option's value; NULL when it has none */
+        if (cli_args_help(A)) {
             merge_usage(stdout);
             return -1;
         }
-        if (!strcmp(a, "--dry-run")) o->dry_run = 1;
-        else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) o->quiet = 1;
-        else if (!strcmp(a, "--normalize")) o->normalize = 1;
-        else if (!strcmp(a, "--no-normalize")) o->normalize = 0;
-        else if (!strcmp(a, "--allow-nonfinite")) o->allow_nonfinite = 1;
-        else if (opt_value(argc, argv, &i, "--base", &v, &miss)) {
-            if (miss) return hma_cli_usage(CMD, "--base needs a path");
-            if (o->has_base) return hma_cli_usage(CMD, "--base given twice");
-            if (o->n >= MAX_INPUTS) return hma_cli_usage(CMD, "too many inputs (at most 64)");
+        if (cli_args_flag(A, "--dry-run")) o->dry_run = 1;
+        else if (cli_args_flag(A, "-q") || cli_args_flag(A, "--quiet")) o->quiet = 1;
+        else if (cli_args_flag(A, "--normalize")) o->normalize = 1;
+        else if (cli_args_flag(A, "--no-normalize")) o->normalize = 0;
+        else if (cli_args_flag(A, "--allow-nonfinite")) o->allow_nonfinite = 1;
+        else if (cli_args_value(A, "--base", &v)) {
+            if (!v) return cli_usage(CMD, "--base needs a path");
+            if (o->has_base) return cli_usage(CMD, "--base given twice");
+            if (o->n >= MAX_INPUTS) return cli_usage(CMD, "too many inputs (at most 64)");
             /* the base is input 0: shift the models given so far */
             memmove(o->paths + 1, o->paths, o->n * sizeof o->paths[0]);
             memmove(o->weight + 1, o->weight, o->n * sizeof o->weight[0]);
@@ -403,48 +362,40 @@ static int parse_args(int argc, char **argv, opts *o) {
             o->n++;
             o->has_base = 1;
             last = 0;
-        } else if (opt_value(argc, argv, &i, "--model", &v, &miss) || (a[0] != '-' || !a[1])) {
-            if (miss) return hma_cli_usage(CMD, "--model needs a path");
-            if (!v) v = a;
-            if (o->n >= MAX_INPUTS) return hma_cli_usage(CMD, "too many inputs (at most 64)");
+        } else if (cli_args_value(A, "--model", &v) || !cli_args_is_option(A)) {
+            if (!v) return cli_usage(CMD, "--model needs a path");
+            if (o->n >= MAX_INPUTS) return cli_usage(CMD, "too many inputs (at most 64)");
             o->paths[o->n] = v;
             o->has_weight[o->n] = 0;
             last = (int)o->n++;
-        } else if (opt_value(argc, argv, &i, "--weight", &v, &miss)) {
-            if (miss) return hma_cli_usage(CMD, "--weight needs a number");
-            if (last < 0) return hma_cli_usage(CMD, "--weight must follow --base or --model");
-            if (o->has_weight[last]) return hma_cli_usage(CMD, "two --weight for one input");
-            if (parse_double(v, &o->weight[last])) return hma_cli_usage(CMD, "--weight needs a finite number");
+        } else if (cli_args_value(A, "--weight", &v)) {
+            if (!v) return cli_usage(CMD, "--weight needs a number");
+            if (last < 0) return cli_usage(CMD, "--weight must follow --base or --model");
+            if (o->has_weight[last]) return cli_usage(CMD, "two --weight for one input");
+            if (cli_parse_double(v, &o->weight[last])) return cli_usage(CMD, "--weight needs a finite number");
             o->has_weight[last] = 1;
-        } else if (opt_value(argc, argv, &i, "-o", &v, &miss) || opt_value(argc, argv, &i, "--output", &v, &miss)) {
-            if (miss) return hma_cli_usage(CMD, "-o needs a path");
-            if (o->out) return hma_cli_usage(CMD, "-o given twice");
+        } else if (cli_args_value(A, "-o", &v) || cli_args_value(A, "--output", &v)) {
+            if (!v) return cli_usage(CMD, "-o needs a path");
+            if (o->out) return cli_usage(CMD, "-o given twice");
             o->out = v;
-        } else if (opt_value(argc, argv, &i, "--method", &v, &miss)) o->method = v;
-        else if (opt_value(argc, argv, &i, "--groups", &v, &miss)) o->groups = v;
-        else if (opt_value(argc, argv, &i, "--dtype", &v, &miss)) o->dtype = v;
-        else if (opt_value(argc, argv, &i, "--copy-unmatched", &v, &miss)) o->copy_unmatched = v;
-        else if (opt_value(argc, argv, &i, "--simd", &v, &miss)) o->simd = v;
-        else if (opt_value(argc, argv, &i, "--shard-size", &v, &miss)) o->shard = v;
-        else if (opt_value(argc, argv, &i, "--alpha", &v, &miss)) o->alpha = v;
-        else if (opt_value(argc, argv, &i, "--gradient", &v, &miss)) o->gradient = v;
-        else if (opt_value(argc, argv, &i, "--weights", &v, &miss)) o->weights = v;
-        else if (opt_value(argc, argv, &i, "--threads", &v, &miss)) {
-            if (!miss) {
-                char *end;
-                errno = 0;
-                long t = strtol(v, &end, 10);
-                if (end == v || *end || errno || t < 0 || t > 4096)
-                    return hma_cli_usage(CMD, "--threads needs an integer 0..4096");
-                o->threads = t;
-            }
-        } else if (opt_value(argc, argv, &i, "--rule", &v, &miss)) {
-            if (!miss) {
-                if (o->n_rules >= sizeof o->rules / sizeof o->rules[0]) return hma_cli_usage(CMD, "too many --rule");
+        } else if (cli_args_value(A, "--method", &v)) o->method = v;
+        else if (cli_args_value(A, "--groups", &v)) o->groups = v;
+        else if (cli_args_value(A, "--dtype", &v)) o->dtype = v;
+        else if (cli_args_value(A, "--copy-unmatched", &v)) o->copy_unmatched = v;
+        else if (cli_args_value(A, "--simd", &v)) o->simd = v;
+        else if (cli_args_value(A, "--shard-size", &v)) o->shard = v;
+        else if (cli_args_value(A, "--alpha", &v)) o->alpha = v;
+        else if (cli_args_value(A, "--gradient", &v)) o->gradient = v;
+        else if (cli_args_value(A, "--weights", &v)) o->weights = v;
+        else if (cli_args_value(A, "--threads", &v)) {
+            if (v && cli_parse_long(v, 0, 4096, &o->threads)) return cli_usage(CMD, "--threads needs an integer 0..4096");
+        } else if (cli_args_value(A, "--rule", &v)) {
+            if (v) {
+                if (o->n_rules >= sizeof o->rules / sizeof o->rules[0]) return cli_usage(CMD, "too many --rule");
                 o->rules[o->n_rules++] = v;
             }
-        } else return hma_cli_usage(CMD, "unknown option");
-        if (miss) return hma_cli_usage(CMD, "option needs a value");
+        } else return cli_usage(CMD, "unknown option");
+        if (!v) return cli_usage(CMD, "option needs a value");
     }
     return 0;
 }
@@ -466,7 +417,7 @@ static int find_input(const opts *o, const char *s, long *idx) {
     return -1;
 }
 
-int hma_cmd_merge(int argc, char **argv) {
+int cli_cmd_merge(int argc, char **argv) {
     opts o;
     int rc = parse_args(argc, argv, &o);
     if (rc < 0) return 0; /* --help */
@@ -478,9 +429,9 @@ int hma_cmd_merge(int argc, char **argv) {
     if (!strcmp(mname, "linear")) method = HMA_METHOD_LINEAR;
     else if (!strcmp(mname, "task") || !strcmp(mname, "task_arithmetic")) method = HMA_METHOD_TASK_ARITHMETIC, mname = "task";
     else if (!strcmp(mname, "slerp")) method = HMA_METHOD_SLERP;
-    else return hma_cli_usage(CMD, "--method must be linear, task or slerp");
-    if (o.n < 2) return hma_cli_usage(CMD, "need at least 2 inputs (--base and --model, or two --model)");
-    if (!o.out && !o.dry_run) return hma_cli_usage(CMD, "missing -o OUT (or --dry-run)");
+    else return cli_usage(CMD, "--method must be linear, task or slerp");
+    if (o.n < 2) return cli_usage(CMD, "need at least 2 inputs (--base and --model, or two --model)");
+    if (!o.out && !o.dry_run) return cli_usage(CMD, "missing -o OUT (or --dry-run)");
     int n_kinds = !!o.alpha + !!o.gradient + !!o.weights;
     int any_weight = 0, all_weight = 1;
     for (size_t j = 0; j < o.n; j++) {
@@ -488,19 +439,19 @@ int hma_cmd_merge(int argc, char **argv) {
         if (!o.has_weight[j] && !(method == HMA_METHOD_TASK_ARITHMETIC && j == 0)) all_weight = 0;
     }
     if (any_weight) n_kinds++;
-    if (n_kinds > 1) return hma_cli_usage(CMD, "give only one of --alpha, --gradient, --weights, --weight");
-    if (any_weight && !all_weight) return hma_cli_usage(CMD, "give --weight for every input or for none");
-    if ((o.alpha || o.gradient) && o.n != 2) return hma_cli_usage(CMD, "--alpha and --gradient need exactly 2 inputs");
+    if (n_kinds > 1) return cli_usage(CMD, "give only one of --alpha, --gradient, --weights, --weight");
+    if (any_weight && !all_weight) return cli_usage(CMD, "give --weight for every input or for none");
+    if ((o.alpha || o.gradient) && o.n != 2) return cli_usage(CMD, "--alpha and --gradient need exactly 2 inputs");
     if ((o.alpha || o.gradient) && method == HMA_METHOD_TASK_ARITHMETIC)
-        return hma_cli_usage(CMD, "--method task takes --weight/--weights, not --alpha");
-    if (method == HMA_METHOD_SLERP && o.n != 2) return hma_cli_usage(CMD, "--method slerp needs exactly 2 inputs");
+        return cli_usage(CMD, "--method task takes --weight/--weights, not --alpha");
+    if (method == HMA_METHOD_SLERP && o.n != 2) return cli_usage(CMD, "--method slerp needs exactly 2 inputs");
     if (o.normalize >= 0 && method != HMA_METHOD_LINEAR)
-        return hma_cli_usage(CMD, "--normalize applies to --method linear only");
+        return cli_usage(CMD, "--normalize applies to --method linear only");
     int dtype = HMA_DTYPE_COUNT;
     if (o.dtype) {
         hma_dtype d;
         if (hma_dtype_from_name(o.dtype, &d) != HMA_OK || !hma_dtype_is_float(d))
-            return hma_cli_usage(CMD, "--dtype must be F32, F16, BF16 or F64");
+            return cli_usage(CMD, "--dtype must be F32, F16, BF16 or F64");
         dtype = (int)d;
     }
     int simd = HMA_SIMD_AUTO;
@@ -509,17 +460,17 @@ int hma_cmd_merge(int argc, char **argv) {
         else if (!strcmp(o.simd, "scalar")) simd = HMA_SIMD_SCALAR;
         else if (!strcmp(o.simd, "avx2")) simd = HMA_SIMD_AVX2;
         else if (!strcmp(o.simd, "avx512")) simd = HMA_SIMD_AVX512;
-        else return hma_cli_usage(CMD, "--simd must be scalar, avx2, avx512 or auto");
+        else return cli_usage(CMD, "--simd must be scalar, avx2, avx512 or auto");
     }
     uint64_t shard = 0;
     int folder_out = o.out && !ends_with(o.out, ".safetensors");
     if (o.shard) {
-        if (parse_size(o.shard, &shard)) return hma_cli_usage(CMD, "--shard-size needs a size such as 5GB or 500MiB");
-        if (o.out && !folder_out) return hma_cli_usage(CMD, "--shard-size needs a folder output (-o DIR)");
+        if (parse_size(o.shard, &shard)) return cli_usage(CMD, "--shard-size needs a size such as 5GB or 500MiB");
+        if (o.out && !folder_out) return cli_usage(CMD, "--shard-size needs a folder output (-o DIR)");
     }
     long copy_from = -1;
     if (o.copy_unmatched && find_input(&o, o.copy_unmatched, &copy_from))
-        return hma_cli_usage(CMD, "--copy-unmatched needs an input index or one of the input paths");
+        return cli_usage(CMD, "--copy-unmatched needs an input index or one of the input paths");
     char *side_from = NULL; /* first input that is a model folder */
     for (size_t j = 0; j < o.n && !side_from; j++) side_from = input_folder(o.paths[j]);
     if (folder_out && is_dir(o.out)) {
@@ -533,7 +484,7 @@ int hma_cmd_merge(int argc, char **argv) {
             if (same) {
                 free(ro);
                 free(side_from);
-                return hma_cli_usage(CMD, "the output folder is an input's folder; choose another -o");
+                return cli_usage(CMD, "the output folder is an input's folder; choose another -o");
             }
         }
         free(ro);
@@ -542,13 +493,13 @@ int hma_cmd_merge(int argc, char **argv) {
     long n_alpha = 0, n_list = 0;
     if (o.alpha && (n_alpha = parse_list(o.alpha, &alpha)) < 0) {
         free(side_from);
-        return hma_cli_usage(CMD, "--alpha needs finite numbers separated by commas");
+        return cli_usage(CMD, "--alpha needs finite numbers separated by commas");
     }
     const char *lst = o.gradient ? o.gradient : o.weights;
     if (lst && (n_list = parse_list(lst, &list)) < 0) {
         free(side_from);
         free(alpha);
-        return hma_cli_usage(CMD, "--gradient/--weights need finite numbers separated by commas");
+        return cli_usage(CMD, "--gradient/--weights need finite numbers separated by commas");
     }
 
     /* ---- open and plan ---- */
@@ -576,7 +527,7 @@ int hma_cmd_merge(int argc, char **argv) {
     for (size_t r = 0; r < o.n_rules; r++) {
         const char *eq = strrchr(o.rules[r], '=');
         if (!eq || eq == o.rules[r] || !eq[1]) {
-            rc = hma_cli_usage(CMD, "--rule needs PATTERN=GROUP (GROUP an index or 'mean')");
+            rc = cli_usage(CMD, "--rule needs PATTERN=GROUP (GROUP an index or 'mean')");
             lib = 0;
             goto done;
         }
@@ -587,7 +538,7 @@ int hma_cmd_merge(int argc, char **argv) {
             errno = 0;
             long v = strtol(eq + 1, &end, 10);
             if (*end || errno || v < 0 || (size_t)v >= K) {
-                rc = hma_cli_usage(CMD, "--rule group must be 'mean' or an index below the group count");
+                rc = cli_usage(CMD, "--rule group must be 'mean' or an index below the group count");
                 lib = 0;
                 goto done;
             }
@@ -615,7 +566,7 @@ int hma_cmd_merge(int argc, char **argv) {
             char msg[160];
             snprintf(msg, sizeof msg, "--alpha has %ld values but the groups '%s' make %zu", n_alpha,
                      hma_plan_groups_spec(plan), K);
-            rc = hma_cli_usage(CMD, msg);
+            rc = cli_usage(CMD, msg);
             lib = 0;
             goto done;
         } else rc = hma_plan_set_ratios(plan, alpha, (size_t)n_alpha);
@@ -624,7 +575,7 @@ int hma_cmd_merge(int argc, char **argv) {
     } else if (o.weights || any_weight || method == HMA_METHOD_TASK_ARITHMETIC) {
         W = calloc(K * N, sizeof *W);
         if (!W) {
-            rc = hma_cli_usage(CMD, "out of memory");
+            rc = cli_usage(CMD, "out of memory");
             lib = 0;
             goto done;
         }
@@ -640,7 +591,7 @@ int hma_cmd_merge(int argc, char **argv) {
                 char msg[200];
                 snprintf(msg, sizeof msg, "--weights has %ld values; expected %zu (one per input)%s", n_list, N,
                          task ? " or one per model" : (K > 1 ? " or groups x inputs" : ""));
-                rc = hma_cli_usage(CMD, msg);
+                rc = cli_usage(CMD, msg);
                 lib = 0;
                 goto done;
             }
@@ -660,11 +611,11 @@ int hma_cmd_merge(int argc, char **argv) {
     }
 
     /* ---- merge ---- */
-    hma_progress pr;
-    hma_progress_init(&pr, o.quiet);
-    if ((rc = hma_plan_set_progress(plan, hma_progress_cb, &pr)) != HMA_OK) goto done;
+    cli_progress pr;
+    cli_progress_init(&pr, o.quiet);
+    if ((rc = hma_plan_set_progress(plan, cli_progress_cb, &pr)) != HMA_OK) goto done;
     rc = hma_plan_merge_to(plan, o.out, shard);
-    double secs = hma_progress_finish(&pr);
+    double secs = cli_progress_finish(&pr);
     if (rc) goto done;
     lib = 0;
     size_t written = 0;
@@ -680,7 +631,7 @@ int hma_cmd_merge(int argc, char **argv) {
     /* after the weights are committed: each side file appears whole or not at all */
     if (folder_out && side_from && copy_side_files(side_from, o.out, o.quiet)) rc = 1;
 done:
-    if (rc && lib) rc = hma_cli_fail(CMD, rc);
+    if (rc && lib) rc = cli_fail(CMD, rc);
     hma_plan_free(plan);
     for (size_t j = 0; j < o.n; j++) hma_store_close(st[j]);
     free(W);

@@ -1,8 +1,8 @@
 /*
- * hma_plot.c - SVG writer of hma_plot.h: linear axes with 1-2-5 "nice"
+ * experiment/plot.c - SVG writer of plot.h: linear axes with 1-2-5 "nice"
  * ticks, markers, polylines, point labels and a legend box.
  */
-#include "hma_plot.h"
+#include "plot.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -59,22 +59,22 @@ static int tick_decimals(double step) {
     return d < 0 ? 0 : d > 8 ? 8 : d;
 }
 
-static void marker(FILE *f, hma_mark m, double x, double y, const char *color) {
+static void marker(FILE *f, exp_mark m, double x, double y, const char *color) {
     const double r = 4.5;
     switch (m) {
-    case HMA_MARK_SQUARE:
+    case EXP_MARK_SQUARE:
         fprintf(f, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"%s\" stroke=\"black\" stroke-width=\"0.8\"/>\n",
                 x - r, y - r, 2 * r, 2 * r, color);
         break;
-    case HMA_MARK_DIAMOND:
+    case EXP_MARK_DIAMOND:
         fprintf(f, "<polygon points=\"%.2f,%.2f %.2f,%.2f %.2f,%.2f %.2f,%.2f\" fill=\"%s\" stroke=\"black\" stroke-width=\"0.8\"/>\n",
                 x, y - 1.4 * r, x + 1.4 * r, y, x, y + 1.4 * r, x - 1.4 * r, y, color);
         break;
-    case HMA_MARK_TRIANGLE:
+    case EXP_MARK_TRIANGLE:
         fprintf(f, "<polygon points=\"%.2f,%.2f %.2f,%.2f %.2f,%.2f\" fill=\"%s\" stroke=\"black\" stroke-width=\"0.8\"/>\n",
                 x, y - 1.5 * r, x + 1.3 * r, y + r, x - 1.3 * r, y + r, color);
         break;
-    case HMA_MARK_STAR: {
+    case EXP_MARK_STAR: {
         fprintf(f, "<polygon points=\"");
         for (int i = 0; i < 10; i++) {
             double ang = -PLOT_PI / 2 + i * PLOT_PI / 5, rr = i % 2 ? 0.45 * 1.8 * r : 1.8 * r;
@@ -89,8 +89,8 @@ static void marker(FILE *f, hma_mark m, double x, double y, const char *color) {
     }
 }
 
-int hma_plot_svg(const char *path, const char *title, const char *xlabel, const char *ylabel,
-                 const hma_plot_series *series, size_t n_series) {
+int exp_plot_svg(const char *path, const char *title, const char *xlabel, const char *ylabel,
+                 const exp_plot_series *series, size_t n_series) {
     double xmin = INFINITY, xmax = -INFINITY, ymin = INFINITY, ymax = -INFINITY;
     for (size_t s = 0; s < n_series; s++)
         for (size_t i = 0; i < series[s].n; i++) {
@@ -142,7 +142,7 @@ int hma_plot_svg(const char *path, const char *title, const char *xlabel, const 
 
     /* series: lines first, then markers and labels on top */
     for (size_t s = 0; s < n_series; s++) {
-        const hma_plot_series *sr = &series[s];
+        const exp_plot_series *sr = &series[s];
         if (!sr->line || sr->n < 2) continue;
         fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.8\" points=\"", sr->color);
         int first = 1;
@@ -154,7 +154,7 @@ int hma_plot_svg(const char *path, const char *title, const char *xlabel, const 
         fputs("\"/>\n", f);
     }
     for (size_t s = 0; s < n_series; s++) {
-        const hma_plot_series *sr = &series[s];
+        const exp_plot_series *sr = &series[s];
         for (size_t i = 0; i < sr->n; i++) {
             if (!isfinite(sr->x[i]) || !isfinite(sr->y[i])) continue;
             double px = PX(sr->x[i]), py = PY(sr->y[i]);
@@ -184,7 +184,7 @@ int hma_plot_svg(const char *path, const char *title, const char *xlabel, const 
         double cx = corner & 1 ? ML + 10 : ML + pw - bw - 10, cy = corner & 2 ? MT + ph - bh - 10 : MT + 10;
         long hits = 0;
         for (size_t s = 0; s < n_series; s++) {
-            const hma_plot_series *sr = &series[s];
+            const exp_plot_series *sr = &series[s];
             for (size_t i = 0; i < sr->n; i++) {
                 int steps = sr->line && i + 1 < sr->n ? 20 : 1;
                 for (int j = 0; j < steps; j++) {

@@ -1,6 +1,6 @@
 /*
- * hma.c - the `hma` command-line program: main() with subcommand dispatch
- * (see hma_cli.h for how subcommands in other files plug in), the shared
+ * cli/hma.c - the `hma` command-line program: main() with subcommand dispatch
+ * (see cli.h for how subcommands in other files plug in), the shared
  * error/JSON output helpers, and `hma inspect`.
  *
  *   hma inspect PATH [--json] [--pread]
@@ -11,7 +11,8 @@
  *       one JSON object. Exit 0 when valid; otherwise 1 and one line on
  *       stderr naming the error.
  */
-#include "hma_cli.h"
+#include "args.h"
+#include "cli.h"
 
 #include <hma.h>
 
@@ -27,20 +28,19 @@ typedef struct command {
 } command;
 
 static const command commands[] = {
-    {"inspect", hma_cmd_inspect, "validate a checkpoint and list its tensors and metadata"},
-    {"merge", hma_cmd_merge, "average checkpoints (MA, HMA, soups, task arithmetic, SLERP)"},
-    {"diff", hma_cmd_diff, "compare two checkpoints tensor by tensor"},
-    {"eval", hma_cmd_eval, "score a toy-llama checkpoint"},
-    {"search", hma_cmd_search, "search per-group ratios / Pareto front"},
-    {"groups", hma_cmd_groups, "show how tensors are grouped into layers"},
-    {"pack", hma_cmd_pack, "encode a checkpoint as a delta pack against a base"},
-    {"unpack", hma_cmd_unpack, "decode a delta pack back to safetensors"},
+    {"inspect", cli_cmd_inspect, "validate a checkpoint and list its tensors and metadata"},
+    {"merge", cli_cmd_merge, "average checkpoints (MA, HMA, soups, task arithmetic, SLERP)"},
+    {"diff", cli_cmd_diff, "compare two checkpoints tensor by tensor"},
+    {"eval", cli_cmd_eval, "score a toy-llama checkpoint"},
+    {"search", cli_cmd_search, "search per-group ratios / Pareto front"},
+    {"pack", cli_cmd_pack, "encode a checkpoint as a delta pack against a base"},
+    {"unpack", cli_cmd_unpack, "decode a delta pack back to safetensors"},
 };
 
 static void print_help(FILE *f) {
     fprintf(f, "usage: hma COMMAND [ARGS...]   (libhma %s)\n\ncommands:\n", hma_version_string());
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (commands[i].fn) fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
+        fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
     fprintf(f, "\nRun 'hma COMMAND --help' for a command's options.\n");
 }
 
@@ -53,19 +53,19 @@ static void put_one_line(FILE *f, const char *s) {
     }
 }
 
-int hma_cli_fail(const char *cmd, int code) {
+int cli_fail(const char *cmd, int code) {
     fprintf(stderr, "hma %s: %s: ", cmd, hma_strerror(code));
     put_one_line(stderr, hma_last_error());
     fputc('\n', stderr);
     return 1;
 }
 
-int hma_cli_usage(const char *cmd, const char *message) {
+int cli_usage(const char *cmd, const char *message) {
     fprintf(stderr, "hma %s: %s (try 'hma %s --help')\n", cmd, message, cmd);
     return 2;
 }
 
-void hma_cli_json_string(FILE *f, const char *s) {
+void cli_json_string(FILE *f, const char *s) {
     fputc('"', f);
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
@@ -93,25 +93,27 @@ static void inspect_usage(FILE *f) {
             "  --pread  read without memory-mapping (same output)\n");
 }
 
-int hma_cmd_inspect(int argc, char **argv) {
+int cli_cmd_inspect(int argc, char **argv) {
     const char *path = NULL;
     int json = 0;
     unsigned flags = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--json")) json = 1;
-        else if (!strcmp(argv[i], "--pread")) flags |= HMA_OPEN_PREAD;
-        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+    cli_args a;
+    cli_args_init(&a, argc, argv);
+    while (cli_args_next(&a)) {
+        if (cli_args_flag(&a, "--json")) json = 1;
+        else if (cli_args_flag(&a, "--pread")) flags |= HMA_OPEN_PREAD;
+        else if (cli_args_help(&a)) {
             inspect_usage(stdout);
             return 0;
-        } else if (argv[i][0] == '-' && argv[i][1]) return hma_cli_usage("inspect", "unknown option");
-        else if (path) return hma_cli_usage("inspect", "more than one PATH");
-        else path = argv[i];
+        } else if (cli_args_is_option(&a)) return cli_usage("inspect", "unknown option");
+        else if (path) return cli_usage("inspect", "more than one PATH");
+        else path = a.arg;
     }
-    if (!path) return hma_cli_usage("inspect", "missing PATH");
+    if (!path) return cli_usage("inspect", "missing PATH");
 
     hma_store *st = NULL;
     int rc = hma_store_open(&st, path, flags);
-    if (rc) return hma_cli_fail("inspect", rc);
+    if (rc) return cli_fail("inspect", rc);
 
     size_t n = hma_store_count(st);
     uint64_t params = 0, bytes = 0;
@@ -129,26 +131,26 @@ int hma_cmd_inspect(int argc, char **argv) {
     size_t nf = hma_store_file_count(st), nm = hma_store_metadata_count(st);
     if (json) {
         fputs("{\"path\":", o);
-        hma_cli_json_string(o, path);
+        cli_json_string(o, path);
         fputs(",\"files\":[", o);
         for (size_t i = 0; i < nf; i++) {
             if (i) fputc(',', o);
-            hma_cli_json_string(o, hma_store_file_path(st, i));
+            cli_json_string(o, hma_store_file_path(st, i));
         }
         fputs("],\"metadata\":{", o);
         for (size_t i = 0; i < nm; i++) {
             const char *k, *v;
             hma_store_metadata_at(st, i, &k, &v);
             if (i) fputc(',', o);
-            hma_cli_json_string(o, k);
+            cli_json_string(o, k);
             fputc(':', o);
-            hma_cli_json_string(o, v);
+            cli_json_string(o, v);
         }
         fputs("},\"tensors\":[", o);
         for (size_t i = 0; i < n; i++) {
             const hma_tensor *t = hma_store_tensor(st, i);
             fputs(i ? ",\n{\"name\":" : "\n{\"name\":", o);
-            hma_cli_json_string(o, hma_tensor_name(t));
+            cli_json_string(o, hma_tensor_name(t));
             fprintf(o, ",\"dtype\":\"%s\",\"shape\":[", hma_dtype_name(hma_tensor_dtype(t)));
             const uint64_t *sh = hma_tensor_shape(t);
             for (unsigned k = 0; k < hma_tensor_ndim(t); k++) fprintf(o, k ? ",%" PRIu64 : "%" PRIu64, sh[k]);
@@ -221,7 +223,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (commands[i].fn && !strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
     fprintf(stderr, "hma: unknown command '");
     put_one_line(stderr, argv[1]);
     fprintf(stderr, "' (try 'hma --help')\n");

@@ -1,5 +1,7 @@
 /*
- * hma_search.c - `hma search`: the paper's experiment on a toy-llama pair.
+ * experiment/search.c - the search driver of the alignment-tax experiment
+ * (`hma search`, cli/search.c, reads its options): the paper's experiment
+ * on a toy-llama pair.
  *
  * Scores plain model averaging (MA) along a = 0 (base) ... 1 (aligned) on the
  * full eval set, then at each HMA mean runs a derivative-free search
@@ -20,9 +22,11 @@
  * a saved merge would be) and every score is cached: nothing is scored twice.
  */
 #define _POSIX_C_SOURCE 200809L
-#include "hma_cli.h"
-#include "hma_eval.h"
-#include "hma_plot.h"
+#include "search.h"
+
+#include "cli.h"
+#include "plot.h"
+#include "toyeval.h"
 
 #include "hma.h"
 
@@ -34,7 +38,7 @@
 #include <sys/stat.h>
 
 #define MAXK 16
-#define MAXLIST 64
+#define MAXLIST EXP_SEARCH_MAX_LIST
 
 typedef struct {
     double r[MAXK];
@@ -45,7 +49,7 @@ typedef struct {
 typedef struct {
     hma_plan *plan;
     size_t k;
-    hma_toy_rows *rows[2]; /* [0] subset, [1] full */
+    exp_rows *rows[2]; /* [0] subset, [1] full */
     int threads;
     cached *c;
     size_t n, cap;
@@ -93,21 +97,21 @@ static int score(ctx *c, const double *r, int set, double out[2]) {
         memcpy(e->r, r, c->k * sizeof *r);
     }
     if (!e->has[set]) {
-        double t = hma_toy_now();
+        double t = exp_now();
         int rc = hma_plan_set_ratios(c->plan, r, c->k);
-        if (rc) return hma_cli_fail("search", rc);
+        if (rc) return cli_fail("search", rc);
         toyllm *m = NULL;
-        if (hma_toy_load_plan(&m, c->plan)) return hma_toy_fail("search");
-        rc = hma_toy_score(m, c->rows[set], c->threads, e->s[set]);
+        if (exp_load_plan(&m, c->plan)) return exp_fail("search");
+        rc = exp_score(m, c->rows[set], c->threads, e->s[set]);
         toyllm_free(m);
-        if (rc) return hma_toy_fail("search");
+        if (rc) return exp_fail("search");
         e->has[set] = 1;
-        t = hma_toy_now() - t;
+        t = exp_now() - t;
         c->evals[set]++;
         c->secs[set] += t;
         char rb[160];
         fmt_ratios(rb, sizeof rb, r, c->k);
-        fprintf(stderr, "[%6.1f s] %-6s a = %-28s code %.4f  prose %.4f  (%.1f s)\n", hma_toy_now() - c->t0,
+        fprintf(stderr, "[%6.1f s] %-6s a = %-28s code %.4f  prose %.4f  (%.1f s)\n", exp_now() - c->t0,
                 set ? "full" : "subset", rb, e->s[set][0], e->s[set][1], t);
     }
     out[0] = e->s[set][0];
@@ -123,34 +127,6 @@ static int eval_subset(void *user, size_t k, const double *ratios, size_t n_scor
     return score(c, ratios, 0, scores) ? 1 : 0;
 }
 
-static void search_usage(FILE *f) {
-    fprintf(f,
-            "usage: hma search --base B --model M [options]\n"
-            "The alignment-tax experiment on a toy-llama pair (examples/data/toy-llama):\n"
-            "MA theta = (1-a) base + a model (a = weight of the ALIGNED model) at a = 0, the\n"
-            "--ma ratios and 1 on the full eval set; an HMA search over per-group ratios\n"
-            "a_k with mean a fixed at each --means value, candidates scored on --search-rows\n"
-            "rows, the best of each mean rescored on the full set. Prints a markdown table,\n"
-            "writes OUT/experiment.svg, OUT/experiment-front.svg (zoom on the Pareto front),\n"
-            "OUT/results.csv and OUT/candidates.csv.\n"
-            "  --groups SPEC      HMA groups (default blocks:3; see hma merge --help)\n"
-            "  --ma LIST          MA ratios (default 0.1,0.2,...,0.9)\n"
-            "  --means LIST       HMA means (default 0.3,0.5,0.7)\n"
-            "  --budget N         candidates per search, MA centre included (default 10)\n"
-            "  --search-rows N    rows of each set scoring candidates (default 32)\n"
-            "  --rows N           rows of each set of the final table (default: all)\n"
-            "  --lo X --hi X      bounds of every a_k (default 0 and 1)\n"
-            "  --seed N           search seed (default 0; mean i uses seed + i)\n"
-            "  --eval FILE        evaluation set (default: eval.bin beside --base)\n"
-            "  --out DIR          output folder (default .; created if missing)\n"
-            "  --threads N        scoring threads (default 2; scores do not depend on it)\n");
-}
-
-static int parse_list_arg(const char *s, double *v, size_t *n) {
-    *n = hma_toy_parse_list(s, v, MAXLIST);
-    return *n ? 0 : hma_cli_usage("search", "bad number list");
-}
-
 typedef struct {
     const char *method;
     char label[32];
@@ -160,55 +136,31 @@ typedef struct {
     int is_hma;
 } row;
 
-int hma_cmd_search(int argc, char **argv) {
-    const char *base = NULL, *model = NULL, *groups = "blocks:3", *evalp = NULL, *outdir = ".";
-    double ma[MAXLIST] = {0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9}, means[MAXLIST] = {0.3, 0.5, 0.7};
-    size_t n_ma = 9, n_means = 3;
-    long budget = 10, srows = 32, rows = 0, threads = 2;
-    unsigned long long seed = 0;
-    double lo = 0.0, hi = 1.0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        int has = i + 1 < argc;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            search_usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--base") && has) base = argv[++i];
-        else if (!strcmp(a, "--model") && has) model = argv[++i];
-        else if (!strcmp(a, "--groups") && has) groups = argv[++i];
-        else if (!strcmp(a, "--eval") && has) evalp = argv[++i];
-        else if (!strcmp(a, "--out") && has) outdir = argv[++i];
-        else if (!strcmp(a, "--ma") && has) {
-            if (parse_list_arg(argv[++i], ma, &n_ma)) return 2;
-        } else if (!strcmp(a, "--means") && has) {
-            if (parse_list_arg(argv[++i], means, &n_means)) return 2;
-        } else if ((!strcmp(a, "--lo") || !strcmp(a, "--hi")) && has) {
-            double v;
-            if (hma_toy_parse_list(argv[++i], &v, 1) != 1) return hma_cli_usage("search", "bad bound");
-            if (a[3] == 'o') lo = v;
-            else hi = v;
-        } else if ((!strcmp(a, "--budget") || !strcmp(a, "--search-rows") || !strcmp(a, "--rows") ||
-                    !strcmp(a, "--threads") || !strcmp(a, "--seed")) &&
-                   has) {
-            char *end;
-            errno = 0;
-            unsigned long long v = strtoull(argv[++i], &end, 10);
-            if (*end || errno || argv[i][0] == '-' || (strcmp(a, "--seed") && v > 100000))
-                return hma_cli_usage("search", "bad number");
-            if (!strcmp(a, "--budget")) budget = (long)v;
-            else if (!strcmp(a, "--search-rows")) srows = (long)v;
-            else if (!strcmp(a, "--rows")) rows = (long)v;
-            else if (!strcmp(a, "--threads")) threads = (long)v;
-            else seed = v;
-        } else return hma_cli_usage("search", "unknown option, missing value or stray argument");
-    }
-    if (!base || !model) return hma_cli_usage("search", "--base and --model are required");
-    if (budget < 1 || threads < 1) return hma_cli_usage("search", "--budget and --threads must be >= 1");
-    if (!(lo <= hi)) return hma_cli_usage("search", "--lo must not exceed --hi");
-    for (size_t i = 0; i < n_means; i++)
-        if (means[i] < lo || means[i] > hi) return hma_cli_usage("search", "every mean must lie within [--lo, --hi]");
+void exp_search_config_init(exp_search_config *c) {
+    static const double ma[] = {0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9}, means[] = {0.3, 0.5, 0.7};
+    memset(c, 0, sizeof *c);
+    c->groups = "blocks:3";
+    c->outdir = ".";
+    memcpy(c->ma, ma, sizeof ma);
+    c->n_ma = sizeof ma / sizeof ma[0];
+    memcpy(c->means, means, sizeof means);
+    c->n_means = sizeof means / sizeof means[0];
+    c->budget = 10;
+    c->search_rows = 32;
+    c->threads = 2;
+    c->lo = 0.0;
+    c->hi = 1.0;
+}
 
-    char *evdefault = evalp ? NULL : hma_toy_default_eval(base);
+int exp_search_run(const exp_search_config *cfg) {
+    const char *base = cfg->base, *model = cfg->model, *groups = cfg->groups, *evalp = cfg->eval_path;
+    const char *outdir = cfg->outdir;
+    const double *ma = cfg->ma, *means = cfg->means;
+    size_t n_ma = cfg->n_ma, n_means = cfg->n_means;
+    long budget = cfg->budget, srows = cfg->search_rows, rows = cfg->rows, threads = cfg->threads;
+    unsigned long long seed = cfg->seed;
+    double lo = cfg->lo, hi = cfg->hi;
+    char *evdefault = evalp ? NULL : exp_default_eval(base);
     const char *evpath = evalp ? evalp : evdefault;
     int status = 1, rc;
     hma_store *st[2] = {NULL, NULL};
@@ -216,18 +168,18 @@ int hma_cmd_search(int argc, char **argv) {
     memset(&c, 0, sizeof c);
     toyllm_evalset es;
     memset(&es, 0, sizeof es);
-    hma_toy_rows sub = {0, 0, NULL, NULL}, full = {0, 0, NULL, NULL};
+    exp_rows sub = {0, 0, NULL, NULL}, full = {0, 0, NULL, NULL};
     row *tab = NULL;
     FILE *cand = NULL;
     char *path_svg = NULL, *path_zoom = NULL, *path_csv = NULL, *path_cand = NULL;
     if (!evpath) goto oom;
-    c.t0 = hma_toy_now();
+    c.t0 = exp_now();
     c.threads = (int)threads;
 
     if ((rc = hma_store_open(&st[0], base, 0)) || (rc = hma_store_open(&st[1], model, 0)) ||
         (rc = hma_plan_create(&c.plan, st, 2)) || (rc = hma_plan_set_groups(c.plan, groups)) ||
         (rc = hma_plan_set_output_dtype(c.plan, HMA_DTYPE_BF16))) {
-        status = hma_cli_fail("search", rc);
+        status = cli_fail("search", rc);
         goto done;
     }
     c.k = hma_plan_group_count(c.plan);
@@ -242,8 +194,8 @@ int hma_cmd_search(int argc, char **argv) {
                 rc == TOYLLM_EIO ? "cannot read" : rc == TOYLLM_EFORMAT ? "not an eval.bin (bad size or header)" : "cannot load");
         goto done;
     }
-    if (hma_toy_rows_pick(&full, &es, (unsigned)rows) || hma_toy_rows_pick(&sub, &es, (unsigned)srows)) {
-        status = hma_toy_fail("search");
+    if (exp_rows_pick(&full, &es, (unsigned)rows) || exp_rows_pick(&sub, &es, (unsigned)srows)) {
+        status = exp_fail("search");
         goto done;
     }
     c.rows[0] = &sub;
@@ -359,7 +311,7 @@ int hma_cmd_search(int argc, char **argv) {
         if (rc) {
             hma_points_free(pts);
             if (rc == HMA_ERR_CALLBACK) goto done; /* the callback printed why */
-            status = hma_cli_fail("search", rc);
+            status = cli_fail("search", rc);
             goto done;
         }
         /* the chosen HMA point: the best candidate that is not MA itself */
@@ -410,7 +362,7 @@ int hma_cmd_search(int argc, char **argv) {
     int on_front[MAXLIST * 3] = {0};
     for (size_t i = 0; i < nt; i++) xs[i] = tab[i].s[0], ys[i] = tab[i].s[1];
     if ((rc = hma_pareto_front(nt, xs, ys, 0, idx, &nf))) {
-        status = hma_cli_fail("search", rc);
+        status = cli_fail("search", rc);
         goto done;
     }
     for (size_t i = 0; i < nf; i++) on_front[idx[i]] = 1;
@@ -441,7 +393,7 @@ int hma_cmd_search(int argc, char **argv) {
                wts[m][0], wts[m][1], n_cand[m], obj_ma[m], obj_best[m],
                obj_best[m] < obj_ma[m] ? "HMA better on the subset" : "MA better on the subset");
     printf("\nscored: %zu models on the full set (%.1f s), %zu on the subset (%.1f s); total %.1f s, %d threads\n",
-           c.evals[1], c.secs[1], c.evals[0], c.secs[0], hma_toy_now() - c.t0, c.threads);
+           c.evals[1], c.secs[1], c.evals[0], c.secs[0], exp_now() - c.t0, c.threads);
 
     /* 6. CSV and SVG */
     FILE *f = fopen(path_csv, "w");
@@ -485,16 +437,16 @@ int hma_cmd_search(int argc, char **argv) {
             if (!tab[i].is_hma) /* the MA curve, endpoints included */
                 mx[nm] = x, my[nm] = y, ml[nm++] = (tab[i].mean == 0.0 || tab[i].mean == 1.0) ? NULL : tab[i].label;
         }
-        hma_plot_series ser[4] = {
-            {"MA, theta = (1-a) base + a aligned (label = a)", "#1f77b4", HMA_MARK_CIRCLE, 1, nm, mx, my, ml, 0},
-            {hname, "#d62728", HMA_MARK_STAR, 0, nh, hx, hy, hl, 1},
-            {"base (a = 0)", "#2ca02c", HMA_MARK_SQUARE, 0, nb, bx, by, NULL, 0},
-            {"aligned (a = 1)", "#ff7f0e", HMA_MARK_DIAMOND, 0, na, ax, ay, NULL, 0},
+        exp_plot_series ser[4] = {
+            {"MA, theta = (1-a) base + a aligned (label = a)", "#1f77b4", EXP_MARK_CIRCLE, 1, nm, mx, my, ml, 0},
+            {hname, "#d62728", EXP_MARK_STAR, 0, nh, hx, hy, hl, 1},
+            {"base (a = 0)", "#2ca02c", EXP_MARK_SQUARE, 0, nb, bx, by, NULL, 0},
+            {"aligned (a = 1)", "#ff7f0e", EXP_MARK_DIAMOND, 0, na, ax, ay, NULL, 0},
         };
         snprintf(title, sizeof title, "%s, toy-llama (%u rows per set; lower-left is better)",
                  zoom ? "Zoom on the Pareto front" : "Alignment vs forgetting", full.rows);
         const char *path = zoom ? path_zoom : path_svg;
-        if (hma_plot_svg(path, title, "code bits/byte (forgetting)", "prose bits/byte (alignment)", ser, 4)) {
+        if (exp_plot_svg(path, title, "code bits/byte (forgetting)", "prose bits/byte (alignment)", ser, 4)) {
             fprintf(stderr, "hma search: cannot write %s: %s\n", path, strerror(errno));
             goto done;
         }
@@ -513,8 +465,8 @@ done:
     free(path_zoom);
     free(path_csv);
     free(path_cand);
-    hma_toy_rows_free(&sub);
-    hma_toy_rows_free(&full);
+    exp_rows_free(&sub);
+    exp_rows_free(&full);
     toyllm_evalset_free(&es);
     hma_plan_free(c.plan);
     hma_store_close(st[1]);

@@ -1,7 +1,7 @@
 #!/bin/sh
-# examples/run.sh - the main job (`make run`): the alignment-tax experiment of
+# examples/experiment/run.sh - the main job (`make run`): the alignment-tax experiment of
 # Lin et al. (EMNLP 2024) on the built-in toy checkpoint pair. Usage:
-#   sh examples/run.sh [HMA_PROGRAM]      (default examples/hma)
+#   sh examples/experiment/run.sh [HMA_PROGRAM]      (default examples/hma)
 # Writes build/run/: table.md (the table), experiment.svg (the plot),
 # results.csv and candidates.csv (every search candidate); progress goes to stderr.
 # About 2.5 minutes on 2 idle cores; docs/experiment.md explains every setting.

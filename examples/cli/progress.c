@@ -1,29 +1,29 @@
-/* hma_progress.c - progress bar of `hma merge` (see hma_progress.h). */
-#include "hma_progress.h"
+/* cli/progress.c - progress bar of `hma merge` (see progress.h). */
+#include "progress.h"
 
 #include <stdio.h>
 #include <time.h>
 #include <unistd.h>
 
-double hma_progress_now(void) {
+double cli_progress_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-void hma_progress_init(hma_progress *p, int force_off) {
+void cli_progress_init(cli_progress *p, int force_off) {
     p->tty = !force_off && isatty(2);
     p->drawn = 0;
-    p->start = hma_progress_now();
+    p->start = cli_progress_now();
     p->last_draw = 0;
     p->total = 0;
 }
 
-int hma_progress_cb(void *user, uint64_t done, uint64_t total) {
-    hma_progress *p = user;
+int cli_progress_cb(void *user, uint64_t done, uint64_t total) {
+    cli_progress *p = user;
     p->total = total;
     if (!p->tty) return 0;
-    double now = hma_progress_now();
+    double now = cli_progress_now();
     if (done < total && now - p->last_draw < 0.1) return 0;
     p->last_draw = now;
     double el = now - p->start;
@@ -45,8 +45,8 @@ int hma_progress_cb(void *user, uint64_t done, uint64_t total) {
     return 0;
 }
 
-double hma_progress_finish(hma_progress *p) {
+double cli_progress_finish(cli_progress *p) {
     if (p->drawn) fputc('\n', stderr);
     p->drawn = 0;
-    return hma_progress_now() - p->start;
+    return cli_progress_now() - p->start;
 }
