@@ -462,9 +462,11 @@ HMA_API size_t hma_writer_find(const hma_writer *w, const char *name);
  * `offset` within that tensor. Ranges may come in any order and from any
  * number of threads at once (this function is thread-safe after begin);
  * a range may be written more than once (last write wins).
- * Errors: HMA_ERR_STATE (before begin, after commit/failure),
+ * Errors: HMA_ERR_STATE (before begin, after commit),
  * HMA_ERR_INVALID_ARGUMENT (range past the tensor), HMA_ERR_IO (the writer
- * is then failed: commit will refuse).
+ * is then failed: commit will refuse). Once a write has failed, every later
+ * write returns that first failure's code (HMA_ERR_IO) with its message, so
+ * the threads of one merge all report the same cause.
  */
 HMA_API int hma_writer_write(hma_writer *w, size_t index, uint64_t offset,
                              const void *data, size_t len);

@@ -452,8 +452,8 @@ int hma_writer_begin(hma_writer *w) {
 static int state_error(hma_writer *w, int state, const char *what) {
     if (state == W_DECLARING)
         return hma__fail(HMA_ERR_STATE, "%s: %s before hma_writer_begin()", w->path, what);
-    if (state == W_FAILED)
-        return hma__fail(HMA_ERR_STATE, "%s: %s after a failed write (%s)", w->path, what, w->fail_msg);
+    if (state == W_FAILED) /* the first failure's code: the caller sees one cause, whichever write it made */
+        return hma__fail(w->fail_code, "%s: %s after a failed write (%s)", w->path, what, w->fail_msg);
     return hma__fail(HMA_ERR_STATE, "%s: %s after hma_writer_commit()", w->path, what);
 }
 
@@ -483,6 +483,7 @@ int hma_writer_write(hma_writer *w, size_t index, uint64_t offset, const void *d
                               t->name, len, (unsigned long long)at);
         if (w->state == W_WRITING) {
             w->state = W_FAILED;
+            w->fail_code = rc;
             snprintf(w->fail_msg, sizeof w->fail_msg, "%s", hma_last_error());
         }
     } else if (w->state == W_WRITING && cov_add(t, offset, offset + len) != HMA_OK) {
@@ -499,7 +500,7 @@ int hma_writer_commit(hma_writer *w) {
     int rc = HMA_OK;
     if (w->state == W_DECLARING || w->state == W_DONE) return state_error(w, w->state, "commit");
     if (w->state == W_FAILED) {
-        rc = hma__fail(HMA_ERR_IO, "%s: not committed because a write failed: %s", w->path, w->fail_msg);
+        rc = hma__fail(w->fail_code, "%s: not committed because a write failed: %s", w->path, w->fail_msg);
     }
     for (size_t i = 0; i < w->nt && !rc; i++) {
         const hma__wtensor *t = &w->t[i];

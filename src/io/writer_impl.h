@@ -75,6 +75,7 @@ struct hma_writer {
     int state;
     pthread_mutex_t lock; /* guards state, fail_msg and coverage */
     char fail_msg[768];
+    int fail_code; /* code of the first failed write (W_FAILED) */
 
     /* shards [0, nshards), copied files [nshards, nshards + nx), then the
      * index when sharded */
