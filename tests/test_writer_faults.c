@@ -128,7 +128,8 @@ static int efbig_child(const char *dir) {
     else if (!strstr(hma_last_error(), "File too large") || !strstr(hma_last_error(), "big.weight") ||
              !strstr(hma_last_error(), "out.safetensors"))
         code = 4;
-    else if (hma_writer_write(w, 0, 0, buf, 1) != HMA_ERR_STATE) code = 5;
+    /* a later write reports the first failure again (its code and cause) */
+    else if (hma_writer_write(w, 0, 0, buf, 1) != HMA_ERR_IO || !strstr(hma_last_error(), "File too large")) code = 5;
     else if (hma_writer_commit(w) != HMA_ERR_IO) code = 6;
     else if (access(path, F_OK) == 0) code = 7;
     else if (tu_has_entry_prefix(dir, ".hma-tmp-")) code = 8;
