@@ -1,6 +1,6 @@
 /*
  * toyllm.c: fp32 forward pass and bits-per-byte scorer for the toy Llama
- * model (see toyllm.h and shared/data/toy-llama/README.md).
+ * model (see toyllm.h and examples/data/toy-llama/README.md).
  *
  * Layout of the work: rows are scored in fixed batches of TL_BATCH rows; each
  * batch runs all linear layers as one cblas_sgemm over its TL_BATCH*(L-1)
