@@ -73,10 +73,11 @@ SONAME := libhma.so.$(VERSION_MAJOR)
 SHARED := $(LIBOUT)/libhma.so.$(VERSION)
 STATIC := $(LIBOUT)/libhma.a
 
-# The hma program: its commands (examples/cli/) and the experiment they run
-# (examples/experiment/: toy evaluator, search driver, plot).
-EX_SRC := $(sort $(wildcard examples/cli/*.c examples/experiment/*.c))
-EX_INC := -Iexamples/cli -Iexamples/experiment
+# The hma program: its commands (examples/cli/), the experiment they run
+# (examples/experiment/: toy evaluator, search driver, plot) and the helpers
+# the examples share (examples/common/: the worker pool).
+EX_SRC := $(sort $(wildcard examples/cli/*.c examples/experiment/*.c examples/common/*.c))
+EX_INC := -Iexamples/cli -Iexamples/experiment -Iexamples/common
 HMA_BIN := $(if $(SAN),$(BUILD)/examples/hma,examples/hma)
 
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
@@ -136,7 +137,7 @@ $(STATIC): $(LIB_OBJ)
 # ---- examples ------------------------------------------------------------------
 # The example programs link the shared library as a user would; the rpath
 # lets them run from the source tree without installing.
-$(HMA_BIN): $(EX_SRC) $(wildcard examples/cli/*.h examples/experiment/*.h) include/hma.h $(SHARED) $(LIBOUT)/libhma.so $(LIBOUT)/libhma.so.$(VERSION_MAJOR)
+$(HMA_BIN): $(EX_SRC) $(wildcard examples/cli/*.h examples/experiment/*.h examples/common/*.h) include/hma.h $(SHARED) $(LIBOUT)/libhma.so $(LIBOUT)/libhma.so.$(VERSION_MAJOR)
 	@mkdir -p $(@D)
 	$(CC) $(APP_CFLAGS) $(EX_INC) -o $@ $(EX_SRC) -L$(LIBOUT) -Wl,-rpath,'$$ORIGIN/../$(LIBOUT)' -Wl,-rpath,$(abspath $(LIBOUT)) -lhma $(LIBS)
 
@@ -144,8 +145,8 @@ $(HMA_BIN): $(EX_SRC) $(wildcard examples/cli/*.h examples/experiment/*.h) inclu
 # tests/test_*.c use only the public API and link the shared library;
 # tests/internal/test_*.c reach internal functions through the static library.
 # A test of example code (tests/test_toyllm.c) also compiles the example it tests.
-$(BUILD)/tests/test_toyllm: TEST_EXTRA := examples/experiment/toyllm.c
-$(BUILD)/tests/test_toyllm: examples/experiment/toyllm.c examples/experiment/toyllm.h
+$(BUILD)/tests/test_toyllm: TEST_EXTRA := -Iexamples/common examples/experiment/toyllm.c examples/common/pool.c
+$(BUILD)/tests/test_toyllm: examples/experiment/toyllm.c examples/experiment/toyllm.h examples/common/pool.c examples/common/pool.h
 
 # test_version checks the header and the library against the Makefile's VERSION.
 $(BUILD)/tests/test_version: TEST_EXTRA := -DHMA_TEST_VERSION='"$(VERSION)"' -DHMA_TEST_VERSION_NUMBER=$(VERSION_NUMBER)

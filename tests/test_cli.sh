@@ -129,6 +129,19 @@ def data(p):
 sys.exit(data(sys.argv[1]) != data(sys.argv[2]))
 EOF
 
+# Same bytes except the recorded command line (__metadata__ "hma_command",
+# which differs when the options do)? Both files must have it.
+cat >"$D/samebut.py" <<'EOF'
+import json, struct, sys
+def load(p):
+    b = open(p, "rb").read(); n = struct.unpack("<Q", b[:8])[0]
+    h = json.loads(b[8:8 + n]); m = h.get("__metadata__", {})
+    assert "hma_command" in m, (p, m)
+    del m["hma_command"]
+    return json.dumps(h), b[8 + n:]
+sys.exit(load(sys.argv[1]) != load(sys.argv[2]))
+EOF
+
 # Checks one `hma inspect --json` output: tensor count and metadata.
 cat >"$D/chk_inspect.py" <<'EOF'
 import json, sys
@@ -152,13 +165,36 @@ step
 # quiet: nothing on stderr
 expect 0 "$HMA" merge -q --base "$B" --model "$A" --alpha 0.3 -o "$D/ma_q.safetensors"
 [ -s "$D/err" ] && fail "-q printed: $(cat "$D/err")"
-cmp -s "$D/ma.safetensors" "$D/ma_q.safetensors" || fail "same merge, different bytes"
+"$PY" "$D/samebut.py" "$D/ma.safetensors" "$D/ma_q.safetensors" || fail "same merge, different bytes"
+cmp -s "$D/ma.safetensors" "$D/ma_q.safetensors" && fail "-q is not in the recorded command line"
+# one command line, the same bytes (the recorded command line included)
+mv "$D/ma_q.safetensors" "$D/ma_q.first" || fail "setup"
+expect 0 "$HMA" merge -q --base "$B" --model "$A" --alpha 0.3 -o "$D/ma_q.safetensors"
+cmp -s "$D/ma_q.first" "$D/ma_q.safetensors" || fail "one command line, different bytes"
 
-# thread count and SIMD path do not change the bytes
+# thread count and SIMD path do not change the bytes (but for the command line)
 expect 0 "$HMA" merge -q "$B" "$A" --alpha 0.3 --threads 1 --simd scalar -o "$D/ma1.safetensors"
-cmp -s "$D/ma.safetensors" "$D/ma1.safetensors" || fail "1 thread scalar differs from the default"
+"$PY" "$D/samebut.py" "$D/ma.safetensors" "$D/ma1.safetensors" || fail "1 thread scalar differs from the default"
 expect 0 "$HMA" merge -q "$B" "$A" --alpha=0.3 --threads=2 -o "$D/ma2.safetensors"
-cmp -s "$D/ma.safetensors" "$D/ma2.safetensors" || fail "2 threads differ from the default"
+"$PY" "$D/samebut.py" "$D/ma.safetensors" "$D/ma2.safetensors" || fail "2 threads differ from the default"
+
+# ---- the command line in __metadata__ "hma_command" --------------------------
+# "hma", then argv joined with spaces, each argument shell-quoted when needed:
+# '...' (a quote written '\''), or $'...' with \xNN for control bytes.
+# (The literal assumes $D needs no quoting, as mktemp's names under /tmp.)
+expect 0 "$HMA" merge -q --base "$B" --model "$A" --alpha 0.3 --rule 'no match=mean' --rule 'it'"'"'s=0' \
+    --rule "$(printf 'x\ty')=0" -o "$D/o.safetensors"
+"$HMA" inspect --json "$D/o.safetensors" >"$D/i.json" || fail "inspect of the output"
+"$PY" - "$D/i.json" "hma merge -q --base $B --model $A --alpha 0.3 --rule 'no match=mean' --rule 'it'\\''s=0' --rule \$'x\\x09y=0' -o $D/o.safetensors" <<'EOF' || fail "hma_command"
+import json, shlex, sys
+m = json.load(open(sys.argv[1]))["metadata"]
+assert list(m) == ["format", "hma_recipe", "hma_command"], list(m)
+assert m["hma_command"] == sys.argv[2], (m["hma_command"], sys.argv[2])
+# a POSIX shell reads the '...' forms back as the exact arguments
+argv = shlex.split(m["hma_command"].replace(" --rule $'x\\x09y=0'", ""))
+assert argv[9:13] == ["--rule", "no match=mean", "--rule", "it's=0"], argv
+EOF
+step
 
 # ---- HMA: per-block ratios, folder output with config copy ------------------
 mkdir "$D/basedir" && cp "$B" "$D/basedir/model.safetensors" && cp "$T/config.json" "$D/basedir/" &&
@@ -281,6 +317,11 @@ open(sys.argv[2], "wb").write(struct.pack("<Q", len(hj)) + hj + b"".join(blobs))
 EOF
 expect 1 "$HMA" merge "$B" "$D/partial.safetensors" --alpha 0.5 -o "$D/x.safetensors"; one_line_err "mismatch" merge
 grep -q "lm_head.weight" "$D/err" || fail "mismatch error does not name the tensor"
+# the side files are committed with the shards: a merge that fails (here a
+# folder where model.safetensors must go) copies none of them
+mkdir -p "$D/blocked/model.safetensors" || fail "setup"
+expect 1 "$HMA" merge --base "$D/basedir" --model "$A" --alpha 0.5 -o "$D/blocked"; one_line_err "blocked output" merge
+[ "$(ls -A "$D/blocked")" = model.safetensors ] || fail "a failed folder merge left files: $(ls -A "$D/blocked")"
 expect 1 "$HMA" merge --dry-run "$B" "$D/partial.safetensors" --alpha 0.5
 grep -q '^lm_head.weight .* MISMATCH ' "$D/out" || fail "dry-run does not show the mismatch"
 expect 0 "$HMA" merge -q "$B" "$D/partial.safetensors" --alpha 0.5 --copy-unmatched 0 -o "$D/cu.safetensors"

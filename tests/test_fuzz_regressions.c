@@ -63,7 +63,7 @@ static void test_json_empty_object_first(void **state) {
     }
 }
 
-/* fuzz_index, src/store.c check_shard_path(): a shard path with a control
+/* fuzz_index, src/io/store_index.c check_shard_path(): a shard path with a control
  * character ("a.safet\nsors") was accepted, and the "cannot open" message
  * then carried a raw newline. Fixed: such a path is HMA_ERR_BAD_SHARD_PATH. */
 static void test_index_shard_path_control_char(void **state) {

@@ -50,23 +50,26 @@ merge() { "$HMA" merge --base "$D/base.safetensors" --model "$D/aligned.safetens
 # function would be a subshell, and SIGKILL would miss hma).
 merge_bg() { "$HMA" merge --base "$D/base.safetensors" --model "$D/aligned.safetensors" --alpha 0.3 -q -o "$1" 2>/dev/null & }
 
+# The reference is made under the same -o path as the runs below and moved
+# aside: hma merge records its command line (with -o) in the output.
+mkdir "$D/out" || exit 1
+OUT=$D/out/merged.safetensors
 t0=$(ms)
-merge "$D/ref.safetensors" 2>"$D/err" || { cat "$D/err" >&2; fail "reference merge failed"; }
+merge "$OUT" 2>"$D/err" || { cat "$D/err" >&2; fail "reference merge failed"; }
+mv "$OUT" "$D/ref.safetensors" || exit 1
 "$HMA" inspect "$D/ref.safetensors" >/dev/null || fail "reference is not valid"
 # timed again, warm, as the runs below will be: the fastest of three (one
 # slow outlier on a busy machine would put most kills after the merge's end)
 T=
 for k in 1 2 3; do
     t1=$(ms)
-    merge "$D/ref2.safetensors" 2>"$D/err" || { cat "$D/err" >&2; fail "second reference merge failed"; }
+    merge "$OUT" 2>"$D/err" || { cat "$D/err" >&2; fail "second reference merge failed"; }
     t=$(($(ms) - t1))
     if [ -z "$T" ] || [ "$t" -lt "$T" ]; then T=$t; fi
-    cmp -s "$D/ref.safetensors" "$D/ref2.safetensors" || fail "two uninterrupted merges differ"
-    rm -f "$D/ref2.safetensors"
+    cmp -s "$D/ref.safetensors" "$OUT" || fail "two uninterrupted merges differ"
+    rm -f "$OUT"
 done
 
-mkdir "$D/out" || exit 1
-OUT=$D/out/merged.safetensors
 killed=0; complete=0; swept=0; run=1
 # The delays adapt: a run that finished before its kill shrinks T by a
 # quarter, so kills keep landing mid-merge even when the machine is busy

@@ -5,17 +5,15 @@
  */
 #include "args.h"
 #include "cli.h"
+#include "pool.h"
 
 #include <hma.h>
 
 #include <errno.h>
 #include <math.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #define CMD "diff"
 
@@ -44,33 +42,22 @@ typedef struct row {
 typedef struct job {
     const hma_plan *plan;
     row *rows;
-    size_t n;
-    atomic_size_t next;
-    atomic_int failed;  /* first failing row + 1 */
-    int rc;
-    char msg[1024];
-    pthread_mutex_t mu;
+    char msg[1024]; /* hma_last_error() of the failing row (the pool's error) */
 } job;
 
-static void *worker(void *arg) {
-    job *j = arg;
-    for (;;) {
-        size_t k = atomic_fetch_add(&j->next, 1);
-        if (k >= j->n || atomic_load(&j->failed)) break;
-        row *r = &j->rows[k];
-        if (!r->measured) continue;
-        int rc = hma_plan_tensor_stats(j->plan, r->i, 0, 1, r->s);
-        if (rc) {
-            pthread_mutex_lock(&j->mu);
-            if (!j->rc) {
-                j->rc = rc;
-                snprintf(j->msg, sizeof j->msg, "%s", hma_last_error());
-            }
-            pthread_mutex_unlock(&j->mu);
-            atomic_store(&j->failed, 1);
-        }
-    }
-    return NULL;
+/* One pool job (common/pool.h): the statistics of one row. */
+static int measure(void *ctx, void *scratch, size_t k) {
+    (void)scratch;
+    job *j = ctx;
+    row *r = &j->rows[k];
+    return r->measured ? hma_plan_tensor_stats(j->plan, r->i, 0, 1, r->s) : HMA_OK;
+}
+
+/* The message is per thread: keep the failing row's, read on its thread. */
+static void measure_failed(void *ctx, size_t k, int rc) {
+    (void)k, (void)rc;
+    job *j = ctx;
+    snprintf(j->msg, sizeof j->msg, "%s", hma_last_error());
 }
 
 static int cmp_rows(const void *pa, const void *pb) {
@@ -175,28 +162,11 @@ int cli_cmd_diff(int argc, char **argv) {
     }
     qsort(rows, R, sizeof *rows, cmp_rows);
 
-    job j;
-    memset(&j, 0, sizeof j);
-    j.plan = plan;
-    j.rows = rows;
-    j.n = R;
-    atomic_init(&j.next, 0);
-    atomic_init(&j.failed, 0);
-    pthread_mutex_init(&j.mu, NULL);
-    long nt = threads ? threads : sysconf(_SC_NPROCESSORS_ONLN);
-    if (nt < 1) nt = 1;
-    if ((size_t)nt > R) nt = R ? (long)R : 1;
-    pthread_t *th = calloc((size_t)nt, sizeof *th);
-    long started = 0;
-    if (th)
-        for (; started < nt; started++)
-            if (pthread_create(&th[started], NULL, worker, &j) != 0) break;
-    if (started == 0) worker(&j); /* no threads: measure here */
-    for (long t = 0; t < started; t++) pthread_join(th[t], NULL);
-    free(th);
-    pthread_mutex_destroy(&j.mu);
-    if (j.rc) {
-        fprintf(stderr, "hma diff: %s: ", hma_strerror(j.rc));
+    job j = {.plan = plan, .rows = rows};
+    ex_pool_job pj = {.count = R, .run = measure, .ctx = &j, .on_error = measure_failed};
+    int err = ex_pool_run(&pj, (unsigned)threads);
+    if (err) {
+        fprintf(stderr, "hma diff: %s: ", hma_strerror(err));
         for (const char *s = j.msg; *s; s++) fputc((unsigned char)*s < 0x20 ? '?' : *s, stderr);
         fputc('\n', stderr);
         rc = 1;

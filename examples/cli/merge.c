@@ -9,8 +9,8 @@
 
 #include <hma.h>
 
+#include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
@@ -19,7 +19,6 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #define CMD "merge"
 #define MAX_INPUTS 64
@@ -57,7 +56,10 @@ static void merge_usage(FILE *f) {
             "  --dry-run          print the plan (tensors, groups, weights) and write nothing\n"
             "  -q, --quiet        no progress bar and no summary line\n"
             "  -o OUT             a .safetensors file, or a folder (config.json, tokenizer\n"
-            "                     and generation files are copied from the first input folder)\n"
+            "                     and generation files are copied from the first input\n"
+            "                     folder, committed together with the weights)\n"
+            "The output's __metadata__ holds \"format\", \"hma_recipe\" (the plan as JSON) and\n"
+            "\"hma_command\": this command line, each argument shell-quoted when needed.\n"
             "Exit status: 0 success, 1 error reported by libhma, 2 bad usage.\n");
 }
 
@@ -132,78 +134,110 @@ static const char *const side_files[] = {
     "special_tokens_map.json", "tokenizer.model",     "added_tokens.json",  "vocab.json",
     "vocab.txt",            "merges.txt",             "spiece.model",       "chat_template.jinja"};
 
-/* Copy src to dst through a hidden temporary in dst's folder + rename, so a
- * reader never sees a half-written file. Returns 0 or prints and returns 1. */
-static int copy_atomic(const char *src, const char *dir, const char *name) {
-    char tmp[PATH_MAX], dst[PATH_MAX];
-    if (snprintf(tmp, sizeof tmp, "%s/.hma-tmp-copy-%s", dir, name) >= (int)sizeof tmp ||
-        snprintf(dst, sizeof dst, "%s/%s", dir, name) >= (int)sizeof dst) {
-        fprintf(stderr, "hma merge: output path too long\n");
-        return 1;
-    }
-    int in = open(src, O_RDONLY | O_CLOEXEC);
-    if (in < 0) {
-        fprintf(stderr, "hma merge: cannot read %s: %s\n", src, strerror(errno));
-        return 1;
-    }
-    int out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (out < 0) {
-        fprintf(stderr, "hma merge: cannot create %s: %s\n", tmp, strerror(errno));
-        close(in);
-        return 1;
-    }
-    char buf[1 << 16];
-    int err = 0;
-    for (;;) {
-        ssize_t r = read(in, buf, sizeof buf);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) {
-            err = errno;
-            break;
-        }
-        if (r == 0) break;
-        for (ssize_t done = 0; done < r;) {
-            ssize_t w = write(out, buf + done, (size_t)(r - done));
-            if (w < 0 && errno == EINTR) continue;
-            if (w <= 0) {
-                err = w < 0 ? errno : EIO;
-                break;
-            }
-            done += w;
-        }
-        if (err) break;
-    }
-    close(in);
-    if (!err && fsync(out) != 0) err = errno;
-    if (close(out) != 0 && !err) err = errno;
-    if (!err && rename(tmp, dst) != 0) err = errno;
-    if (err) {
-        unlink(tmp);
-        fprintf(stderr, "hma merge: cannot copy %s to %s: %s\n", src, dst, strerror(err));
-        return 1;
-    }
-    return 0;
-}
-
-static int copy_side_files(const char *from, const char *to, int quiet) {
-    int copied = 0;
+/* Declare the side files of folder `from` to the writer: each is copied by
+ * the library into a temporary at begin and renamed into place by
+ * hma_writer_commit() together with the shards, so it appears whole, with
+ * the weights, or not at all. *count receives the number declared.
+ * Returns HMA_OK or the library's error code. */
+static int add_side_files(hma_writer *w, const char *from, int *count) {
+    *count = 0;
     for (size_t i = 0; i < sizeof side_files / sizeof side_files[0]; i++) {
         char src[PATH_MAX];
         struct stat st;
         if (snprintf(src, sizeof src, "%s/%s", from, side_files[i]) >= (int)sizeof src) continue;
         if (stat(src, &st) != 0 || !S_ISREG(st.st_mode)) continue;
-        if (copy_atomic(src, to, side_files[i])) return 1;
-        copied++;
+        int rc = hma_writer_add_file(w, side_files[i], src);
+        if (rc) return rc;
+        ++*count;
     }
-    if (copied) {
-        int dfd = open(to, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd >= 0) {
-            (void)fsync(dfd);
-            close(dfd);
+    return HMA_OK;
+}
+
+/* ---- the command line recorded in the output ------------------------------ */
+
+/* Metadata key of the command line that made the output (docs/merging.md). */
+#define COMMAND_KEY "hma_command"
+
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 when it is not one. */
+static size_t utf8_len(const unsigned char *s) {
+    if (s[0] < 0x80) return 1;
+    size_t n = s[0] >= 0xf0 && s[0] <= 0xf4 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 && s[0] < 0xe0 ? 2 : 0;
+    if (!n) return 0;
+    for (size_t k = 1; k < n; k++)
+        if ((s[k] & 0xc0) != 0x80) return 0;
+    unsigned cp = s[0] & (0x7fu >> n);
+    for (size_t k = 1; k < n; k++) cp = cp << 6 | (s[k] & 0x3fu);
+    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return n;
+}
+
+/* Append `a` to the growing string *buf (length *len, capacity *cap), quoted
+ * for a POSIX shell when it needs it: as is when made only of
+ * [A-Za-z0-9_@%+=:,./-] (and not empty); in '...' (a ' written '\'') when it
+ * is printable UTF-8; else in bash's $'...' with \xNN for control bytes and
+ * bytes that are not UTF-8, so that the value stays valid UTF-8 (metadata
+ * must be) and still names the exact bytes. Returns 0, or -1 out of memory. */
+static int append_quoted(char **buf, size_t *len, size_t *cap, const char *a) {
+    size_t alen = strlen(a);
+    if (*len + 4 * alen + 4 > *cap) {
+        size_t c = (*cap ? *cap : 256);
+        while (c < *len + 4 * alen + 4) c *= 2;
+        char *b = realloc(*buf, c);
+        if (!b) return -1;
+        *buf = b, *cap = c;
+    }
+    char *o = *buf + *len;
+    int plain = alen > 0, printable = 1;
+    for (const unsigned char *p = (const unsigned char *)a; *p;) {
+        size_t n = utf8_len(p);
+        if (n == 0 || *p < 0x20 || *p == 0x7f) printable = 0, n = 1;
+        if (!(isalnum(*p) || strchr("_@%+=:,./-", *p))) plain = 0;
+        p += n;
+    }
+    if (plain) {
+        memcpy(o, a, alen);
+        o += alen;
+    } else if (printable) {
+        *o++ = '\'';
+        for (const char *p = a; *p; p++)
+            if (*p == '\'') memcpy(o, "'\\''", 4), o += 4;
+            else *o++ = *p;
+        *o++ = '\'';
+    } else {
+        *o++ = '$', *o++ = '\'';
+        for (const unsigned char *p = (const unsigned char *)a; *p;) {
+            size_t n = utf8_len(p);
+            if (n == 0 || *p < 0x20 || *p == 0x7f) {
+                o += sprintf(o, "\\x%02x", *p);
+                p++;
+                continue;
+            }
+            if (*p == '\'' || *p == '\\') *o++ = '\\';
+            memcpy(o, p, n);
+            o += n, p += n;
         }
-        if (!quiet) fprintf(stderr, "copied %d config/tokenizer file%s from %s\n", copied, copied == 1 ? "" : "s", from);
+        *o++ = '\'';
     }
+    *len = (size_t)(o - *buf);
+    (*buf)[*len] = 0;
     return 0;
+}
+
+/* "hma merge ARG..." with each argument shell-quoted as needed (argv[0] is
+ * the command name "merge"); malloc'ed, NULL when out of memory. */
+static char *command_line(int argc, char **argv) {
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    if (append_quoted(&buf, &len, &cap, "hma")) return NULL;
+    for (int i = 0; i < argc; i++) {
+        buf[len++] = ' ';
+        if (append_quoted(&buf, &len, &cap, argv[i])) {
+            free(buf);
+            return NULL;
+        }
+    }
+    return buf;
 }
 
 /* ---- dry run ------------------------------------------------------------- */
@@ -505,6 +539,7 @@ int cli_cmd_merge(int argc, char **argv) {
     /* ---- open and plan ---- */
     hma_store *st[MAX_INPUTS] = {0};
     hma_plan *plan = NULL;
+    hma_writer *w = NULL;
     double *W = NULL;
     int lib = 0; /* rc is a library error code to report */
     char gspec[64];
@@ -611,10 +646,21 @@ int cli_cmd_merge(int argc, char **argv) {
     }
 
     /* ---- merge ---- */
+    /* the command line goes into __metadata__, after "format" and "hma_recipe" */
+    char *cmdline = command_line(argc, argv);
+    rc = cmdline ? hma_plan_set_metadata(plan, COMMAND_KEY, cmdline) : HMA_ERR_NO_MEMORY;
+    free(cmdline);
+    if (rc) goto done;
+    /* our own writer, so that the side files are committed with the shards:
+     * each appears whole, together with the weights, or not at all */
+    if ((rc = hma_writer_create(&w, o.out, shard)) != HMA_OK) goto done;
+    int copied = 0;
+    if (folder_out && side_from && (rc = add_side_files(w, side_from, &copied)) != HMA_OK) goto done;
     cli_progress pr;
     cli_progress_init(&pr, o.quiet);
     if ((rc = hma_plan_set_progress(plan, cli_progress_cb, &pr)) != HMA_OK) goto done;
-    rc = hma_plan_merge_to(plan, o.out, shard);
+    rc = hma_plan_merge_into(plan, w);
+    if (!rc) rc = hma_writer_commit(w);
     double secs = cli_progress_finish(&pr);
     if (rc) goto done;
     lib = 0;
@@ -625,13 +671,15 @@ int cli_cmd_merge(int argc, char **argv) {
             written++;
             total += hma_plan_tensor_nbytes(plan, i);
         }
-    if (!o.quiet)
+    if (!o.quiet) {
         fprintf(stderr, "merged %zu tensors, %.3f GB in %.2f s (%.2f GB/s)\n", written, (double)total / 1e9, secs,
                 secs > 0 ? (double)total / 1e9 / secs : 0.0);
-    /* after the weights are committed: each side file appears whole or not at all */
-    if (folder_out && side_from && copy_side_files(side_from, o.out, o.quiet)) rc = 1;
+        if (copied)
+            fprintf(stderr, "copied %d config/tokenizer file%s from %s\n", copied, copied == 1 ? "" : "s", side_from);
+    }
 done:
     if (rc && lib) rc = cli_fail(CMD, rc);
+    hma_writer_free(w); /* not committed: nothing appears under -o */
     hma_plan_free(plan);
     for (size_t j = 0; j < o.n; j++) hma_store_close(st[j]);
     free(W);

@@ -1,13 +1,14 @@
 /*
  * toyllm.c: fp32 forward pass and bits-per-byte scorer for the toy Llama
- * model (see toyllm.h and shared/data/toy-llama/README.md).
+ * model (see toyllm.h and examples/data/toy-llama/README.md).
  *
  * Layout of the work: rows are scored in fixed batches of TL_BATCH rows; each
  * batch runs all linear layers as one cblas_sgemm over its TL_BATCH*(L-1)
  * positions ([M, in] x W^T), and attention row by row with small AVX2
  * kernels (causal, grouped-query, tiles of 3 positions x 2 query heads).
- * Worker threads take batches from a shared counter; per-row losses are
- * summed in row order, so the result does not depend on the thread count.
+ * Worker threads (the examples' pool, common/pool.h) take batches in order;
+ * per-row losses are summed in row order, so the result does not depend on
+ * the thread count.
  * Layer 0's q|k|v depend only on the input byte and are tabulated at load.
  *
  * Threading: workers run OpenBLAS single-threaded (rows in parallel). This
@@ -22,10 +23,10 @@
  * Define TOYLLM_NO_SIMD to force the plain C versions.
  */
 #include "toyllm.h"
+#include "pool.h"
 
 #include <cblas.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -758,10 +759,6 @@ typedef struct {
     unsigned nrows, L;
     const float *cs, *sn; /* RoPE tables [L-1][HD/2] */
     double *rowloss;      /* [nrows]: summed natural-log loss of each row */
-    pthread_mutex_t lock;
-    unsigned next; /* next batch */
-    unsigned nbatch;
-    int err;
 } tl_job;
 
 /* Scores rows [r0, r0+nr) into job->rowloss using workspace w. */
@@ -818,31 +815,30 @@ static void score_batch(tl_job *job, unsigned r0, unsigned nr, float *w)
     }
 }
 
-static void *score_worker(void *arg)
+/* Pool jobs (common/pool.h): one batch of rows each, on a per-thread workspace. */
+static int score_scratch_new(void *ctx, void **scratch)
 {
-    tl_job *job = arg;
+    const tl_job *job = ctx;
     const size_t T = job->L - 1u, T16 = (T + 15u) & ~(size_t)15u;
     const size_t Mmax = (size_t)TL_BATCH * T;
-    float *w = tl_alloc(Mmax * (TL_D + TL_D + TL_QKV + TL_D + 2u * TL_FF) +
+    *scratch = tl_alloc(Mmax * (TL_D + TL_D + TL_QKV + TL_D + 2u * TL_FF) +
                         TL_NKV * T16 * TL_HD + 6u * T16);
-    if (!w) {
-        pthread_mutex_lock(&job->lock);
-        job->err = TOYLLM_ENOMEM;
-        pthread_mutex_unlock(&job->lock);
-        return NULL;
-    }
-    for (;;) {
-        pthread_mutex_lock(&job->lock);
-        unsigned b = job->err == 0 && job->next < job->nbatch ? job->next++ : job->nbatch;
-        pthread_mutex_unlock(&job->lock);
-        if (b >= job->nbatch)
-            break;
-        unsigned r0 = b * TL_BATCH;
-        unsigned nr = job->nrows - r0 < TL_BATCH ? job->nrows - r0 : TL_BATCH;
-        score_batch(job, r0, nr, w);
-    }
-    free(w);
-    return NULL;
+    return *scratch ? 0 : TOYLLM_ENOMEM;
+}
+
+static void score_scratch_free(void *ctx, void *scratch)
+{
+    (void)ctx;
+    free(scratch);
+}
+
+static int score_job(void *ctx, void *scratch, size_t b)
+{
+    tl_job *job = ctx;
+    unsigned r0 = (unsigned)b * TL_BATCH;
+    unsigned nr = job->nrows - r0 < TL_BATCH ? job->nrows - r0 : TL_BATCH;
+    score_batch(job, r0, nr, scratch);
+    return 0;
 }
 
 int toyllm_score(const toyllm *m, const unsigned char *rows, unsigned nrows,
@@ -880,15 +876,8 @@ int toyllm_score(const toyllm *m, const unsigned char *rows, unsigned nrows,
     job.cs = cs;
     job.sn = sn;
     job.rowloss = rowloss;
-    job.nbatch = (nrows + TL_BATCH - 1u) / TL_BATCH;
-    if (pthread_mutex_init(&job.lock, NULL) != 0) {
-        free(cs);
-        free(sn);
-        free(rowloss);
-        return TOYLLM_ENOMEM;
-    }
-
-    unsigned nth = (unsigned)threads < job.nbatch ? (unsigned)threads : job.nbatch;
+    const unsigned nbatch = (nrows + TL_BATCH - 1u) / TL_BATCH;
+    unsigned nth = (unsigned)threads < nbatch ? (unsigned)threads : nbatch;
 #ifdef TOYLLM_BLAS_THREADS
     /* experiment: one worker, threaded BLAS */
     int blas_prev = openblas_get_num_threads();
@@ -901,24 +890,15 @@ int toyllm_score(const toyllm *m, const unsigned char *rows, unsigned nrows,
     if (blas_prev != 1)
         openblas_set_num_threads(1);
 #endif
-    pthread_t *tid = nth > 1 ? malloc((nth - 1u) * sizeof *tid) : NULL;
-    unsigned started = 0;
-    if (tid) {
-        for (unsigned i = 0; i + 1u < nth; i++) {
-            if (pthread_create(&tid[i], NULL, score_worker, &job) != 0)
-                break;
-            started++;
-        }
-    }
-    score_worker(&job); /* the calling thread works too */
-    for (unsigned i = 0; i < started; i++)
-        pthread_join(tid[i], NULL);
-    free(tid);
+    ex_pool_job pj = {.count = nbatch,
+                      .run = score_job,
+                      .ctx = &job,
+                      .scratch_new = score_scratch_new,
+                      .scratch_free = score_scratch_free};
+    int rc = ex_pool_run(&pj, nth); /* the calling thread works too */
     if (blas_prev != openblas_get_num_threads())
         openblas_set_num_threads(blas_prev);
-    pthread_mutex_destroy(&job.lock);
 
-    int rc = job.err;
     if (rc == 0) {
         double total = 0.0;
         for (unsigned r = 0; r < nrows; r++)

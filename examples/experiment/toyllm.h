@@ -1,6 +1,6 @@
 /*
  * toyllm: standalone fp32 forward pass of the tiny byte-level Llama model in
- * shared/data/toy-llama (vocab 256, hidden 256, 8 layers, MLP 512, 8 query
+ * examples/data/toy-llama (vocab 256, hidden 256, 8 layers, MLP 512, 8 query
  * heads / 4 key-value heads of size 32, RoPE theta 10000, RMSNorm eps 1e-5,
  * untied lm_head), used to score checkpoints in bits per byte.
  *
