@@ -1105,7 +1105,10 @@ typedef struct hma_group_grad_options {
  * top). NULL is a no-op. Thread-safe.
  */
 HMA_API void hma_group_grad_options_init_size(hma_group_grad_options *o, size_t size);
-/** hma_group_grad_options_init_size(o, sizeof *o): the struct as the caller compiled it. */
+/**
+ * Initialise `o` (defaults, struct_size) at the size this program was
+ * compiled with: hma_group_grad_options_init_size(o, sizeof *o). For C and C++ callers.
+ */
 static inline void hma_group_grad_options_init(hma_group_grad_options *o) {
     hma_group_grad_options_init_size(o, sizeof *o);
 }
@@ -1172,7 +1175,10 @@ typedef struct hma_ratio_opt_options {
  * top). NULL is a no-op. Thread-safe.
  */
 HMA_API void hma_ratio_opt_options_init_size(hma_ratio_opt_options *o, size_t size);
-/** hma_ratio_opt_options_init_size(o, sizeof *o): the struct as the caller compiled it. */
+/**
+ * Initialise `o` (defaults, struct_size) at the size this program was
+ * compiled with: hma_ratio_opt_options_init_size(o, sizeof *o). For C and C++ callers.
+ */
 static inline void hma_ratio_opt_options_init(hma_ratio_opt_options *o) {
     hma_ratio_opt_options_init_size(o, sizeof *o);
 }
@@ -1285,7 +1291,10 @@ typedef struct hma_search_options {
  * top). NULL is a no-op. Thread-safe.
  */
 HMA_API void hma_search_options_init_size(hma_search_options *o, size_t size);
-/** hma_search_options_init_size(o, sizeof *o): the struct as the caller compiled it. */
+/**
+ * Initialise `o` (defaults, struct_size) at the size this program was
+ * compiled with: hma_search_options_init_size(o, sizeof *o). For C and C++ callers.
+ */
 static inline void hma_search_options_init(hma_search_options *o) {
     hma_search_options_init_size(o, sizeof *o);
 }
@@ -1419,7 +1428,10 @@ typedef struct hma_sweep_options {
  * n - offsetof(hma_sweep_options, search). NULL is a no-op. Thread-safe.
  */
 HMA_API void hma_sweep_options_init_size(hma_sweep_options *o, size_t size);
-/** hma_sweep_options_init_size(o, sizeof *o): the struct as the caller compiled it. */
+/**
+ * Initialise `o` (defaults, struct_size) at the size this program was
+ * compiled with: hma_sweep_options_init_size(o, sizeof *o). For C and C++ callers.
+ */
 static inline void hma_sweep_options_init(hma_sweep_options *o) {
     hma_sweep_options_init_size(o, sizeof *o);
 }
@@ -1524,7 +1536,10 @@ typedef struct hma_pack_stats {
  * the top). NULL is a no-op. Thread-safe.
  */
 HMA_API void hma_pack_options_init_size(hma_pack_options *opt, size_t size);
-/** hma_pack_options_init_size(opt, sizeof *opt): the struct as the caller compiled it. */
+/**
+ * Initialise `opt` (defaults, struct_size) at the size this program was
+ * compiled with: hma_pack_options_init_size(opt, sizeof *opt). For C and C++ callers.
+ */
 static inline void hma_pack_options_init(hma_pack_options *opt) {
     hma_pack_options_init_size(opt, sizeof *opt);
 }
@@ -1535,7 +1550,10 @@ static inline void hma_pack_options_init(hma_pack_options *opt) {
  * Thread-safe.
  */
 HMA_API void hma_pack_stats_init_size(hma_pack_stats *stats, size_t size);
-/** hma_pack_stats_init_size(stats, sizeof *stats): the struct as the caller compiled it. */
+/**
+ * Initialise `stats` (defaults, struct_size) at the size this program was
+ * compiled with: hma_pack_stats_init_size(stats, sizeof *stats). For C and C++ callers.
+ */
 static inline void hma_pack_stats_init(hma_pack_stats *stats) {
     hma_pack_stats_init_size(stats, sizeof *stats);
 }
