@@ -1106,8 +1106,9 @@ typedef struct hma_group_grad_options {
  */
 HMA_API void hma_group_grad_options_init_size(hma_group_grad_options *o, size_t size);
 /**
- * Initialise `o` (defaults, struct_size) at the size this program was
- * compiled with: hma_group_grad_options_init_size(o, sizeof *o). For C and C++ callers.
+ * For C and C++ callers: initialise `o` (defaults, struct_size) at the
+ * size this program was compiled with:
+ *   hma_group_grad_options_init_size(o, sizeof *o).
  */
 static inline void hma_group_grad_options_init(hma_group_grad_options *o) {
     hma_group_grad_options_init_size(o, sizeof *o);
@@ -1176,8 +1177,9 @@ typedef struct hma_ratio_opt_options {
  */
 HMA_API void hma_ratio_opt_options_init_size(hma_ratio_opt_options *o, size_t size);
 /**
- * Initialise `o` (defaults, struct_size) at the size this program was
- * compiled with: hma_ratio_opt_options_init_size(o, sizeof *o). For C and C++ callers.
+ * For C and C++ callers: initialise `o` (defaults, struct_size) at the
+ * size this program was compiled with:
+ *   hma_ratio_opt_options_init_size(o, sizeof *o).
  */
 static inline void hma_ratio_opt_options_init(hma_ratio_opt_options *o) {
     hma_ratio_opt_options_init_size(o, sizeof *o);
@@ -1292,8 +1294,9 @@ typedef struct hma_search_options {
  */
 HMA_API void hma_search_options_init_size(hma_search_options *o, size_t size);
 /**
- * Initialise `o` (defaults, struct_size) at the size this program was
- * compiled with: hma_search_options_init_size(o, sizeof *o). For C and C++ callers.
+ * For C and C++ callers: initialise `o` (defaults, struct_size) at the
+ * size this program was compiled with:
+ *   hma_search_options_init_size(o, sizeof *o).
  */
 static inline void hma_search_options_init(hma_search_options *o) {
     hma_search_options_init_size(o, sizeof *o);
@@ -1429,8 +1432,9 @@ typedef struct hma_sweep_options {
  */
 HMA_API void hma_sweep_options_init_size(hma_sweep_options *o, size_t size);
 /**
- * Initialise `o` (defaults, struct_size) at the size this program was
- * compiled with: hma_sweep_options_init_size(o, sizeof *o). For C and C++ callers.
+ * For C and C++ callers: initialise `o` (defaults, struct_size) at the
+ * size this program was compiled with:
+ *   hma_sweep_options_init_size(o, sizeof *o).
  */
 static inline void hma_sweep_options_init(hma_sweep_options *o) {
     hma_sweep_options_init_size(o, sizeof *o);
@@ -1537,8 +1541,9 @@ typedef struct hma_pack_stats {
  */
 HMA_API void hma_pack_options_init_size(hma_pack_options *opt, size_t size);
 /**
- * Initialise `opt` (defaults, struct_size) at the size this program was
- * compiled with: hma_pack_options_init_size(opt, sizeof *opt). For C and C++ callers.
+ * For C and C++ callers: initialise `opt` (defaults, struct_size) at the
+ * size this program was compiled with:
+ *   hma_pack_options_init_size(opt, sizeof *opt).
  */
 static inline void hma_pack_options_init(hma_pack_options *opt) {
     hma_pack_options_init_size(opt, sizeof *opt);
@@ -1551,8 +1556,9 @@ static inline void hma_pack_options_init(hma_pack_options *opt) {
  */
 HMA_API void hma_pack_stats_init_size(hma_pack_stats *stats, size_t size);
 /**
- * Initialise `stats` (defaults, struct_size) at the size this program was
- * compiled with: hma_pack_stats_init_size(stats, sizeof *stats). For C and C++ callers.
+ * For C and C++ callers: initialise `stats` (defaults, struct_size) at the
+ * size this program was compiled with:
+ *   hma_pack_stats_init_size(stats, sizeof *stats).
  */
 static inline void hma_pack_stats_init(hma_pack_stats *stats) {
     hma_pack_stats_init_size(stats, sizeof *stats);
