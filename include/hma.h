@@ -33,14 +33,24 @@
  *   message and a registry of open input files (used to refuse writing over
  *   an open input); both are thread-safe.
  * - Options and stats structs: the first member is `size_t struct_size`,
- *   set by the struct's `_init()` function; call it, then change the fields
- *   you need. Fields are only ever added at the end. The library accepts a
- *   struct from a caller built against an older hma.h (a smaller
- *   struct_size: the fields it does not know take their defaults, and a
- *   stats struct is filled only as far as the caller's struct_size), and
- *   refuses with HMA_ERR_INVALID_ARGUMENT a struct_size below the struct's
- *   first version or above this library's (a caller built against a newer
- *   libhma). Passing NULL for an options struct means all defaults.
+ *   set by the struct's `hma_X_init(o)`; call it, then change the fields
+ *   you need. Fields are only ever added at the end. `hma_X_init(o)` is a
+ *   static inline function of this header that calls the exported
+ *   `hma_X_init_size(o, sizeof *o)`, so the size is the one the caller was
+ *   compiled with. hma_X_init_size(o, size) writes the library's defaults
+ *   into the first n = min(size, sizeof(hma_X) of this library) bytes of
+ *   `o` and sets struct_size = n; it never writes past those n bytes, so a
+ *   program built against an older, smaller hma.h is safe with a newer
+ *   libhma (bindings pass their own struct's size). With `o` NULL or
+ *   size < sizeof(size_t) it writes nothing. A size below the struct's
+ *   first version is filled as far as it goes, and calls then refuse the
+ *   struct as below. The library accepts a struct from a caller built
+ *   against an older hma.h (a smaller struct_size: the fields it does not
+ *   know take their defaults, and a stats struct is filled only as far as
+ *   the caller's struct_size), and refuses with HMA_ERR_INVALID_ARGUMENT a
+ *   struct_size below the struct's first version or above this library's
+ *   (a caller built against a newer libhma). Passing NULL for an options
+ *   struct means all defaults. The _init_size() functions are thread-safe.
  * - Callbacks: every callback returns an int. 0 means go on; HMA_CANCEL
  *   stops the call with HMA_ERR_CANCELLED; any other value stops it with
  *   HMA_ERR_CALLBACK. Each callback's documentation says on which thread it
@@ -1091,8 +1101,20 @@ typedef struct hma_group_grad_options {
     unsigned threads;   /* worker threads; 0 = all online cores. Results do not depend on it */
 } hma_group_grad_options;
 
-/** Defaults: no flags, threads 0. NULL is a no-op. Thread-safe. */
-HMA_API void hma_group_grad_options_init(hma_group_grad_options *o);
+/**
+ * Defaults (no flags, threads 0) into the first min(size, sizeof) bytes of
+ * `o`, struct_size set to that many (see "Options and stats structs" at the
+ * top). NULL is a no-op. Thread-safe.
+ */
+HMA_API void hma_group_grad_options_init_size(hma_group_grad_options *o, size_t size);
+/**
+ * For C and C++ callers: initialise `o` (defaults, struct_size) at the
+ * size this program was compiled with:
+ *   hma_group_grad_options_init_size(o, sizeof *o).
+ */
+static inline void hma_group_grad_options_init(hma_group_grad_options *o) {
+    hma_group_grad_options_init_size(o, sizeof *o);
+}
 
 /**
  * dL/da_k for every group k of a 2-input plan whose input 0
@@ -1150,8 +1172,20 @@ typedef struct hma_ratio_opt_options {
     double adam_eps;    /* Adam; default 1e-8 */
 } hma_ratio_opt_options;
 
-/** Fill `o` with the defaults above (and struct_size). NULL is a no-op. Thread-safe. */
-HMA_API void hma_ratio_opt_options_init(hma_ratio_opt_options *o);
+/**
+ * The defaults above into the first min(size, sizeof) bytes of `o`,
+ * struct_size set to that many (see "Options and stats structs" at the
+ * top). NULL is a no-op. Thread-safe.
+ */
+HMA_API void hma_ratio_opt_options_init_size(hma_ratio_opt_options *o, size_t size);
+/**
+ * For C and C++ callers: initialise `o` (defaults, struct_size) at the
+ * size this program was compiled with:
+ *   hma_ratio_opt_options_init_size(o, sizeof *o).
+ */
+static inline void hma_ratio_opt_options_init(hma_ratio_opt_options *o) {
+    hma_ratio_opt_options_init_size(o, sizeof *o);
+}
 
 /** Optimizer state for K logits (opaque). */
 typedef struct hma_ratio_opt hma_ratio_opt;
@@ -1255,8 +1289,20 @@ typedef struct hma_search_options {
                                 (never re-evaluated, not counted in budget); others are ignored */
 } hma_search_options;
 
-/** Fill `o` with the defaults above (and struct_size). NULL is a no-op. Thread-safe. */
-HMA_API void hma_search_options_init(hma_search_options *o);
+/**
+ * The defaults above into the first min(size, sizeof) bytes of `o`,
+ * struct_size set to that many (see "Options and stats structs" at the
+ * top). NULL is a no-op. Thread-safe.
+ */
+HMA_API void hma_search_options_init_size(hma_search_options *o, size_t size);
+/**
+ * For C and C++ callers: initialise `o` (defaults, struct_size) at the
+ * size this program was compiled with:
+ *   hma_search_options_init_size(o, sizeof *o).
+ */
+static inline void hma_search_options_init(hma_search_options *o) {
+    hma_search_options_init_size(o, sizeof *o);
+}
 
 /**
  * Derivative-free minimisation of sum_s weights[s] * score_s over
@@ -1379,8 +1425,22 @@ typedef struct hma_sweep_options {
                                    and prior are ignored; run i uses seed + i */
 } hma_sweep_options;
 
-/** Defaults: no ratios, no means, hma_search_options_init() for `search`. NULL is a no-op. */
-HMA_API void hma_sweep_options_init(hma_sweep_options *o);
+/**
+ * Defaults (no ratios, no means, hma_search_options_init()'s for `search`)
+ * into the first n = min(size, sizeof) bytes of `o`, struct_size set to n
+ * (see "Options and stats structs" at the top) and search.struct_size to
+ * the part of those n bytes that `search` covers,
+ * n - offsetof(hma_sweep_options, search). NULL is a no-op. Thread-safe.
+ */
+HMA_API void hma_sweep_options_init_size(hma_sweep_options *o, size_t size);
+/**
+ * For C and C++ callers: initialise `o` (defaults, struct_size) at the
+ * size this program was compiled with:
+ *   hma_sweep_options_init_size(o, sizeof *o).
+ */
+static inline void hma_sweep_options_init(hma_sweep_options *o) {
+    hma_sweep_options_init_size(o, sizeof *o);
+}
 
 /**
  * The alignment-forgetting sweep: evaluate plain MA at every ratio of
@@ -1476,11 +1536,35 @@ typedef struct hma_pack_stats {
     double seconds;           /* wall-clock time of the call */
 } hma_pack_stats;
 
-/** Set every option to its default (and struct_size). NULL is a no-op. Thread-safe. */
-HMA_API void hma_pack_options_init(hma_pack_options *opt);
+/**
+ * Every option to its default (0) in the first min(size, sizeof) bytes of
+ * `opt`, struct_size set to that many (see "Options and stats structs" at
+ * the top). NULL is a no-op. Thread-safe.
+ */
+HMA_API void hma_pack_options_init_size(hma_pack_options *opt, size_t size);
+/**
+ * For C and C++ callers: initialise `opt` (defaults, struct_size) at the
+ * size this program was compiled with:
+ *   hma_pack_options_init_size(opt, sizeof *opt).
+ */
+static inline void hma_pack_options_init(hma_pack_options *opt) {
+    hma_pack_options_init_size(opt, sizeof *opt);
+}
 
-/** Zero every field and set struct_size. NULL is a no-op. Thread-safe. */
-HMA_API void hma_pack_stats_init(hma_pack_stats *stats);
+/**
+ * Zero the first min(size, sizeof) bytes of `stats`, struct_size set to
+ * that many (see "Options and stats structs" at the top). NULL is a no-op.
+ * Thread-safe.
+ */
+HMA_API void hma_pack_stats_init_size(hma_pack_stats *stats, size_t size);
+/**
+ * For C and C++ callers: initialise `stats` (defaults, struct_size) at the
+ * size this program was compiled with:
+ *   hma_pack_stats_init_size(stats, sizeof *stats).
+ */
+static inline void hma_pack_stats_init(hma_pack_stats *stats) {
+    hma_pack_stats_init_size(stats, sizeof *stats);
+}
 
 /**
  * Pack the safetensors file `model_path` into a new pack file `out_path`,

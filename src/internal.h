@@ -68,7 +68,8 @@ unsigned hma__default_threads(unsigned cap);
 /* ---- API conventions (core/api.c) -------------------------------------- */
 /*
  * The one versioning rule of options and stats structs (hma.h, "Conventions"):
- * the first member is `size_t struct_size`, set by the struct's _init().
+ * the first member is `size_t struct_size`, set by the struct's _init()
+ * (an inline wrapper in hma.h of the exported _init_size(o, sizeof *o)).
  *
  * hma__opts_in: `dst` (size dst_size) already holds the library's defaults;
  * it takes the first min(src->struct_size, dst_size) bytes of `src`, so the
@@ -79,11 +80,18 @@ unsigned hma__default_threads(unsigned cap);
  *
  * hma__stats_out: writes the first min(dst->struct_size, src_size) bytes of
  * `src` into `dst`, keeping dst's struct_size; same checks. dst NULL is fine.
+ *
+ * hma__init_size: the body of every hma_X_init_size(dst, size): `defaults`
+ * is the library's struct (lib_size bytes) holding the defaults; copies its
+ * first n = min(size, lib_size) bytes into `dst` and sets dst's struct_size
+ * to n. Never writes past n bytes. dst NULL or size < sizeof(size_t) (no
+ * room for struct_size): writes nothing, returns 0; else returns n.
  */
 int hma__opts_in(void *dst, size_t dst_size, const void *src, size_t min_size, const char *fn,
                  const char *type);
 int hma__stats_out(void *dst, const void *src, size_t src_size, size_t min_size, const char *fn,
                    const char *type);
+size_t hma__init_size(void *dst, size_t size, const void *defaults, size_t lib_size);
 
 /*
  * The one rule for what a user callback's return means (hma.h, "Callbacks"):

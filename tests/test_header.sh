@@ -5,6 +5,9 @@ set -u
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 printf '#include "hma.h"\nint main(void) { return hma_version_number() == HMA_VERSION_NUMBER ? 0 : 1; }\n' > "$tmp/h.c"
 printf '#include "hma.h"\nint main() { hma_store *s = nullptr; (void)s; return HMA_OK; }\n' > "$tmp/h.cpp"
+# the static inline hma_X_init() wrappers compile as C and as C++
+printf 'int f(void);\nint f(void) { hma_pack_options o; hma_sweep_options w; hma_pack_options_init(&o); hma_sweep_options_init(&w); return (int)(o.struct_size + w.search.struct_size); }\n' >> "$tmp/h.c"
+printf 'int f() { hma_pack_stats st; hma_search_options o; hma_pack_stats_init(&st); hma_search_options_init(&o); return (int)(st.struct_size + o.struct_size); }\n' >> "$tmp/h.cpp"
 rc=0
 for cc in gcc clang; do
     command -v $cc >/dev/null 2>&1 || continue

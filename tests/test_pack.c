@@ -586,6 +586,87 @@ static void test_struct_size(void **state) {
     free_pair(&p);
 }
 
+/* hma_pack_options_init_size() / hma_pack_stats_init_size() for a caller
+ * built against an older (shorter) hma.h: only the caller's bytes are
+ * written (a guard region after them stays as it was), struct_size is the
+ * caller's size, the defaults are set, and the pack calls run with those
+ * structs. A size larger than the library's gives the library's struct_size
+ * and leaves the bytes past it alone. */
+#define PK_GUARD 0xA5
+typedef union pk_buf {
+    max_align_t align;
+    unsigned char b[256];
+} pk_buf;
+
+static int pk_guard_intact(const pk_buf *u, size_t from) {
+    for (size_t i = from; i < sizeof u->b; i++)
+        if (u->b[i] != PK_GUARD) return 0;
+    return 1;
+}
+
+static void test_init_size(void **state) {
+    (void)state;
+    pair p;
+    make_pair(&p, "is.safetensors", "isb.safetensors");
+    char *p1 = path_in("is1.hmapack"), *p2 = path_in("is2.hmapack");
+    hma_pack_options def = opts(1, 0);
+    hma_pack_stats full;
+    hma_pack_stats_init(&full);
+    assert_int_equal(hma_pack_create(p.tpath, NULL, p1, &def, &full), HMA_OK);
+    /* options ending before chunk_size, stats ending before `chunks` */
+    const size_t old_opt = offsetof(hma_pack_options, chunk_size), old_st = offsetof(hma_pack_stats, chunks);
+    const size_t opt_sizes[] = {old_opt, sizeof(hma_pack_options) + 32};
+    const size_t st_sizes[] = {old_st, sizeof(hma_pack_stats) + 32};
+    for (size_t k = 0; k < 2; k++) {
+        pk_buf ou, su;
+        memset(ou.b, PK_GUARD, sizeof ou.b);
+        memset(su.b, PK_GUARD, sizeof su.b);
+        hma_pack_options *o = (hma_pack_options *)ou.b;
+        hma_pack_stats *s = (hma_pack_stats *)su.b;
+        hma_pack_options_init_size(o, opt_sizes[k]);
+        hma_pack_stats_init_size(s, st_sizes[k]);
+        size_t on = k ? sizeof(hma_pack_options) : old_opt, sn = k ? sizeof(hma_pack_stats) : old_st;
+        assert_int_equal(o->struct_size, on);
+        assert_int_equal(s->struct_size, sn);
+        assert_true(pk_guard_intact(&ou, on));
+        assert_true(pk_guard_intact(&su, sn));
+        assert_int_equal(o->level, 0);
+        assert_int_equal(o->threads, 0);
+        assert_int_equal(s->raw_bytes, 0);
+        assert_int_equal(s->tensors_on_base, 0);
+        if (k) {
+            assert_int_equal(o->chunk_size, 0);
+            assert_int_equal(s->chunks, 0);
+            assert_true(s->seconds == 0);
+        }
+        o->threads = 1;
+        assert_int_equal(hma_pack_create(p.tpath, NULL, p2, o, s), HMA_OK);
+        assert_files_equal(p1, p2);
+        assert_int_equal(s->struct_size, sn);
+        assert_int_equal(s->raw_bytes, full.raw_bytes);
+        assert_int_equal(s->packed_bytes, full.packed_bytes);
+        assert_int_equal(s->tensors, full.tensors);
+        if (k) assert_int_equal(s->chunks, full.chunks);
+        assert_true(pk_guard_intact(&ou, on));
+        assert_true(pk_guard_intact(&su, sn));
+        assert_int_equal(hma_pack_verify(p2, NULL, p.tpath, o, s), HMA_OK);
+        assert_true(pk_guard_intact(&su, sn));
+        unlink(p2);
+    }
+    /* size < sizeof(size_t): nothing written; NULL: a no-op */
+    pk_buf u;
+    memset(u.b, PK_GUARD, sizeof u.b);
+    hma_pack_options_init_size((hma_pack_options *)u.b, sizeof(size_t) - 1);
+    hma_pack_stats_init_size((hma_pack_stats *)u.b, 0);
+    assert_true(pk_guard_intact(&u, 0));
+    hma_pack_options_init_size(NULL, sizeof(hma_pack_options));
+    hma_pack_stats_init_size(NULL, sizeof(hma_pack_stats));
+    unlink(p1);
+    free(p1);
+    free(p2);
+    free_pair(&p);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_all_dtypes_with_base),
@@ -594,6 +675,7 @@ int main(void) {
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_pread_mode),
         cmocka_unit_test(test_struct_size),
+        cmocka_unit_test(test_init_size),
         cmocka_unit_test(test_every_byte_flipped_and_truncated),
     };
     return cmocka_run_group_tests(tests, tu_group_setup, tu_group_teardown);

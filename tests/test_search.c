@@ -895,6 +895,241 @@ static void test_sweep_options_struct_size(void **st) {
     assert_true(strstr(hma_last_error(), "search.struct_size") != NULL);
 }
 
+/* ---- hma_X_init_size(o, size): never writes past the caller's size ---------- */
+
+#define GUARD 0xA5
+
+/* Fill the whole buffer with GUARD bytes (the caller's struct and what lies after it). */
+static void *guarded(old_struct *u) {
+    memset(u->b, GUARD, sizeof u->b);
+    return u->b;
+}
+
+/* 1 if every byte of u from `from` on is still GUARD. */
+static int guard_intact(const old_struct *u, size_t from) {
+    for (size_t i = from; i < sizeof u->b; i++)
+        if (u->b[i] != GUARD) return 0;
+    return 1;
+}
+
+static size_t struct_size_of(const old_struct *u) {
+    size_t n;
+    memcpy(&n, u->b, sizeof n);
+    return n;
+}
+
+static void init_group_grad(void *p, size_t n) { hma_group_grad_options_init_size(p, n); }
+static void init_ratio_opt(void *p, size_t n) { hma_ratio_opt_options_init_size(p, n); }
+static void init_search(void *p, size_t n) { hma_search_options_init_size(p, n); }
+static void init_sweep(void *p, size_t n) { hma_sweep_options_init_size(p, n); }
+static void init_pack_options(void *p, size_t n) { hma_pack_options_init_size(p, n); }
+static void init_pack_stats(void *p, size_t n) { hma_pack_stats_init_size(p, n); }
+
+/* Every _init_size() at every size from 0 to sizeof + 24: it writes exactly
+ * the first n = min(size, sizeof) bytes (nothing when size < sizeof(size_t)),
+ * struct_size = n, and those bytes are the ones the full-size _init() writes
+ * (for the sweep, with search.struct_size the part of n that `search` covers). */
+static void test_init_size_writes_only_the_callers_bytes(void **st) {
+    (void)st;
+    hma_group_grad_options gg;
+    hma_ratio_opt_options ro;
+    hma_search_options so;
+    hma_sweep_options sw;
+    hma_pack_options po;
+    hma_pack_stats ps;
+    hma_group_grad_options_init(&gg);
+    hma_ratio_opt_options_init(&ro);
+    hma_search_options_init(&so);
+    hma_sweep_options_init(&sw);
+    hma_pack_options_init(&po);
+    hma_pack_stats_init(&ps);
+    assert_int_equal(sw.search.struct_size, sizeof sw.search);
+    assert_true(so.mean == 0.5 && so.hi == 1 && so.budget == 20 && so.n_scores == 1 && so.tolerance == 1e-6);
+    assert_true(ro.method == HMA_OPT_ADAM && ro.lr == 2e-5 && ro.beta2 == 0.999);
+    const struct {
+        const char *name;
+        void (*init)(void *, size_t);
+        const void *full;
+        size_t size;
+    } t[] = {
+        {"hma_group_grad_options", init_group_grad, &gg, sizeof gg},
+        {"hma_ratio_opt_options", init_ratio_opt, &ro, sizeof ro},
+        {"hma_search_options", init_search, &so, sizeof so},
+        {"hma_sweep_options", init_sweep, &sw, sizeof sw},
+        {"hma_pack_options", init_pack_options, &po, sizeof po},
+        {"hma_pack_stats", init_pack_stats, &ps, sizeof ps},
+    };
+    const size_t at = offsetof(hma_sweep_options, search);
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        assert_true(t[i].size + 24 <= sizeof(old_struct));
+        assert_int_equal(*(const size_t *)t[i].full, t[i].size);
+        t[i].init(NULL, t[i].size); /* a no-op */
+        for (size_t size = 0; size <= t[i].size + 24; size++) {
+            old_struct u;
+            t[i].init(guarded(&u), size);
+            size_t n = size < t[i].size ? size : t[i].size;
+            if (size < sizeof(size_t)) {
+                if (!guard_intact(&u, 0)) print_message("%s: size %zu wrote\n", t[i].name, size);
+                assert_true(guard_intact(&u, 0));
+                continue;
+            }
+            if (!guard_intact(&u, n)) print_message("%s: size %zu wrote past %zu\n", t[i].name, size, n);
+            assert_true(guard_intact(&u, n));
+            assert_int_equal(struct_size_of(&u), n);
+            unsigned char want[sizeof(old_struct)];
+            memcpy(want, t[i].full, t[i].size);
+            memcpy(want, &n, sizeof n);
+            if (t[i].init == init_sweep && n >= at + sizeof(size_t)) {
+                size_t inner = n - at;
+                memcpy(want + at, &inner, sizeof inner);
+            }
+            assert_memory_equal(u.b, want, n);
+        }
+    }
+}
+
+/* A caller built against an older hma.h: hma_search_options_init_size() at
+ * the first version's size leaves the bytes after it alone, and hma_search()
+ * runs with that struct (same points as the full one); a larger size gives
+ * the library's struct_size; a size ending at an earlier member is filled
+ * as far as it goes and then refused by hma_search(). */
+static void test_search_options_init_size(void **st) {
+    (void)st;
+    qobj q;
+    memset(&q, 0, sizeof q);
+    q.k = 3;
+    q.t[0] = 0.8;
+    q.t[1] = 0.3;
+    q.t[2] = 0.4;
+    q.w[0] = q.w[1] = q.w[2] = 1;
+    hma_search_options full;
+    hma_search_options_init(&full);
+    full.k = 3;
+    full.budget = 9;
+    full.seed = 3;
+    hma_points *ref = NULL, *p = NULL;
+    assert_int_equal(hma_search(&full, quad_eval, &q, &ref), HMA_OK);
+    size_t sizes[] = {SEARCH_V1, sizeof full + 40};
+    for (size_t i = 0; i < 2; i++) {
+        old_struct u;
+        hma_search_options *o = guarded(&u);
+        hma_search_options_init_size(o, sizes[i]);
+        size_t n = sizes[i] < sizeof full ? sizes[i] : sizeof full;
+        assert_int_equal(struct_size_of(&u), n);
+        assert_true(guard_intact(&u, n));
+        assert_true(o->mean == 0.5 && o->lo == 0 && o->hi == 1 && o->budget == 20 && o->seed == 0 &&
+                    o->n_scores == 1 && o->tolerance == 1e-6 && !o->lo_each && !o->hi_each &&
+                    !o->weights && !o->start && !o->prior);
+        o->k = 3;
+        o->budget = 9;
+        o->seed = 3;
+        q.calls = 0;
+        assert_int_equal(hma_search(o, quad_eval, &q, &p), HMA_OK);
+        assert_true(guard_intact(&u, n));
+        assert_int_equal(hma_points_count(p), hma_points_count(ref));
+        for (size_t j = 0; j < hma_points_count(p); j++)
+            assert_memory_equal(hma_points_ratios(p, j), hma_points_ratios(ref, j), 3 * sizeof(double));
+        hma_points_free(p);
+        p = NULL;
+    }
+    hma_points_free(ref);
+    /* ends at `start` (before `prior`): below the first version */
+    size_t early = offsetof(hma_search_options, start) + sizeof(const double *);
+    old_struct u;
+    hma_search_options *o = guarded(&u);
+    hma_search_options_init_size(o, early);
+    assert_int_equal(struct_size_of(&u), early);
+    assert_true(guard_intact(&u, early));
+    assert_true(o->mean == 0.5 && o->budget == 20 && o->tolerance == 1e-6 && !o->start);
+    o->k = 3;
+    q.calls = 0;
+    assert_int_equal(hma_search(o, quad_eval, &q, &p), HMA_ERR_INVALID_ARGUMENT);
+    assert_null(p);
+    assert_int_equal(q.calls, 0);
+    assert_true(last_error_names_struct_size());
+    assert_true(guard_intact(&u, early));
+}
+
+/* The same for hma_sweep_options_init_size(): the embedded search gets the
+ * size the caller's struct leaves it. */
+static void test_sweep_options_init_size(void **st) {
+    (void)st;
+    double ma[] = {0.3, 0.5}, means[] = {0.5};
+    hma_sweep_options full;
+    hma_sweep_options_init(&full);
+    full.ma_ratios = ma;
+    full.n_ma = 2;
+    full.hma_means = means;
+    full.n_means = 1;
+    full.search.k = 3;
+    full.search.n_scores = 2;
+    full.search.budget = 5;
+    sweep_user su;
+    memset(&su, 0, sizeof su);
+    hma_points *ref = NULL, *p = NULL;
+    assert_int_equal(hma_sweep(&full, sweep_eval, &su, &ref), HMA_OK);
+    size_t sizes[] = {SWEEP_V1, sizeof full + 40};
+    for (size_t i = 0; i < 2; i++) {
+        old_struct u;
+        hma_sweep_options *o = guarded(&u);
+        hma_sweep_options_init_size(o, sizes[i]);
+        size_t n = sizes[i] < sizeof full ? sizes[i] : sizeof full;
+        assert_int_equal(struct_size_of(&u), n);
+        assert_int_equal(o->search.struct_size, n - offsetof(hma_sweep_options, search));
+        assert_true(guard_intact(&u, n));
+        assert_true(!o->ma_ratios && o->n_ma == 0 && !o->hma_means && o->n_means == 0 &&
+                    o->search.mean == 0.5 && o->search.budget == 20 && o->search.n_scores == 1);
+        o->ma_ratios = ma;
+        o->n_ma = 2;
+        o->hma_means = means;
+        o->n_means = 1;
+        o->search.k = 3;
+        o->search.n_scores = 2;
+        o->search.budget = 5;
+        memset(&su, 0, sizeof su);
+        assert_int_equal(hma_sweep(o, sweep_eval, &su, &p), HMA_OK);
+        assert_true(guard_intact(&u, n));
+        assert_int_equal(hma_points_count(p), hma_points_count(ref));
+        for (size_t j = 0; j < hma_points_count(p); j++)
+            assert_memory_equal(hma_points_ratios(p, j), hma_points_ratios(ref, j), 3 * sizeof(double));
+        hma_points_free(p);
+        p = NULL;
+    }
+    hma_points_free(ref);
+}
+
+/* The same for hma_ratio_opt_options_init_size(). */
+static void test_ratio_opt_options_init_size(void **st) {
+    (void)st;
+    hma_ratio_opt_options full;
+    hma_ratio_opt_options_init(&full);
+    full.method = HMA_OPT_SGD;
+    full.lr = 0.25;
+    double g[3] = {0.5, -1.0, 0.25}, ref[3], got[3];
+    hma_ratio_opt *opt = NULL;
+    assert_int_equal(hma_ratio_opt_create(&opt, 3, NULL, &full), HMA_OK);
+    assert_int_equal(hma_ratio_opt_step(opt, g, ref, NULL), HMA_OK);
+    hma_ratio_opt_free(opt);
+    size_t sizes[] = {RATIO_OPT_V1, sizeof full + 40};
+    for (size_t i = 0; i < 2; i++) {
+        old_struct u;
+        hma_ratio_opt_options *o = guarded(&u);
+        hma_ratio_opt_options_init_size(o, sizes[i]);
+        size_t n = sizes[i] < sizeof full ? sizes[i] : sizeof full;
+        assert_int_equal(struct_size_of(&u), n);
+        assert_true(guard_intact(&u, n));
+        assert_true(o->method == HMA_OPT_ADAM && o->lr == 2e-5 && o->mean == 0.5 && o->adam_eps == 1e-8);
+        o->method = HMA_OPT_SGD;
+        o->lr = 0.25;
+        opt = NULL;
+        assert_int_equal(hma_ratio_opt_create(&opt, 3, NULL, o), HMA_OK);
+        assert_int_equal(hma_ratio_opt_step(opt, g, got, NULL), HMA_OK);
+        assert_memory_equal(got, ref, sizeof ref);
+        hma_ratio_opt_free(opt);
+        assert_true(guard_intact(&u, n));
+    }
+}
+
 /* The search's proposals are pinned: a refactoring must not change a bit. */
 static void test_search_proposals_pinned(void **st) {
     (void)st;
@@ -949,6 +1184,10 @@ int main(void) {
         cmocka_unit_test(test_ratio_opt_options_struct_size),
         cmocka_unit_test(test_search_options_struct_size),
         cmocka_unit_test(test_sweep_options_struct_size),
+        cmocka_unit_test(test_init_size_writes_only_the_callers_bytes),
+        cmocka_unit_test(test_search_options_init_size),
+        cmocka_unit_test(test_sweep_options_init_size),
+        cmocka_unit_test(test_ratio_opt_options_init_size),
         cmocka_unit_test(test_search_proposals_pinned),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

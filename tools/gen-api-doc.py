@@ -3,8 +3,8 @@
 
 Usage: gen-api-doc.py include/hma.h > docs/api.md
 Each section banner (/* ==== */ /* Title */) becomes a heading; each
-declaration (function, type, enum, macro) is printed with the comment that
-precedes or follows it on the same line.
+declaration (function, static inline wrapper, type, enum, macro) is printed
+with the comment that precedes or follows it on the same line.
 """
 import re
 import sys
@@ -43,14 +43,20 @@ def main(path):
             pending = block
             i += 1
             continue
-        if s.startswith(("HMA_API", "typedef", "#define HMA_", "enum")) and not s.startswith("#define HMA_API") \
-                and "HMA_H" not in s and "HMA_STRINGIFY" not in s:
+        if s.startswith(("HMA_API", "typedef", "#define HMA_", "enum", "static inline")) \
+                and not s.startswith("#define HMA_API") and "HMA_H" not in s and "HMA_STRINGIFY" not in s:
             decl = [line.rstrip()]
             depth = line.count("{") - line.count("}")
             if s.startswith("#define"):
                 while decl[-1].endswith("\\") and i + 1 < n:
                     i += 1
                     decl.append(lines[i].rstrip())
+            elif s.startswith("static inline"):
+                # an inline wrapper: shown whole, up to the brace closing its body
+                while (depth > 0 or "{" not in "".join(decl)) and i + 1 < n:
+                    i += 1
+                    decl.append(lines[i].rstrip())
+                    depth += lines[i].count("{") - lines[i].count("}")
             else:
                 while (depth > 0 or not decl[-1].rstrip().endswith(";")) and i + 1 < n:
                     i += 1

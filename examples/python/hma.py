@@ -255,19 +255,19 @@ _SIGNATURES = {
     "hma_logits_gradient": (c_int, [c_size_t, _PD, c_double, c_double, _PD, _PD]),
     "hma_logits_from_ratios": (c_int, [c_size_t, _PD, c_double, _PD, _PD]),
     "hma_delta_dot": (c_int, [c_u64, c_void_p, c_int, c_void_p, c_int, c_void_p, c_int, _PD]),
-    "hma_group_grad_options_init": (None, [P(_GroupGradOptions)]),
+    "hma_group_grad_options_init_size": (None, [P(_GroupGradOptions), c_size_t]),
     "hma_plan_group_gradients": (c_int, [c_void_p, GRAD_FN, c_void_p,
                                          P(_GroupGradOptions), _PD, c_size_t]),
     "hma_plan_group_gradients_store": (c_int, [c_void_p, c_void_p,
                                                P(_GroupGradOptions), _PD, c_size_t]),
-    "hma_ratio_opt_options_init": (None, [P(_RatioOptOptions)]),
+    "hma_ratio_opt_options_init_size": (None, [P(_RatioOptOptions), c_size_t]),
     "hma_ratio_opt_create": (c_int, [P(c_void_p), c_size_t, _PD, P(_RatioOptOptions)]),
     "hma_ratio_opt_free": (None, [c_void_p]),
     "hma_ratio_opt_k": (c_size_t, [c_void_p]),
     "hma_ratio_opt_steps": (c_u64, [c_void_p]),
     "hma_ratio_opt_get": (c_int, [c_void_p, _PD, _PD]),
     "hma_ratio_opt_step": (c_int, [c_void_p, _PD, _PD, _PD]),
-    "hma_search_options_init": (None, [P(_SearchOptions)]),
+    "hma_search_options_init_size": (None, [P(_SearchOptions), c_size_t]),
     "hma_search": (c_int, [P(_SearchOptions), EVAL_FN, c_void_p, P(c_void_p)]),
     "hma_project_ratios": (c_int, [c_size_t, _PD, c_double, _PD, _PD, _PD]),
     "hma_points_count": (c_size_t, [c_void_p]),
@@ -280,11 +280,11 @@ _SIGNATURES = {
     "hma_points_free": (None, [c_void_p]),
     "hma_pareto_front": (c_int, [c_size_t, _PD, _PD, c_uint, P(c_size_t), P(c_size_t)]),
     "hma_points_pareto": (c_int, [c_void_p, c_size_t, c_size_t, c_uint, P(c_size_t), P(c_size_t)]),
-    "hma_sweep_options_init": (None, [P(_SweepOptions)]),
+    "hma_sweep_options_init_size": (None, [P(_SweepOptions), c_size_t]),
     "hma_sweep": (c_int, [P(_SweepOptions), EVAL_FN, c_void_p, P(c_void_p)]),
     # packs
-    "hma_pack_options_init": (None, [P(_PackOptions)]),
-    "hma_pack_stats_init": (None, [P(_PackStats)]),
+    "hma_pack_options_init_size": (None, [P(_PackOptions), c_size_t]),
+    "hma_pack_stats_init_size": (None, [P(_PackStats), c_size_t]),
     "hma_pack_create": (c_int, [c_char_p, c_void_p, c_char_p, P(_PackOptions), P(_PackStats)]),
     "hma_pack_open": (c_int, [P(c_void_p), c_char_p, c_void_p, c_uint, c_uint]),
     "hma_pack_unpack": (c_int, [c_char_p, c_void_p, c_char_p, P(_PackOptions), P(_PackStats)]),
@@ -1566,7 +1566,7 @@ class Plan(_Handle):
         or None for no gradient). Arrays: float16/float32/float64, or uint16
         with dtype "BF16". Exceptions in the callable are re-raised."""
         opts = _GroupGradOptions()
-        C.group_grad_options_init(ctypes.byref(opts))
+        C.group_grad_options_init_size(ctypes.byref(opts), ctypes.sizeof(opts))
         opts.flags = GRAD_ALLOW_MISSING if allow_missing else 0
         opts.threads = _index(threads, "threads")
         if len(self._stores) != 2:
@@ -1682,7 +1682,7 @@ class RatioOptimizer(_Handle):
     def __init__(self, k, logits0=None, **options):
         super().__init__()
         o = _RatioOptOptions()
-        C.ratio_opt_options_init(ctypes.byref(o))
+        C.ratio_opt_options_init_size(ctypes.byref(o), ctypes.sizeof(o))
         if o.struct_size != ctypes.sizeof(o):
             raise UnsupportedError(30, "hma_ratio_opt_options layout differs from this binding's")
         for key, val in options.items():
@@ -1908,7 +1908,7 @@ def search(evaluate, k, mean=0.5, lo=0.0, hi=1.0, budget=20, seed=0, n_scores=1,
     if not callable(evaluate):
         raise TypeError("evaluate must be callable")
     o = _SearchOptions()
-    C.search_options_init(ctypes.byref(o))
+    C.search_options_init_size(ctypes.byref(o), ctypes.sizeof(o))
     if o.struct_size != ctypes.sizeof(o):
         raise UnsupportedError(30, "hma_search_options layout differs from this binding's")
     keep = []
@@ -1936,7 +1936,7 @@ def sweep(evaluate, k, ma_ratios=(), hma_means=(), lo=0.0, hi=1.0, budget=20, se
     if not callable(evaluate):
         raise TypeError("evaluate must be callable")
     o = _SweepOptions()
-    C.sweep_options_init(ctypes.byref(o))
+    C.sweep_options_init_size(ctypes.byref(o), ctypes.sizeof(o))
     if o.struct_size != ctypes.sizeof(o) or o.search.struct_size != ctypes.sizeof(_SearchOptions):
         raise UnsupportedError(30, "hma_sweep_options layout differs from this binding's")
     keep = []
@@ -1958,7 +1958,7 @@ PackStats = namedtuple("PackStats", "raw_bytes packed_bytes tensors tensors_on_b
 
 def _pack_opts(level=0, threads=0, chunk_size=0):
     o = _PackOptions()
-    C.pack_options_init(ctypes.byref(o))
+    C.pack_options_init_size(ctypes.byref(o), ctypes.sizeof(o))
     if o.struct_size != ctypes.sizeof(o):
         raise UnsupportedError(30, "hma_pack_options layout differs from this binding's")
     o.level = _index(level, "level")
@@ -1969,7 +1969,7 @@ def _pack_opts(level=0, threads=0, chunk_size=0):
 
 def _new_stats():
     s = _PackStats()
-    C.pack_stats_init(ctypes.byref(s))
+    C.pack_stats_init_size(ctypes.byref(s), ctypes.sizeof(s))
     if s.struct_size != ctypes.sizeof(s):
         raise UnsupportedError(30, "hma_pack_stats layout differs from this binding's")
     return s

@@ -1,4 +1,5 @@
-/* api.c - the API's shared conventions: struct_size versioning, callback returns. */
+/* api.c - the API's shared conventions: struct_size versioning (_init_size, reading
+ * options, writing stats), callback returns. */
 #include "internal.h"
 
 #include <string.h>
@@ -37,6 +38,14 @@ int hma__stats_out(void *dst, const void *src, size_t src_size, size_t min_size,
     if (rc) return rc;
     memcpy((char *)dst + sizeof(size_t), (const char *)src + sizeof(size_t), given - sizeof(size_t));
     return HMA_OK;
+}
+
+size_t hma__init_size(void *dst, size_t size, const void *defaults, size_t lib_size) {
+    if (!dst || size < sizeof(size_t)) return 0;
+    size_t n = size < lib_size ? size : lib_size;
+    memcpy(dst, defaults, n);
+    memcpy(dst, &n, sizeof n); /* struct_size */
+    return n;
 }
 
 int hma__callback_result(int ret, const char *who) {

@@ -81,10 +81,10 @@ int hma_delta_dot(uint64_t n, const void *grad, hma_dtype grad_dtype, const void
 
 /* ---- plan-level group gradients ------------------------------------------ */
 
-void hma_group_grad_options_init(hma_group_grad_options *o) {
-    if (!o) return;
-    memset(o, 0, sizeof *o);
-    o->struct_size = sizeof *o;
+void hma_group_grad_options_init_size(hma_group_grad_options *o, size_t size) {
+    hma_group_grad_options d;
+    memset(&d, 0, sizeof d);
+    hma__init_size(o, size, &d, sizeof d);
 }
 
 /* One averaged row: where its three operands come from. */

@@ -13,16 +13,16 @@
 #define PACK_OPTIONS_MIN sizeof(size_t)
 #define PACK_STATS_MIN sizeof(size_t)
 
-void hma_pack_options_init(hma_pack_options *opt) {
-    if (!opt) return;
-    memset(opt, 0, sizeof *opt);
-    opt->struct_size = sizeof *opt;
+void hma_pack_options_init_size(hma_pack_options *opt, size_t size) {
+    hma_pack_options d;
+    memset(&d, 0, sizeof d);
+    hma__init_size(opt, size, &d, sizeof d);
 }
 
-void hma_pack_stats_init(hma_pack_stats *stats) {
-    if (!stats) return;
-    memset(stats, 0, sizeof *stats);
-    stats->struct_size = sizeof *stats;
+void hma_pack_stats_init_size(hma_pack_stats *stats, size_t size) {
+    hma_pack_stats d;
+    memset(&d, 0, sizeof d);
+    hma__init_size(stats, size, &d, sizeof d);
 }
 
 int hma__pk_options(const hma_pack_options *in, hma_pack_options *o, const hma_pack_stats *stats, const char *fn) {

@@ -14,19 +14,19 @@ struct hma_ratio_opt {
     double *l, *m, *v, *work; /* logits, first and second moments, scratch (2k) */
 };
 
-void hma_ratio_opt_options_init(hma_ratio_opt_options *o) {
-    if (!o) return;
-    memset(o, 0, sizeof *o);
-    o->struct_size = sizeof *o;
-    o->method = HMA_OPT_ADAM;
-    o->lr = 2e-5;
-    o->mean = 0.5;
-    o->eps = HMA_RATIO_EPS_DEFAULT;
-    o->penalty = 0;
-    o->momentum = 0;
-    o->beta1 = 0.9;
-    o->beta2 = 0.999;
-    o->adam_eps = 1e-8;
+void hma_ratio_opt_options_init_size(hma_ratio_opt_options *o, size_t size) {
+    hma_ratio_opt_options d;
+    memset(&d, 0, sizeof d);
+    d.method = HMA_OPT_ADAM;
+    d.lr = 2e-5;
+    d.mean = 0.5;
+    d.eps = HMA_RATIO_EPS_DEFAULT;
+    d.penalty = 0;
+    d.momentum = 0;
+    d.beta1 = 0.9;
+    d.beta2 = 0.999;
+    d.adam_eps = 1e-8;
+    hma__init_size(o, size, &d, sizeof d);
 }
 
 static int finite_in(double x, double lo, double hi, int lo_open, int hi_open) {

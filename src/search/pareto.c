@@ -89,11 +89,19 @@ int hma_points_pareto(const hma_points *p, size_t sx, size_t sy, unsigned flags,
 /* Sweep                                                                   */
 /* ======================================================================= */
 
-void hma_sweep_options_init(hma_sweep_options *o) {
-    if (!o) return;
-    memset(o, 0, sizeof *o);
-    o->struct_size = sizeof *o;
-    hma_search_options_init(&o->search);
+void hma_sweep_options_init_size(hma_sweep_options *o, size_t size) {
+    hma_sweep_options d;
+    memset(&d, 0, sizeof d);
+    hma_search_options_init(&d.search);
+    size_t n = hma__init_size(o, size, &d, sizeof d);
+    /* The embedded search gets the part of the caller's struct it reaches:
+     * `search` is the last member, so a caller's sweep struct ends where its
+     * search struct ends. */
+    size_t at = offsetof(hma_sweep_options, search);
+    if (n >= at + sizeof(size_t)) {
+        size_t inner = n - at;
+        memcpy((char *)o + at, &inner, sizeof inner);
+    }
 }
 
 /* The caller's sweep options into *o by the struct_size rule. The embedded

@@ -52,16 +52,16 @@ static double rng_unif(rng *r) { return (double)(rng_next(r) >> 11) * 0x1.0p-53;
 /* Derivative-free search                                                  */
 /* ======================================================================= */
 
-void hma_search_options_init(hma_search_options *o) {
-    if (!o) return;
-    memset(o, 0, sizeof *o);
-    o->struct_size = sizeof *o;
-    o->mean = 0.5;
-    o->lo = 0;
-    o->hi = 1;
-    o->budget = 20;
-    o->n_scores = 1;
-    o->tolerance = 1e-6;
+void hma_search_options_init_size(hma_search_options *o, size_t size) {
+    hma_search_options d;
+    memset(&d, 0, sizeof d);
+    d.mean = 0.5;
+    d.lo = 0;
+    d.hi = 1;
+    d.budget = 20;
+    d.n_scores = 1;
+    d.tolerance = 1e-6;
+    hma__init_size(o, size, &d, sizeof d);
 }
 
 typedef struct sctx {

@@ -36,6 +36,31 @@ class BasicsTest(unittest.TestCase):
         with self.assertRaises(hma.InvalidArgumentError):
             hma.gradient_eval([], 0.5)
 
+    def test_struct_init_sizes(self):
+        # Every options/stats struct is initialised by the C _init_size()
+        # with the binding's own ctypes size: struct_size == that size, and
+        # nothing is written past it (the C side never sees a bigger struct).
+        import ctypes
+        structs = [("group_grad_options", hma._GroupGradOptions), ("ratio_opt_options", hma._RatioOptOptions),
+                   ("search_options", hma._SearchOptions), ("sweep_options", hma._SweepOptions),
+                   ("pack_options", hma._PackOptions), ("pack_stats", hma._PackStats)]
+        for name, cls in structs:
+            init = getattr(hma.C, name + "_init_size")
+            o = cls()
+            init(ctypes.byref(o), ctypes.sizeof(o))
+            self.assertEqual(o.struct_size, ctypes.sizeof(cls), name)
+            if cls is hma._SweepOptions:
+                self.assertEqual(o.search.struct_size, ctypes.sizeof(hma._SearchOptions))
+            # a guard region after the struct stays as it was
+            size = ctypes.sizeof(cls)
+            buf = (ctypes.c_ubyte * (size + 64))(*([0xA5] * (size + 64)))
+            init(ctypes.cast(buf, ctypes.POINTER(cls)), size)
+            self.assertEqual(bytes(buf[size:]), b"\xa5" * 64, name)
+            self.assertEqual(cls.from_buffer(buf).struct_size, size, name)
+        # the binding's own initialisers give what the library expects
+        self.assertEqual(hma._pack_opts().struct_size, ctypes.sizeof(hma._PackOptions))
+        self.assertEqual(hma._new_stats().struct_size, ctypes.sizeof(hma._PackStats))
+
     def test_simd(self):
         best = hma.simd_best()
         self.assertTrue(hma.simd_available(best))
