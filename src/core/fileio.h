@@ -58,7 +58,7 @@ int hma__ends_with(const char *s, const char *suffix);
 /*
  * Create a new temporary file in `dir`, named
  * ".hma-tmp-h<host hash>-<pid>-<random>", mode 0644, opened read-write.
- * Before the first temporary of a call, sweep `dir` (hma__tmp_sweep()).
+ * It does not sweep: hma__afile_open() sweeps the folder before it creates one.
  * On success *path (malloc'd) and *fd are set. HMA_ERR_IO, HMA_ERR_NO_MEMORY.
  */
 int hma__tmp_create(const char *dir, char **path, int *fd);
