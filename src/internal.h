@@ -109,7 +109,7 @@ void hma__registry_remove(unsigned long long dev, unsigned long long ino);
 /* 1 if `path` exists and is the same file (device, inode) as an open input. */
 int hma__registry_contains_path(const char *path);
 
-/* ---- writer (writer.c) ------------------------------------------------ */
+/* ---- writer (io/writer.c) ------------------------------------------------ */
 /* 1 if `key` was set with hma_writer_set_metadata() on w (the plan's merge
  * into a caller's writer keeps the caller's keys). */
 int hma__writer_has_metadata(const hma_writer *w, const char *key);

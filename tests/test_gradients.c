@@ -223,7 +223,7 @@ static int gcb(void *user, const char *name, const void **data, hma_dtype *dtype
         if (strcmp(name, names[i]) == 0) {
             if (s->mode == 1 && i == 6) return 0;
             if (s->mode == 3 && i == 3) return 5;
-            if (s->mode == 4 && i == 3) return HMA_EVAL_CANCEL;
+            if (s->mode == 4 && i == 3) return HMA_CANCEL;
             *data = s->f->grad[i].p;
             *dtype = s->mode == 5 && i == 2 ? HMA_DTYPE_I16 : s->f->grad[i].dt;
             *n = sizes[i] + (s->mode == 2 && i == 4);

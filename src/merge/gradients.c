@@ -2,7 +2,7 @@
  * gradients.c - group gradients dL/da_k = sum over a group's tensors of
  * <dL/dtheta, theta_aligned - theta_base>, streamed in fixed blocks through
  * OpenBLAS so that the result is the same for any thread count.
- * The ratio parametrisation and the optimizer step are in search.c.
+ * The ratio parametrisation and the optimizer step are in search/ratios.c and search/optimizer.c.
  * It lives in src/merge/ because it walks a merge plan's rows and uses the merge kernels.
  */
 #include "internal.h"

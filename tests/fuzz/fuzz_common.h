@@ -210,7 +210,7 @@ FZ_FN void fz_fill(unsigned char *p, hma_dtype dt, uint64_t n, uint64_t seed, do
     }
 }
 
-/* Chunk layouts the pack reader uses (pack.c's dtype_fmt): U8-like, BF16,
+/* Chunk layouts the pack reader uses (pack/format.c: hma__pk_dtype_fmt): U8-like, BF16,
  * F16, F32, F64, then 2/4/8-byte integers. fuzz_pack_chunk picks one by
  * index; gen_seeds makes its chunk seeds with the same table. */
 static const unsigned fz_chunk_layouts[][2] = {

@@ -25,7 +25,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     hma__pc_fmt fmt = {fz_chunk_layouts[lay][0], fz_chunk_layouts[lay][1]};
     int with_base = data[2] & 1;
     size_t n = (size_t)data[3] | (size_t)data[4] << 8;
-    n -= n % fmt.esize; /* pack.c only asks for whole elements */
+    n -= n % fmt.esize; /* the pack reader only asks for whole elements */
     const uint8_t *payload = data + 5;
     size_t plen = size - 5;
 
