@@ -26,6 +26,12 @@ int cli_cmd_search(int argc, char **argv);  /* cli/search.c */
 int cli_cmd_pack(int argc, char **argv);    /* cli/pack.c */
 int cli_cmd_unpack(int argc, char **argv);  /* cli/pack.c */
 
+/* cli/merge.c: `hma merge ARGS` as one part of a partitioned merge (part
+ * `rank` of `world`), or, with `finalize`, its finalize step; for programs
+ * that know the partition themselves (examples/mpi/). ARGS must not hold
+ * --rank, --world or --finalize. `quiet` adds -q. Exit status as commands. */
+int cli_merge_partition(int argc, char **argv, long rank, long world, int finalize, int quiet);
+
 /* Print ONE line "hma CMD: <hma_strerror(code)>: <hma_last_error()>" to
  * stderr (control characters escaped so the line stays one line) and return
  * 1, the exit status for library errors. */
