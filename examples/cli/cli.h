@@ -40,7 +40,10 @@ int cli_fail(const char *cmd, int code);
 /* Print a usage error "hma CMD: MESSAGE" plus a hint to stderr; returns 2. */
 int cli_usage(const char *cmd, const char *message);
 
-/* Write s as a JSON string literal (quotes included) to f. */
+/* Write s to f with control bytes escaped (\xNN), so it stays one line. */
+void cli_put_one_line(FILE *f, const char *s);
+
+/* cli/report.c holds these helpers. Write s as a JSON string literal (quotes included) to f. */
 void cli_json_string(FILE *f, const char *s);
 
 #endif /* CLI_H */
