@@ -251,7 +251,7 @@ int hma__writer_file_active(const hma_writer *w, size_t i) {
 
 int hma__writer_tensor_owned(const hma_writer *w, size_t index) {
     if (!w || index >= w->nt || w->state == W_DECLARING) return 0;
-    return hma__writer_file_active(w, w->t[index].shard) && w->t[index].shard < w->nshards;
+    return hma__writer_file_active(w, w->t[index].shard);
 }
 
 size_t hma_writer_find(const hma_writer *w, const char *name) {
