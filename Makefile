@@ -11,6 +11,8 @@
 #   make valgrind   the unit test programs under valgrind memcheck
 #   make abi-check  compare the library's ABI and exported symbols with abi/
 #   make abi-update regenerate abi/libhma.abi and abi/symbols.txt (then commit)
+#   make mpi        examples/hma-mpi, the MPI program (mpicc; also built by
+#                   make test when mpicc exists; libhma itself never links MPI)
 
 VERSION_MAJOR := $(shell sed -n 's/^\#define HMA_VERSION_MAJOR \([0-9]*\).*/\1/p' include/hma.h)
 VERSION_MINOR := $(shell sed -n 's/^\#define HMA_VERSION_MINOR \([0-9]*\).*/\1/p' include/hma.h)
@@ -86,6 +88,7 @@ ITEST_SRC := $(sort $(wildcard tests/internal/test_*.c))
 ITEST_BIN := $(patsubst tests/internal/%.c,$(BUILD)/tests/internal/%,$(ITEST_SRC))
 TESTUTIL := tests/testutil.c
 
+.PHONY: mpi
 .PHONY: default all lib deps run test test-unit test-concurrency valgrind abi-check abi-update bench install uninstall clean docs fuzz
 # Plain `make` first installs the Debian packages that are missing (make deps;
 # silent when all are there), like make test and make run; `make all` builds
@@ -98,7 +101,8 @@ lib: $(SHARED) $(LIBOUT)/libhma.so.$(VERSION_MAJOR) $(LIBOUT)/libhma.so $(STATIC
 
 # ---- dependencies (Debian 12) ----------------------------------------------
 DEB_PKGS := build-essential pkg-config libopenblas-dev libzstd-dev libcmocka-dev \
-            python3 python3-numpy python3-pip python3-setuptools valgrind abigail-tools clang libclang-rt-14-dev
+            python3 python3-numpy python3-pip python3-setuptools valgrind abigail-tools clang libclang-rt-14-dev \
+            libopenmpi-dev openmpi-bin
 # make bench also measures the PyTorch merge users run today (Debian's torch).
 BENCH_PKGS := python3-torch
 deps:
@@ -141,6 +145,19 @@ $(HMA_BIN): $(EX_SRC) $(wildcard examples/cli/*.h examples/experiment/*.h exampl
 	@mkdir -p $(@D)
 	$(CC) $(APP_CFLAGS) $(EX_INC) -o $@ $(EX_SRC) -L$(LIBOUT) -Wl,-rpath,'$$ORIGIN/../$(LIBOUT)' -Wl,-rpath,$(abspath $(LIBOUT)) -lhma $(LIBS)
 
+# ---- the MPI program ---------------------------------------------------------------
+# examples/mpi/ plus the `hma merge` command it runs on each rank; built with
+# mpicc. Not under SAN: LSan reports Open MPI's own allocations.
+MPICC ?= mpicc
+HAVE_MPICC := $(if $(SAN),,$(shell command -v $(MPICC) 2>/dev/null))
+MPI_BIN := examples/hma-mpi
+MPI_SRC := $(sort $(wildcard examples/mpi/*.c)) examples/cli/merge.c examples/cli/args.c examples/cli/progress.c examples/cli/report.c
+mpi: $(MPI_BIN)
+$(MPI_BIN): $(MPI_SRC) $(wildcard examples/mpi/*.h examples/cli/*.h) include/hma.h $(SHARED) $(LIBOUT)/libhma.so $(LIBOUT)/libhma.so.$(VERSION_MAJOR)
+	@[ -z "$(SAN)" ] || { echo "make mpi: not with SAN=$(SAN)"; exit 2; }
+	@command -v $(MPICC) >/dev/null || { echo "make mpi: $(MPICC) not found: install libopenmpi-dev and openmpi-bin (make deps)"; exit 1; }
+	$(MPICC) $(APP_CFLAGS) -Iexamples/cli -o $@ $(MPI_SRC) -L$(LIBOUT) -Wl,-rpath,'$$ORIGIN/../$(LIBOUT)' -Wl,-rpath,$(abspath $(LIBOUT)) -lhma $(LIBS)
+
 # ---- tests -----------------------------------------------------------------------
 # tests/test_*.c use only the public API and link the shared library;
 # tests/internal/test_*.c reach internal functions through the static library.
@@ -168,10 +185,10 @@ test: deps
 SAN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:detect_stack_use_after_return=1 \
   LSAN_OPTIONS=report_objects=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
-TEST_ENV := HMA_BIN=$(HMA_BIN) LIBOUT=$(LIBOUT) BUILD=$(BUILD) PYTHON=$(PYTHON) SAN=$(SAN) $(SAN_ENV)
+TEST_ENV := HMA_BIN=$(HMA_BIN) HMA_MPI_BIN=$(if $(HAVE_MPICC),$(MPI_BIN)) LIBOUT=$(LIBOUT) BUILD=$(BUILD) PYTHON=$(PYTHON) SAN=$(SAN) $(SAN_ENV)
 
 # Runs every test program and script, then prints one closing line.
-test-unit: all $(TEST_BIN) $(ITEST_BIN)
+test-unit: all $(TEST_BIN) $(ITEST_BIN) $(if $(HAVE_MPICC),$(MPI_BIN))
 	@$(TEST_ENV) sh tests/run_all.sh $(TEST_BIN) $(ITEST_BIN)
 
 # The test programs that run many threads at once (make SAN=tsan test-concurrency).
@@ -241,6 +258,6 @@ uninstall:
 	[ -z "$(PYTHON_SITEDIR)" ] || rm -f $(DESTDIR)$(PYTHON_SITEDIR)/hma.py $(DESTDIR)$(PYTHON_SITEDIR)/__pycache__/hma.*.pyc
 
 clean:
-	rm -rf build lib examples/hma
+	rm -rf build lib examples/hma examples/hma-mpi
 
 -include $(LIB_OBJ:.o=.d)

@@ -144,11 +144,11 @@ typedef enum hma_error {
     HMA_ERR_MISMATCH = 25,         /* inputs disagree: missing tensor, different shape */
     HMA_ERR_UNSUPPORTED_DTYPE = 26,/* this operation cannot handle this dtype */
     HMA_ERR_NONFINITE = 27,        /* NaN or infinity in an input (see HMA_MERGE_ALLOW_NONFINITE) */
-    HMA_ERR_CORRUPT = 28,          /* a pack file failed its checks (checksum, bounds, format) */
+    HMA_ERR_CORRUPT = 28,          /* a pack file or a part's shard failed its checks (checksum, bounds, format) */
     HMA_ERR_WRONG_BASE = 29,       /* a pack was opened with a base it was not made against */
     HMA_ERR_UNSUPPORTED = 30,      /* format version or feature this build does not support */
     HMA_ERR_THREAD = 31,           /* a thread could not be created */
-    HMA_ERR_INCOMPLETE = 32,       /* writer commit with bytes of some tensor never written */
+    HMA_ERR_INCOMPLETE = 32,       /* writer commit with bytes never written; finalize: a part's shard missing */
     HMA_ERR_CALLBACK = 33,         /* a user callback reported failure */
     HMA_ERR_EXISTS = 34,           /* the output exists and is not the kind we may replace */
     HMA_ERR_COUNT                  /* number of codes (not an error); grows when codes are added */
@@ -440,6 +440,67 @@ HMA_API int hma_writer_add_tensor(hma_writer *w, const char *name, hma_dtype dty
  * source), HMA_ERR_NO_MEMORY. Not thread-safe (declaration phase).
  */
 HMA_API int hma_writer_add_file(hma_writer *w, const char *name, const char *src_path);
+
+/**
+ * Make this writer part `part` of `nparts` of a partitioned output: several
+ * processes (or machines, over a shared filesystem) each write a share of
+ * one output, and a last step (hma_writer_set_finalize()) checks them and
+ * publishes the whole. Every part and finalize declare the same tensors,
+ * metadata and shard size; the layout (which tensor goes into which shard,
+ * the file names, every header byte) depends only on those declarations,
+ * so all agree on it. Shard i (0-based, in declaration order) belongs to
+ * part i mod nparts; with more parts than shards, the extra parts are idle
+ * (they write nothing and succeed). A single-shard output (one
+ * model.safetensors, or a path ending in ".safetensors") is written by
+ * part 0.
+ *
+ * A part's hma_writer_begin() creates temporaries for its own shards only;
+ * hma_writer_write() accepts only tensors in them (others:
+ * HMA_ERR_INVALID_ARGUMENT; hma_plan_merge_into() merges only those rows);
+ * files of hma_writer_add_file() are not read (finalize copies them).
+ * hma_writer_commit() checks that every byte of its own tensors was
+ * written, computes the xxhash64 of each of its shards, removes a
+ * model.safetensors.index.json left in the folder by an earlier output (its
+ * shards are being replaced), then renames each shard into place followed
+ * by its record, a small hidden file ".hma-part-<shard name>" holding the
+ * shard's name, size and checksum. Each shard and each record appears
+ * atomically; a part that fails or is killed leaves the shards and records
+ * it had already committed (all complete) and no temporaries once the next
+ * begin in that folder sweeps them. Rerunning a part rewrites its shards.
+ * Errors: HMA_ERR_INVALID_ARGUMENT (NULL, part >= nparts, nparts 0),
+ * HMA_ERR_STATE (after begin). Not thread-safe (declaration phase).
+ */
+HMA_API int hma_writer_set_part(hma_writer *w, size_t part, size_t nparts);
+
+/**
+ * Make this writer the finalize step of a partitioned output written by
+ * `nparts` parts (hma_writer_set_part(); nparts is used to name the part
+ * that owes a shard in messages). Declare the same tensors, metadata and
+ * shard size as the parts, and the files to copy (hma_writer_add_file()).
+ * begin creates temporaries only for the copied files and the index;
+ * hma_writer_write() accepts nothing (hma_plan_merge_into() writes no row).
+ * hma_writer_commit() first checks every shard of the layout: present, of
+ * the expected size, its header byte-for-byte the expected one (names,
+ * dtypes, shapes, offsets, metadata), its record present and its xxhash64
+ * equal to the recorded one (the shards are read once, in parallel). Only
+ * then does it commit the copied files and, for a sharded output, the index
+ * model.safetensors.index.json, last (as hma_writer_commit(); a single
+ * model.safetensors in a folder gets no index and a stale one is removed),
+ * and then removes the records: the folder then holds exactly the files a
+ * single-process hma_writer_commit() writes, byte for byte.
+ * When a check fails, commit returns its error naming the first bad shard
+ * and its part ("model-00003-of-00008.safetensors (part 2 of 7) is
+ * missing", "... is N bytes, expected M", "... checksum differs") and
+ * writes nothing: no index, no copied file; rerun the parts named, then
+ * finalize again. Rerunning finalize after it succeeded fails (the records
+ * are gone) and changes nothing.
+ * Errors (here): HMA_ERR_INVALID_ARGUMENT (NULL, nparts 0), HMA_ERR_STATE
+ * (after begin); at commit: HMA_ERR_INCOMPLETE (a shard or its record is
+ * missing, or a shard has the wrong size), HMA_ERR_CORRUPT (a header or a
+ * checksum differs, a record is malformed), HMA_ERR_IO, and the commit's
+ * errors. Not thread-safe (declaration phase).
+ */
+HMA_API int hma_writer_set_finalize(hma_writer *w, size_t nparts);
 
 /**
  * Freeze the declarations: lay out shards, refuse to overwrite an input that

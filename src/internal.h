@@ -113,5 +113,8 @@ int hma__registry_contains_path(const char *path);
 /* 1 if `key` was set with hma_writer_set_metadata() on w (the plan's merge
  * into a caller's writer keeps the caller's keys). */
 int hma__writer_has_metadata(const hma_writer *w, const char *key);
+/* 1 if tensor `index` of a begun writer is written by it: always for a
+ * whole output, only in its own shards for a part, never for finalize. */
+int hma__writer_tensor_owned(const hma_writer *w, size_t index);
 
 #endif /* HMA_INTERNAL_H */

@@ -26,6 +26,12 @@ int cli_cmd_search(int argc, char **argv);  /* cli/search.c */
 int cli_cmd_pack(int argc, char **argv);    /* cli/pack.c */
 int cli_cmd_unpack(int argc, char **argv);  /* cli/pack.c */
 
+/* cli/merge.c: `hma merge ARGS` as one part of a partitioned merge (part
+ * `rank` of `world`), or, with `finalize`, its finalize step; for programs
+ * that know the partition themselves (examples/mpi/). ARGS must not hold
+ * --rank, --world or --finalize. `quiet` adds -q. Exit status as commands. */
+int cli_merge_partition(int argc, char **argv, long rank, long world, int finalize, int quiet);
+
 /* Print ONE line "hma CMD: <hma_strerror(code)>: <hma_last_error()>" to
  * stderr (control characters escaped so the line stays one line) and return
  * 1, the exit status for library errors. */
@@ -34,7 +40,10 @@ int cli_fail(const char *cmd, int code);
 /* Print a usage error "hma CMD: MESSAGE" plus a hint to stderr; returns 2. */
 int cli_usage(const char *cmd, const char *message);
 
-/* Write s as a JSON string literal (quotes included) to f. */
+/* Write s to f with control bytes escaped (\xNN), so it stays one line. */
+void cli_put_one_line(FILE *f, const char *s);
+
+/* cli/report.c holds these helpers. Write s as a JSON string literal (quotes included) to f. */
 void cli_json_string(FILE *f, const char *s);
 
 #endif /* CLI_H */

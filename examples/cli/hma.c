@@ -1,7 +1,6 @@
 /*
  * cli/hma.c - the `hma` command-line program: main() with subcommand dispatch
- * (see cli.h for how subcommands in other files plug in), the shared
- * error/JSON output helpers, and `hma inspect`.
+ * (see cli.h for how subcommands in other files plug in) and `hma inspect`.
  *
  *   hma inspect PATH [--json] [--pread]
  *       PATH is a .safetensors file, a model.safetensors.index.json, or a
@@ -42,45 +41,6 @@ static void print_help(FILE *f) {
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
     fprintf(f, "\nRun 'hma COMMAND --help' for a command's options.\n");
-}
-
-/* Escape control bytes so that a message stays on one line. */
-static void put_one_line(FILE *f, const char *s) {
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c < 0x20 || c == 0x7f) fprintf(f, "\\x%02x", c);
-        else fputc(c, f);
-    }
-}
-
-int cli_fail(const char *cmd, int code) {
-    fprintf(stderr, "hma %s: %s: ", cmd, hma_strerror(code));
-    put_one_line(stderr, hma_last_error());
-    fputc('\n', stderr);
-    return 1;
-}
-
-int cli_usage(const char *cmd, const char *message) {
-    fprintf(stderr, "hma %s: %s (try 'hma %s --help')\n", cmd, message, cmd);
-    return 2;
-}
-
-void cli_json_string(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        switch (c) {
-        case '"': fputs("\\\"", f); break;
-        case '\\': fputs("\\\\", f); break;
-        case '\n': fputs("\\n", f); break;
-        case '\r': fputs("\\r", f); break;
-        case '\t': fputs("\\t", f); break;
-        default:
-            if (c < 0x20 || c == 0x7f) fprintf(f, "\\u%04x", c);
-            else fputc(c, f); /* names are valid UTF-8: the library checked */
-        }
-    }
-    fputc('"', f);
 }
 
 /* ---- inspect ------------------------------------------------------------- */
@@ -171,7 +131,7 @@ int cli_cmd_inspect(int argc, char **argv) {
         fprintf(o, "%s: %zu file%s\n", path, nf, nf == 1 ? "" : "s");
         for (size_t i = 0; i < nf; i++) {
             fputs("  ", o);
-            put_one_line(o, hma_store_file_path(st, i));
+            cli_put_one_line(o, hma_store_file_path(st, i));
             fputc('\n', o);
         }
         fprintf(o, "metadata (%zu):\n", nm);
@@ -179,16 +139,16 @@ int cli_cmd_inspect(int argc, char **argv) {
             const char *k, *v;
             hma_store_metadata_at(st, i, &k, &v);
             fputs("  ", o);
-            put_one_line(o, k);
+            cli_put_one_line(o, k);
             fputs(" = ", o);
-            put_one_line(o, v);
+            cli_put_one_line(o, v);
             fputc('\n', o);
         }
         fprintf(o, "tensors (%zu):\n", n);
         for (size_t i = 0; i < n; i++) {
             const hma_tensor *t = hma_store_tensor(st, i);
             fputs("  ", o);
-            put_one_line(o, hma_tensor_name(t));
+            cli_put_one_line(o, hma_tensor_name(t));
             fprintf(o, "  %s  [", hma_dtype_name(hma_tensor_dtype(t)));
             const uint64_t *sh = hma_tensor_shape(t);
             for (unsigned k = 0; k < hma_tensor_ndim(t); k++) fprintf(o, k ? ", %" PRIu64 : "%" PRIu64, sh[k]);
@@ -225,7 +185,7 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
     fprintf(stderr, "hma: unknown command '");
-    put_one_line(stderr, argv[1]);
+    cli_put_one_line(stderr, argv[1]);
     fprintf(stderr, "' (try 'hma --help')\n");
     return 2;
 }

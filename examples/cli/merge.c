@@ -54,6 +54,14 @@ static void merge_usage(FILE *f) {
             "  --threads N        worker threads (0 = all cores, the default)\n"
             "  --shard-size S     folder output: max shard size, e.g. 5GB, 500MiB\n"
             "  --dry-run          print the plan (tensors, groups, weights) and write nothing\n"
+            "Partitioned merges (one output written by N processes; docs/scale-out.md):\n"
+            "  --rank R --world N write part R of N: shards i with i mod N = R, each with a\n"
+            "                     checksum record; no index, no config files\n"
+            "  --rank auto        rank and world from the launcher: OMPI_COMM_WORLD_RANK/SIZE,\n"
+            "                     PMI_RANK/PMI_SIZE, SLURM_PROCID/SLURM_NTASKS, RANK/WORLD_SIZE\n"
+            "  --finalize --world N  check every shard of the N parts (size, header,\n"
+            "                     checksum), then write the index and config files\n"
+            "                     (give the parts' inputs, weights, options and -o)\n"
             "  -q, --quiet        no progress bar and no summary line\n"
             "  -o OUT             a .safetensors file, or a folder (config.json, tokenizer\n"
             "                     and generation files are copied from the first input\n"
@@ -225,12 +233,18 @@ static int append_quoted(char **buf, size_t *len, size_t *cap, const char *a) {
 }
 
 /* "hma merge ARG..." with each argument shell-quoted as needed (argv[0] is
- * the command name "merge"); malloc'ed, NULL when out of memory. */
-static char *command_line(int argc, char **argv) {
+ * the command name "merge"), leaving out the positions in skip (the
+ * partition options: every part, finalize and a single-process merge then
+ * record the same line, so their shards are byte-identical); malloc'ed,
+ * NULL when out of memory. */
+static char *command_line(int argc, char **argv, const int *skip, int nskip) {
     char *buf = NULL;
     size_t len = 0, cap = 0;
     if (append_quoted(&buf, &len, &cap, "hma")) return NULL;
     for (int i = 0; i < argc; i++) {
+        int skipped = 0;
+        for (int k = 0; k < nskip; k++) skipped |= skip[k] == i;
+        if (skipped) continue;
         buf[len++] = ' ';
         if (append_quoted(&buf, &len, &cap, argv[i])) {
             free(buf);
@@ -362,7 +376,18 @@ typedef struct opts {
     int normalize; /* -1 unset */
     int allow_nonfinite, dry_run, quiet;
     long threads;
+    const char *rank, *world; /* --rank, --world as given */
+    int finalize;
+    int pmode;          /* 0 a whole merge, 1 a part, 2 finalize (resolved) */
+    long prank, pworld;
+    int skip[6]; /* argv positions of --rank/--world/--finalize and their values */
+    int nskip;   /* (left out of the command line recorded in the output) */
 } opts;
+
+/* Leave argv[from..to] out of the recorded command line. */
+static void skip_args(opts *o, int from, int to) {
+    for (int i = from; i <= to && o->nskip < (int)(sizeof o->skip / sizeof o->skip[0]); i++) o->skip[o->nskip++] = i;
+}
 
 static int parse_args(int argc, char **argv, opts *o) {
     memset(o, 0, sizeof *o);
@@ -383,6 +408,19 @@ static int parse_args(int argc, char **argv, opts *o) {
         else if (cli_args_flag(A, "--normalize")) o->normalize = 1;
         else if (cli_args_flag(A, "--no-normalize")) o->normalize = 0;
         else if (cli_args_flag(A, "--allow-nonfinite")) o->allow_nonfinite = 1;
+        else if (cli_args_flag(A, "--finalize")) {
+            if (o->finalize) return cli_usage(CMD, "--finalize given twice");
+            o->finalize = 1;
+            skip_args(o, A->i, A->i);
+        } else if (cli_args_value(A, "--rank", &v) || cli_args_value(A, "--world", &v)) {
+            int is_rank = !strncmp(a, "--rank", 6);
+            if (!v) return cli_usage(CMD, is_rank ? "--rank needs a number or auto" : "--world needs a number");
+            if (is_rank ? o->rank != NULL : o->world != NULL)
+                return cli_usage(CMD, is_rank ? "--rank given twice" : "--world given twice");
+            if (is_rank) o->rank = v;
+            else o->world = v;
+            skip_args(o, strchr(a, '=') ? A->i : A->i - 1, A->i);
+        }
         else if (cli_args_value(A, "--base", &v)) {
             if (!v) return cli_usage(CMD, "--base needs a path");
             if (o->has_base) return cli_usage(CMD, "--base given twice");
@@ -451,11 +489,84 @@ static int find_input(const opts *o, const char *s, long *idx) {
     return -1;
 }
 
+/* ---- partitioned merges -------------------------------------------------- */
+
+/* The launchers' rank and size variables, in the order they are tried. */
+static const char *const launcher_env[][2] = {{"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"},
+                                              {"PMI_RANK", "PMI_SIZE"},
+                                              {"SLURM_PROCID", "SLURM_NTASKS"},
+                                              {"RANK", "WORLD_SIZE"}};
+
+/* --rank/--world/--finalize into o->pmode, o->prank, o->pworld. 0 or a usage error (2). */
+static int resolve_partition(opts *o) {
+    if (o->finalize && o->rank) return cli_usage(CMD, "give --rank (a part) or --finalize, not both");
+    if (!o->rank && !o->finalize) {
+        if (o->world) return cli_usage(CMD, "--world needs --rank R or --finalize");
+        return 0;
+    }
+    long world = 0, rank = 0;
+    if (o->world && cli_parse_long(o->world, 1, 1000000, &world))
+        return cli_usage(CMD, "--world needs an integer 1..1000000");
+    if (o->rank && !strcmp(o->rank, "auto")) {
+        size_t k;
+        for (k = 0; k < sizeof launcher_env / sizeof launcher_env[0]; k++)
+            if (getenv(launcher_env[k][0])) break;
+        if (k == sizeof launcher_env / sizeof launcher_env[0])
+            return cli_usage(CMD, "--rank auto: no launcher rank in the environment (OMPI_COMM_WORLD_RANK, PMI_RANK, "
+                                  "SLURM_PROCID or RANK); run under mpirun, srun or torchrun, or give --rank R --world N");
+        long w2;
+        char msg[200];
+        if (cli_parse_long(getenv(launcher_env[k][0]), 0, 999999, &rank) || !getenv(launcher_env[k][1]) ||
+            cli_parse_long(getenv(launcher_env[k][1]), 1, 1000000, &w2) || rank >= w2) {
+            snprintf(msg, sizeof msg, "--rank auto: %s and %s must be a rank below a size", launcher_env[k][0],
+                     launcher_env[k][1]);
+            return cli_usage(CMD, msg);
+        }
+        if (o->world && world != w2) {
+            snprintf(msg, sizeof msg, "--rank auto: --world %ld differs from %s=%ld", world, launcher_env[k][1], w2);
+            return cli_usage(CMD, msg);
+        }
+        world = w2;
+    } else if (!o->world) {
+        return cli_usage(CMD, o->finalize ? "--finalize needs --world N (the number of parts)"
+                                          : "--rank R needs --world N (or use --rank auto)");
+    } else if (o->rank && cli_parse_long(o->rank, 0, world - 1, &rank)) {
+        return cli_usage(CMD, "--rank needs auto or an integer 0..N-1 (N from --world)");
+    }
+    o->pmode = o->finalize ? 2 : 1;
+    o->prank = rank;
+    o->pworld = world;
+    return 0;
+}
+
+static int run_merge(int argc, char **argv, opts *op);
+
 int cli_cmd_merge(int argc, char **argv) {
     opts o;
     int rc = parse_args(argc, argv, &o);
     if (rc < 0) return 0; /* --help */
     if (rc) return rc;
+    if ((rc = resolve_partition(&o))) return rc;
+    return run_merge(argc, argv, &o);
+}
+
+int cli_merge_partition(int argc, char **argv, long rank, long world, int finalize, int quiet) {
+    opts o;
+    int rc = parse_args(argc, argv, &o);
+    if (rc < 0) return 0; /* --help */
+    if (rc) return rc;
+    if (o.rank || o.world || o.finalize)
+        return cli_usage(CMD, "--rank, --world and --finalize are set by the launcher here; leave them out");
+    o.pmode = finalize ? 2 : 1;
+    o.prank = finalize ? 0 : rank;
+    o.pworld = world;
+    o.quiet |= quiet;
+    return run_merge(argc, argv, &o);
+}
+
+static int run_merge(int argc, char **argv, opts *op) {
+    opts o = *op;
+    int rc = 0;
 
     /* ---- check the combination before opening anything ---- */
     hma_method method = HMA_METHOD_LINEAR;
@@ -647,13 +758,15 @@ int cli_cmd_merge(int argc, char **argv) {
 
     /* ---- merge ---- */
     /* the command line goes into __metadata__, after "format" and "hma_recipe" */
-    char *cmdline = command_line(argc, argv);
+    char *cmdline = command_line(argc, argv, o.skip, o.nskip);
     rc = cmdline ? hma_plan_set_metadata(plan, COMMAND_KEY, cmdline) : HMA_ERR_NO_MEMORY;
     free(cmdline);
     if (rc) goto done;
     /* our own writer, so that the side files are committed with the shards:
      * each appears whole, together with the weights, or not at all */
     if ((rc = hma_writer_create(&w, o.out, shard)) != HMA_OK) goto done;
+    if (o.pmode == 1 && (rc = hma_writer_set_part(w, (size_t)o.prank, (size_t)o.pworld)) != HMA_OK) goto done;
+    if (o.pmode == 2 && (rc = hma_writer_set_finalize(w, (size_t)o.pworld)) != HMA_OK) goto done;
     int copied = 0;
     if (folder_out && side_from && (rc = add_side_files(w, side_from, &copied)) != HMA_OK) goto done;
     cli_progress pr;
@@ -671,7 +784,16 @@ int cli_cmd_merge(int argc, char **argv) {
             written++;
             total += hma_plan_tensor_nbytes(plan, i);
         }
-    if (!o.quiet) {
+    if (!o.quiet && o.pmode == 1) {
+        /* pr.total: the bytes of this part's rows (the progress callback's total) */
+        fprintf(stderr, "part %ld of %ld: wrote %.3f GB in %.2f s (%.2f GB/s)\n", o.prank, o.pworld,
+                (double)pr.total / 1e9, secs, secs > 0 ? (double)pr.total / 1e9 / secs : 0.0);
+    } else if (!o.quiet && o.pmode == 2) {
+        fprintf(stderr, "finalized %ld part%s: every shard checked, %.3f GB in %.2f s\n", o.pworld,
+                o.pworld == 1 ? "" : "s", (double)total / 1e9, secs);
+        if (copied)
+            fprintf(stderr, "copied %d config/tokenizer file%s from %s\n", copied, copied == 1 ? "" : "s", side_from);
+    } else if (!o.quiet) {
         fprintf(stderr, "merged %zu tensors, %.3f GB in %.2f s (%.2f GB/s)\n", written, (double)total / 1e9, secs,
                 secs > 0 ? (double)total / 1e9 / secs : 0.0);
         if (copied)

@@ -215,6 +215,45 @@ int hma_writer_add_tensor(hma_writer *w, const char *name, hma_dtype dtype, unsi
 
 size_t hma_writer_count(const hma_writer *w) { return w ? w->nt : 0; }
 
+/* ---- partitioned outputs -------------------------------------------------- */
+
+int hma_writer_set_part(hma_writer *w, size_t part, size_t nparts) {
+    if (!w) return hma__fail(HMA_ERR_INVALID_ARGUMENT, "hma_writer_set_part: NULL writer");
+    if (w->state != W_DECLARING)
+        return hma__fail(HMA_ERR_STATE, "%s: hma_writer_set_part() after hma_writer_begin() (expected before)", w->path);
+    if (nparts == 0 || part >= nparts)
+        return hma__fail(HMA_ERR_INVALID_ARGUMENT, "%s: part %zu of %zu (expected 0 <= part < nparts)", w->path, part,
+                         nparts);
+    w->mode = W_PART;
+    w->part = part;
+    w->nparts = nparts;
+    return HMA_OK;
+}
+
+int hma_writer_set_finalize(hma_writer *w, size_t nparts) {
+    if (!w) return hma__fail(HMA_ERR_INVALID_ARGUMENT, "hma_writer_set_finalize: NULL writer");
+    if (w->state != W_DECLARING)
+        return hma__fail(HMA_ERR_STATE, "%s: hma_writer_set_finalize() after hma_writer_begin() (expected before)", w->path);
+    if (nparts == 0) return hma__fail(HMA_ERR_INVALID_ARGUMENT, "%s: finalize of 0 parts (expected at least 1)", w->path);
+    w->mode = W_FINALIZE;
+    w->part = 0;
+    w->nparts = nparts;
+    return HMA_OK;
+}
+
+size_t hma__writer_part_of(const hma_writer *w, size_t shard) { return w->nparts ? shard % w->nparts : 0; }
+
+int hma__writer_file_active(const hma_writer *w, size_t i) {
+    if (w->mode == W_PART) return i < w->nshards && hma__writer_part_of(w, i) == w->part;
+    if (w->mode == W_FINALIZE) return i >= w->nshards;
+    return 1;
+}
+
+int hma__writer_tensor_owned(const hma_writer *w, size_t index) {
+    if (!w || index >= w->nt || w->state == W_DECLARING) return 0;
+    return hma__writer_file_active(w, w->t[index].shard);
+}
+
 size_t hma_writer_find(const hma_writer *w, const char *name) {
     if (!w || !name) return HMA_NPOS;
     return find_name(w, name, strlen(name));
@@ -232,6 +271,7 @@ static const char *bad_file_name(const char *name) {
     for (size_t i = 0; i < n; i++)
         if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f) return "contains a control character";
     if (strncmp(name, HMA__TMP_PREFIX, strlen(HMA__TMP_PREFIX)) == 0) return "is a temporary's name";
+    if (strncmp(name, HMA__PART_PREFIX, strlen(HMA__PART_PREFIX)) == 0) return "is a part record's name";
     if (strcmp(name, HMA__INDEX_NAME) == 0 || hma__ends_with(name, ".safetensors"))
         return "could be one of the writer's own outputs (a .safetensors file or the index)";
     return NULL;
@@ -343,6 +383,7 @@ static int make_folder(hma_writer *w) {
  * at commit: a store may have been opened meanwhile). */
 static int check_finals(const hma_writer *w) {
     for (size_t i = 0; i < w->nfiles; i++) {
+        if (!hma__writer_file_active(w, i)) continue;
         int rc = hma__afile_check_target(w->files[i].final_path, NULL, 0);
         if (rc) return rc;
     }
@@ -426,11 +467,12 @@ int hma_writer_begin(hma_writer *w) {
         for (int b = 0; b < 8; b++) sb.data[b] = (char)(unsigned char)(n >> (8 * b));
         f->data_off = 8 + n;
         f->size = f->data_off + f->data_size; /* bounded by add_tensor's checks */
-        rc = write_file_start(f, sb.data, sb.len);
+        if (hma__writer_file_active(w, i)) rc = write_file_start(f, sb.data, sb.len);
         sb.len = 0;
     }
-    for (size_t i = w->nshards; i < w->nshards + w->nx && !rc; i++) rc = copy_file_start(&w->files[i]);
-    if (!rc && w->sharded) {
+    for (size_t i = w->nshards; i < w->nshards + w->nx && !rc; i++)
+        if (hma__writer_file_active(w, i)) rc = copy_file_start(&w->files[i]);
+    if (!rc && w->sharded && hma__writer_file_active(w, w->nfiles - 1)) {
         hma__wfile *f = &w->files[w->nfiles - 1];
         rc = hma__writer_build_index(w, &sb);
         if (!rc) {
@@ -468,6 +510,10 @@ int hma_writer_write(hma_writer *w, size_t index, uint64_t offset, const void *d
         return hma__fail(HMA_ERR_INVALID_ARGUMENT, "%s: tensor index %zu out of range (expected < %zu)", w->path, index, w->nt);
     hma__wtensor *t = &w->t[index];
     hma__wfile *f = &w->files[t->shard];
+    if (!hma__writer_file_active(w, t->shard))
+        return hma__fail(HMA_ERR_INVALID_ARGUMENT, "%s: tensor '%.200s' is in %s, which %s", w->path, t->name,
+                         hma__path_base(f->final_path),
+                         w->mode == W_FINALIZE ? "finalize never writes (the parts do)" : "another part writes");
     if (offset > t->nbytes || len > t->nbytes - offset)
         return hma__fail(HMA_ERR_INVALID_ARGUMENT, "%s: tensor '%.200s': range [%llu, +%zu) past its %llu bytes",
                          f->final_path, t->name, (unsigned long long)offset, len, (unsigned long long)t->nbytes);
@@ -504,13 +550,16 @@ int hma_writer_commit(hma_writer *w) {
     }
     for (size_t i = 0; i < w->nt && !rc; i++) {
         const hma__wtensor *t = &w->t[i];
+        if (!hma__writer_file_active(w, t->shard)) continue; /* another part's, or finalize */
         if (t->covered != t->nbytes)
             rc = hma__fail(HMA_ERR_INCOMPLETE, "%s: tensor '%.200s': byte %llu of %llu never written (expected every byte before commit)",
                            w->files[t->shard].final_path, t->name, (unsigned long long)cov_first_missing(t),
                            (unsigned long long)t->nbytes);
     }
+    if (!rc && w->mode == W_FINALIZE) rc = hma__writer_finalize_check(w);
     if (!rc) rc = check_finals(w);
-    if (!rc) rc = hma__writer_commit_files(w);
+    if (!rc) rc = w->mode == W_PART ? hma__writer_part_commit(w) : hma__writer_commit_files(w);
+    if (!rc && w->mode == W_FINALIZE) hma__writer_finalize_cleanup(w);
     if (rc) discard_outputs(w);
     else {
         for (size_t i = 0; i < w->nmade; i++) hma__free(w->made_dirs[i]);

@@ -40,6 +40,7 @@ static void undo_steps(wstep *s, size_t n) {
  * filesystems) the replacement simply cannot be undone: no backup, no error. */
 static int backup_old(hma_writer *w, wstep *st, size_t i, const char *stem) {
     char name[160];
+    if (!stem) return HMA_OK; /* no temporary of ours to name it after: cannot be undone */
     for (int attempt = 0; attempt < 100 && !st->backup; attempt++) {
         snprintf(name, sizeof name, "%s-old-%zu-%d", stem, i, attempt);
         char *bp = hma__path_join(w->dir, name);
@@ -89,7 +90,7 @@ static int run_steps(hma_writer *w, wstep *s, size_t n, const char *stem) {
 
 /* fsync the destination folder, and the parent of every folder begin made
  * (a folder we created must itself be recorded in its parent). */
-static int sync_folders(const hma_writer *w) {
+int hma__writer_sync_folders(const hma_writer *w) {
     int rc = hma__fsync_dir(w->dir);
     for (size_t i = 0; i < w->nmade && !rc; i++) {
         char *parent = hma__path_dir(w->made_dirs[i]);
@@ -102,6 +103,7 @@ static int sync_folders(const hma_writer *w) {
 
 int hma__writer_commit_files(hma_writer *w) {
     for (size_t i = 0; i < w->nfiles; i++) {
+        if (!hma__writer_file_active(w, i)) continue; /* finalize: the parts' shards */
         int rc = hma__afile_sync(&w->files[i].af);
         if (rc) return hma__fail_prefix(rc, "%s: cannot flush to disk", w->files[i].final_path);
     }
@@ -109,25 +111,30 @@ int hma__writer_commit_files(hma_writer *w) {
      * every shard it names. A single model.safetensors written into a folder
      * also removes an index left there by an earlier sharded output, which
      * readers would otherwise prefer over the new file. */
-    size_t n = w->nfiles + (w->folder && !w->sharded ? 1 : 0);
-    wstep *s = hma__calloc(n, sizeof *s);
+    int want_stale = w->folder && !w->sharded;
+    wstep *s = hma__calloc(w->nfiles + 1, sizeof *s);
     char *stale = NULL, *stem = NULL;
     if (!s) return hma__fail(HMA_ERR_NO_MEMORY, "%s: out of memory", w->path);
+    size_t n = 0;
     for (size_t i = 0; i < w->nfiles; i++) {
-        s[i].final_path = w->files[i].final_path;
-        s[i].af = &w->files[i].af;
+        if (!hma__writer_file_active(w, i)) continue;
+        s[n].final_path = w->files[i].final_path;
+        s[n].af = &w->files[i].af;
+        n++;
     }
     int rc = HMA_OK;
-    if (n > w->nfiles) {
+    if (want_stale) {
         stale = hma__path_join(w->dir, HMA__INDEX_NAME);
-        s[n - 1].final_path = stale;
+        s[n++].final_path = stale;
     }
-    /* every writer has at least one file, whose temporary exists until published */
-    stem = hma__strdup(hma__path_base(w->files[0].af.tmp));
-    if (!stem || (n > w->nfiles && !stale)) rc = hma__fail(HMA_ERR_NO_MEMORY, "%s: out of memory", w->path);
+    /* A whole output has at least one file, whose temporary exists until
+     * published; finalize of an output without copied files or index has
+     * none (its stale index is then removed without a backup). */
+    if (s[0].af) stem = hma__strdup(hma__path_base(s[0].af->tmp));
+    if ((s[0].af && !stem) || (want_stale && !stale)) rc = hma__fail(HMA_ERR_NO_MEMORY, "%s: out of memory", w->path);
     if (!rc) rc = run_steps(w, s, n, stem);
     if (!rc) {
-        rc = sync_folders(w);
+        rc = hma__writer_sync_folders(w);
         if (rc) {
             char why[512];
             snprintf(why, sizeof why, "%s", hma_last_error());

@@ -20,6 +20,11 @@
 
 #define HMA__INDEX_NAME "model.safetensors.index.json"
 #define HMA__SINGLE_NAME "model.safetensors"
+/* A part's record of one committed shard (writer_part.c): hidden, next to it. */
+#define HMA__PART_PREFIX ".hma-part-"
+
+/* What the writer produces (hma_writer_set_part / hma_writer_set_finalize). */
+enum { W_WHOLE = 0, W_PART = 1, W_FINALIZE = 2 };
 
 enum { W_DECLARING, W_WRITING, W_FAILED, W_DONE };
 
@@ -84,7 +89,16 @@ struct hma_writer {
     int sharded;
     char **made_dirs; /* folders begin created, outermost first */
     size_t nmade;
+
+    int mode;             /* W_WHOLE, W_PART or W_FINALIZE */
+    size_t part, nparts;  /* W_PART: this part; both modes: the number of parts */
 };
+
+/* writer.c: 1 if this writer produces files[i] (W_WHOLE: all; W_PART: its
+ * own shards; W_FINALIZE: the copied files and the index). */
+int hma__writer_file_active(const hma_writer *w, size_t i);
+/* The part that writes shard i: i mod nparts. */
+size_t hma__writer_part_of(const hma_writer *w, size_t shard);
 
 /* writer_layout.c: assign tensors to shards and name every file. */
 int hma__writer_layout(hma_writer *w);
@@ -97,5 +111,15 @@ int hma__writer_build_index(const hma_writer *w, hma__strbuf *sb);
 /* writer_commit.c: fsync every temporary, rename them into place (index
  * last; a stale index removed), fsync the folders; undone on failure. */
 int hma__writer_commit_files(hma_writer *w);
+/* fsync the destination folder and the parents of the folders begin made. */
+int hma__writer_sync_folders(const hma_writer *w);
+
+/* writer_part.c: a part's commit (fsync and checksum its shards, remove a
+ * stale index, rename each shard then its record) and finalize's check of
+ * every shard against the layout and its record; then, after finalize's
+ * commit, the records' removal. */
+int hma__writer_part_commit(hma_writer *w);
+int hma__writer_finalize_check(hma_writer *w);
+void hma__writer_finalize_cleanup(hma_writer *w);
 
 #endif /* HMA_IO_WRITER_IMPL_H */

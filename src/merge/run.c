@@ -225,7 +225,6 @@ int hma_plan_merge_into(hma_plan *p, hma_writer *w) {
     }
     if ((rc = set_metadata(p, w, recipe)) != HMA_OK) goto done;
     size_t nw = 0;
-    uint64_t njobs = 0;
     for (size_t i = 0; i < p->n_rows; i++) {
         const hma__prow *row = &p->rows[i];
         if (row->action == HMA_ACTION_SKIP) continue;
@@ -233,17 +232,28 @@ int hma_plan_merge_into(hma_plan *p, hma_writer *w) {
         if ((rc = hma_writer_add_tensor(w, row->name, row->out_dtype, hma_tensor_ndim(t), hma_tensor_shape(t))) !=
             HMA_OK)
             goto done;
-        uint64_t units = row->action == HMA_ACTION_MERGE ? row->nelem : row->out_nbytes;
-        uint64_t per = row->action == HMA_ACTION_MERGE ? c.ch : c.ch * 8;
         rows[nw].row = i;
         rows[nw].widx = nw;
-        rows[nw].first = njobs;
-        rows[nw].njobs = (units + per - 1) / per;
-        njobs += rows[nw].njobs;
-        c.total += row->out_nbytes;
         nw++;
     }
     if ((rc = hma_writer_begin(w)) != HMA_OK) goto done;
+    /* The jobs: every row this writer writes (a part of a partitioned
+     * output writes only the rows in its own shards; finalize none). */
+    size_t nown = 0;
+    uint64_t njobs = 0;
+    for (size_t k = 0; k < nw; k++) {
+        if (!hma__writer_tensor_owned(w, rows[k].widx)) continue;
+        const hma__prow *row = &p->rows[rows[k].row];
+        uint64_t units = row->action == HMA_ACTION_MERGE ? row->nelem : row->out_nbytes;
+        uint64_t per = row->action == HMA_ACTION_MERGE ? c.ch : c.ch * 8;
+        rows[nown] = rows[k];
+        rows[nown].first = njobs;
+        rows[nown].njobs = (units + per - 1) / per;
+        njobs += rows[nown].njobs;
+        c.total += row->out_nbytes;
+        nown++;
+    }
+    nw = nown;
 
     if (p->method == HMA_METHOD_SLERP && (rc = slerp_stats(&c, rows, nw)) != HMA_OK) goto done;
     /* Phase 1: merge and copy chunks into the writer. */
