@@ -101,6 +101,11 @@ DEB_PKGS := build-essential pkg-config libopenblas-dev libzstd-dev libcmocka-dev
             python3 python3-numpy python3-pip python3-setuptools valgrind abigail-tools clang libclang-rt-14-dev
 # make bench also measures the PyTorch merge users run today (Debian's torch).
 BENCH_PKGS := python3-torch
+# CI (.ci/run sets CI=true) also installs PyTorch, so that make test runs
+# tests/test_learn_ratios.sh (skipped, with a message, where torch is missing).
+ifeq ($(CI),true)
+DEB_PKGS += python3-torch
+endif
 deps:
 	@command -v dpkg-query >/dev/null || { echo "make deps: not a Debian system: install the equivalents of $(DEB_PKGS) yourself"; exit 0; }; \
 	missing=""; for p in $(DEB_PKGS); do \
