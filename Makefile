@@ -105,6 +105,11 @@ DEB_PKGS := build-essential pkg-config libopenblas-dev libzstd-dev libcmocka-dev
             libopenmpi-dev openmpi-bin
 # make bench also measures the PyTorch merge users run today (Debian's torch).
 BENCH_PKGS := python3-torch
+# CI (.ci/run sets CI=true) also installs PyTorch, so that make test runs
+# tests/test_learn_ratios.sh (skipped, with a message, where torch is missing).
+ifeq ($(CI),true)
+DEB_PKGS += python3-torch
+endif
 deps:
 	@command -v dpkg-query >/dev/null || { echo "make deps: not a Debian system: install the equivalents of $(DEB_PKGS) yourself"; exit 0; }; \
 	missing=""; for p in $(DEB_PKGS); do \

@@ -1564,7 +1564,8 @@ class Plan(_Handle):
         """dL/da_k for every group. `grads` is a Store of gradients (same names),
         a dict name -> array, or a callable name -> array (or (array, dtype),
         or None for no gradient). Arrays: float16/float32/float64, or uint16
-        with dtype "BF16". Exceptions in the callable are re-raised."""
+        with dtype "BF16"; anything numpy views without a copy also works (a
+        CPU torch tensor, e.g. param.grad). Exceptions in the callable are re-raised."""
         opts = _GroupGradOptions()
         C.group_grad_options_init_size(ctypes.byref(opts), ctypes.sizeof(opts))
         opts.flags = GRAD_ALLOW_MISSING if allow_missing else 0
