@@ -4,6 +4,7 @@
 #include "io/store_impl.h"
 
 #include "core/fileio.h"
+#include "formats/gguf.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -164,6 +165,19 @@ static int finish(hma_store *s, const char *what) {
     return HMA_OK;
 }
 
+/* 1 if the file starts with GGUF's magic (a safetensors file cannot: its
+ * first 8 bytes are a header length, and "GGUF" there would exceed
+ * HMA_MAX_HEADER_SIZE). Errors are left to the real open. */
+static int is_gguf(const char *path) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) return 0;
+    unsigned char b[4];
+    size_t got = 0;
+    int ok = hma__pread_upto(fd, path, b, 4, 0, &got) == HMA_OK && got == 4 && hma__gguf_magic(b);
+    close(fd);
+    return ok;
+}
+
 int hma_store_open(hma_store **out, const char *path, unsigned flags) {
     if (!out || !path)
         return hma__fail(HMA_ERR_INVALID_ARGUMENT, "hma_store_open: %s is NULL", !out ? "out" : "path");
@@ -176,6 +190,7 @@ int hma_store_open(hma_store **out, const char *path, unsigned flags) {
         int e = errno;
         return hma__fail_errno(e == ENOENT || e == ENOTDIR ? HMA_ERR_NOT_FOUND : HMA_ERR_IO, e, path, "cannot open");
     }
+    if (!S_ISDIR(st.st_mode) && is_gguf(path)) return hma__store_open_gguf(out, path, flags);
     hma_store *s = hma__calloc(1, sizeof *s);
     if (!s) return hma__fail(HMA_ERR_NO_MEMORY, "%.400s: out of memory", path);
     s->flags = flags;
@@ -398,6 +413,7 @@ int hma_tensor_data_get(const hma_tensor *t, const void **data) {
         *data = f->map ? f->map + t->offset : NULL; /* pread mode: no pointer, not an error */
         return HMA_OK;
     }
+    if (s->be.no_data && s->be.no_data(s->ctx, t->index)) return HMA_OK; /* e.g. GGUF quantized: read instead */
     if (!s->be.data) return HMA_OK; /* a backend without zero-copy bytes (pread mode): read them instead */
     if (t->nbytes == 0) {
         *data = &empty_tensor_byte;

@@ -28,6 +28,10 @@ typedef struct hma__store_backend {
     const void *(*data)(void *ctx, size_t i);
     /* Release ctx; called exactly once (by hma_store_close, or on failure). */
     void (*close)(void *ctx);
+    /* May be NULL. Nonzero when tensor i has no zero-copy bytes (a GGUF
+     * quantized tensor, served dequantized by read): hma_tensor_data_get()
+     * then gives HMA_OK and NULL without calling data. */
+    int (*no_data)(void *ctx, size_t i);
 } hma__store_backend;
 
 /*

@@ -61,6 +61,9 @@ int hma__store_register_file(hma__store_file *f);
 void hma__store_take_tensors(hma_store *s, hma__st_header *h, size_t file);
 void hma__store_take_meta(hma_store *s, hma__st_header *h);
 
+/* Open a GGUF file as a store (store_gguf.c); *out set on success only. */
+int hma__store_open_gguf(hma_store **out, const char *path, unsigned flags);
+
 /* Open a sharded checkpoint through its index file (store_index.c). */
 int hma__store_open_index(hma_store *s, const char *index);
 

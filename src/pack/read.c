@@ -329,8 +329,8 @@ int hma_pack_open(hma_store **out, const char *pack_path, const hma_store *base,
         decls[i] = (hma__tensor_decl){st->name, st->dtype, st->ndim, st->shape};
     }
     /* HMA_OPEN_PREAD: no whole-tensor decoding (hma_tensor_data() gives NULL). */
-    static const hma__store_backend be = {ps_read, ps_data, ps_close};
-    static const hma__store_backend be_pread = {ps_read, NULL, ps_close};
+    static const hma__store_backend be = {ps_read, ps_data, ps_close, NULL};
+    static const hma__store_backend be_pread = {ps_read, NULL, ps_close, NULL};
     rc = hma__store_create_custom(out, pack_path, decls, n, (const char *const *)s->f.hdr.meta, s->f.hdr.n_meta,
                                   pread_only ? &be_pread : &be, s);
     hma__free(decls);

@@ -49,7 +49,7 @@ static mem_ctx *new_ctx(int *counter) {
     return m;
 }
 
-static const hma__store_backend be = {mem_read, mem_data, mem_close};
+static const hma__store_backend be = {mem_read, mem_data, mem_close, NULL};
 
 /* A backend whose decoding fails, as a corrupt pack's does. */
 static const void *bad_data(void *ctx, size_t i) {
@@ -129,14 +129,14 @@ static void test_custom_store_errors(void **state) {
     hma_store *st = NULL;
     assert_int_equal(hma__store_create_custom(&st, "p", &one, 1, badmeta, 1, &be, new_ctx(&closes)),
                      HMA_ERR_INVALID_ARGUMENT);
-    hma__store_backend nob = {NULL, NULL, mem_close};
+    hma__store_backend nob = {NULL, NULL, mem_close, NULL};
     int before = closes;
     assert_int_equal(hma__store_create_custom(&st, "p", &one, 1, NULL, 0, &nob, new_ctx(&closes)),
                      HMA_ERR_INVALID_ARGUMENT);
     assert_int_equal(closes, before + 1);
     /* no data callback: no zero-copy bytes (not an error, as in pread
      * mode), hma_store_read works */
-    hma__store_backend readonly = {mem_read, NULL, mem_close};
+    hma__store_backend readonly = {mem_read, NULL, mem_close, NULL};
     assert_int_equal(hma__store_create_custom(&st, NULL, &one, 1, NULL, 0, &readonly, new_ctx(&closes)), HMA_OK);
     assert_string_equal(hma_store_file_path(st, 0), "");
     assert_null(hma_tensor_data(hma_store_tensor(st, 0)));
@@ -145,7 +145,7 @@ static void test_custom_store_errors(void **state) {
     assert_null(dp);
     hma_store_close(st);
     /* a failing data callback: the error is told apart from "no pointer" */
-    hma__store_backend failing = {mem_read, bad_data, mem_close};
+    hma__store_backend failing = {mem_read, bad_data, mem_close, NULL};
     assert_int_equal(hma__store_create_custom(&st, "x.hmapack", &one, 1, NULL, 0, &failing, new_ctx(&closes)), HMA_OK);
     dp = (const void *)&closes;
     assert_int_equal(hma_tensor_data_get(hma_store_tensor(st, 0), &dp), HMA_ERR_CORRUPT);
