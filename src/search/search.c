@@ -619,18 +619,16 @@ static int searcher_new(hma_searcher **out, const hma_search_options *o, double 
     return HMA_OK;
 }
 
-int hma_searcher_create(hma_searcher **out, const hma_search_options *opts) {
-    if (out) *out = NULL;
-    if (!out) return hma__fail(HMA_ERR_INVALID_ARGUMENT, "hma_searcher_create: out is NULL");
+/* hma_searcher_create() for the public function `fn` (named in messages). */
+static int searcher_create(hma_searcher **out, const hma_search_options *opts, const char *fn) {
     hma_search_options o;
-    int rc = hma__search_opts_read(&o, opts, "hma_searcher_create", "hma_search_options");
+    int rc = hma__search_opts_read(&o, opts, fn, "hma_search_options");
     if (rc) return rc;
     if (o.prior && (o.prior->k != o.k || o.prior->ns != o.n_scores))
-        return hma__fail(HMA_ERR_INVALID_ARGUMENT,
-                         "hma_searcher_create: prior points have k = %zu, %zu scores (expected %zu, %zu)", o.prior->k,
-                         o.prior->ns, o.k, o.n_scores);
+        return hma__fail(HMA_ERR_INVALID_ARGUMENT, "%s: prior points have k = %zu, %zu scores (expected %zu, %zu)",
+                         fn, o.prior->k, o.prior->ns, o.k, o.n_scores);
     hma_points *pts = hma__points_new(o.k, o.n_scores, o.weights);
-    if (!pts) return hma__fail(HMA_ERR_NO_MEMORY, "hma_searcher_create: out of memory");
+    if (!pts) return hma__fail(HMA_ERR_NO_MEMORY, "%s: out of memory", fn);
     hma_searcher *s = NULL;
     if ((rc = searcher_new(&s, &o, o.mean, o.seed, pts, (o.prior ? o.prior->n : 0) + o.budget, 0))) {
         hma_points_free(pts);
@@ -651,6 +649,12 @@ int hma_searcher_create(hma_searcher **out, const hma_search_options *opts) {
     }
     *out = s;
     return HMA_OK;
+}
+
+int hma_searcher_create(hma_searcher **out, const hma_search_options *opts) {
+    if (out) *out = NULL;
+    if (!out) return hma__fail(HMA_ERR_INVALID_ARGUMENT, "hma_searcher_create: out is NULL");
+    return searcher_create(out, opts, "hma_searcher_create");
 }
 
 int hma_searcher_ask(hma_searcher *s, double *ratios, size_t max, size_t *n) {
@@ -733,7 +737,7 @@ int hma_search(const hma_search_options *opts, hma_eval_fn fn, void *user, hma_p
     if (out) *out = NULL;
     if (!out || !fn) return hma__fail(HMA_ERR_INVALID_ARGUMENT, "hma_search: out or fn is NULL");
     hma_searcher *s = NULL;
-    int rc = hma_searcher_create(&s, opts);
+    int rc = searcher_create(&s, opts, "hma_search");
     if (rc) return rc;
     rc = searcher_run(s, fn, user);
     if (rc && rc != HMA_ERR_CANCELLED && rc != HMA_ERR_CALLBACK) {
