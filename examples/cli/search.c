@@ -49,7 +49,7 @@ static int count_arg(const char *v, long *dst) {
     return 0;
 }
 
-int cli_cmd_search(int argc, char **argv) {
+int cli_search_parse(int argc, char **argv, exp_search_config *out) {
     exp_search_config c;
     exp_search_config_init(&c);
     cli_args args;
@@ -93,5 +93,12 @@ int cli_cmd_search(int argc, char **argv) {
     if (!(c.lo <= c.hi)) return cli_usage("search", "--lo must not exceed --hi");
     for (size_t i = 0; i < c.n_means; i++)
         if (c.means[i] < c.lo || c.means[i] > c.hi) return cli_usage("search", "every mean must lie within [--lo, --hi]");
-    return exp_search_run(&c);
+    *out = c;
+    return -1;
+}
+
+int cli_cmd_search(int argc, char **argv) {
+    exp_search_config c;
+    int status = cli_search_parse(argc, argv, &c);
+    return status >= 0 ? status : exp_search_run(&c);
 }
