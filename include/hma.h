@@ -1348,6 +1348,8 @@ typedef struct hma_search_options {
     const hma_points *prior; /* optional points already evaluated (same k and n_scores):
                                 those inside this search's set are used as if evaluated
                                 (never re-evaluated, not counted in budget); others are ignored */
+    /* -- added in version 2 of this struct (a caller's struct without it means batch 1) -- */
+    size_t batch;          /* candidates proposed together, >= 1; default 1 (see hma_searcher_ask()) */
 } hma_search_options;
 
 /**
@@ -1381,6 +1383,11 @@ static inline void hma_search_options_init(hma_search_options *o) {
  * Exactly `budget` evaluations are made unless the set holds fewer distinct
  * vectors (e.g. lo == hi, or K == 1): then every distinct vector found is
  * evaluated once and the search ends early.
+ * With `batch` B > 1 the candidates are proposed B at a time as by
+ * hma_searcher_ask() and `fn` scores each batch's candidates one after the
+ * other, in order: the points are those of the ask/tell handle with the same
+ * options, however its batches are scored. batch 1 (the default) is the
+ * serial search.
  *
  * Ownership: on HMA_OK, HMA_ERR_CANCELLED and HMA_ERR_CALLBACK, *out is a
  * new point list (prior points first, with kind HMA_POINT_PRIOR, then every
@@ -1394,6 +1401,87 @@ static inline void hma_search_options_init(hma_search_options *o) {
  */
 HMA_API int hma_search(const hma_search_options *opts, hma_eval_fn fn, void *user,
                        hma_points **out);
+
+/**
+ * The same search as an ask/tell handle, for callers that score candidates
+ * elsewhere (other processes, MPI ranks, GPUs of a training stack) or
+ * several at a time. hma_search() is a loop over this handle that scores
+ * each batch's candidates in order with its callback, so for the same
+ * options (seed and `batch` included) and the same scores both give
+ * bit-identical points, whatever order or place the scores are computed in.
+ *
+ * Batches (docs/search.md): a batch is up to `batch` candidates proposed
+ * from the same state, before any of their scores is known. The centre and
+ * the space-filling design (which use no scores) are handed out `batch` at a
+ * time; each trust-region step proposes the surrogate's minimiser plus up to
+ * batch - 1 maximin space-filling points of the same trust region (of the
+ * whole set if the region has no room left), and the step counts as a
+ * success when any of them beats the best point. A batch never mixes the
+ * design and the trust-region phase, so a batch may hold fewer candidates.
+ * batch = 1 is exactly the serial search.
+ *
+ * Use: create; then repeat ask (n candidates), score them, tell (n score
+ * rows) until ask gives n = 0; take the points; free.
+ */
+typedef struct hma_searcher hma_searcher;
+
+/**
+ * A searcher for `opts` (read as by hma_search(), struct_size rule included;
+ * the options and the arrays they point to - bounds, weights, start, prior -
+ * are read during this call only and need not outlive it; prior points
+ * inside the set are copied into the point list first).
+ * Ownership: *out is freed with hma_searcher_free().
+ * Errors: as hma_search() (HMA_ERR_INVALID_ARGUMENT also for out NULL or
+ * batch == 0), HMA_ERR_NO_MEMORY, HMA_ERR_OVERFLOW; *out NULL on error.
+ * Thread-safe call; the handle is used by one thread at a time.
+ */
+HMA_API int hma_searcher_create(hma_searcher **out, const hma_search_options *opts);
+
+/**
+ * The next batch: writes n <= min(batch, budget) candidates, K ratios each
+ * (row-major, n * K doubles), to `ratios` and n to *n. `max` is the room of
+ * `ratios` in candidates and must be at least min(batch, budget). Every
+ * candidate satisfies the mean, bounds and tolerance contract of
+ * hma_search(), also against the other candidates of the batch.
+ * *n = 0 (HMA_OK) when the search has ended: budget spent, or no distinct
+ * vector left in the set; hma_searcher_done() is then nonzero.
+ * After an ask that gave n > 0, hma_searcher_tell() must come before the
+ * next ask.
+ * Errors: HMA_ERR_INVALID_ARGUMENT (NULL, max too small), HMA_ERR_STATE
+ * (a batch is waiting for its scores), HMA_ERR_NO_MEMORY (the searcher has
+ * then ended). Not thread-safe on the same handle.
+ */
+HMA_API int hma_searcher_ask(hma_searcher *s, double *ratios, size_t max, size_t *n);
+
+/**
+ * The scores of the last batch: `scores` holds n rows of n_scores scores,
+ * row i for candidate i of the batch, in the order ask gave them (as
+ * hma_eval_fn writes them: lower is better for the weighted sum, non-finite
+ * scores are recorded and count as the worst). `n` must equal the batch's
+ * size. The candidates join the point list in batch order.
+ * Errors: HMA_ERR_INVALID_ARGUMENT (NULL, n not the batch's size; the batch
+ * still waits), HMA_ERR_STATE (no batch waiting), HMA_ERR_NO_MEMORY (the
+ * batch still waits). Not thread-safe on the same handle.
+ */
+HMA_API int hma_searcher_tell(hma_searcher *s, const double *scores, size_t n);
+
+/**
+ * Nonzero once the search has ended (budget spent, or an ask found no
+ * distinct vector left, or an ask failed with HMA_ERR_NO_MEMORY); 0 while
+ * it goes on; 1 for NULL. Not thread-safe on the same handle.
+ */
+HMA_API int hma_searcher_done(const hma_searcher *s);
+
+/**
+ * A copy of the point list so far (prior points first, then every told
+ * candidate in order; a batch still waiting for scores is not in it), as
+ * hma_search() returns it. Ownership: *out is freed with hma_points_free().
+ * Errors: HMA_ERR_INVALID_ARGUMENT (NULL), HMA_ERR_NO_MEMORY.
+ */
+HMA_API int hma_searcher_points(const hma_searcher *s, hma_points **out);
+
+/** Free a searcher; NULL is a no-op. */
+HMA_API void hma_searcher_free(hma_searcher *s);
 
 /**
  * Exact Euclidean projection of y onto { sum a = k * mean, lo_k <= a_k <= hi_k }

@@ -80,5 +80,24 @@ assert len(list(root.iter(ns + "circle"))) >= 3    # MA points (+ legend)
 EOF
 "$HMA" search --base "$D/base.safetensors" > /dev/null 2>&1; [ $? = 2 ] || fail "hma search usage error must exit 2"
 
+# -- hma search --batch: 1 is the default; 2 gives the same table format, the budget spent
+run_b() {
+    "$HMA" search --base "$D/base.safetensors" --model "$D/aligned.safetensors" --rows 2 \
+        --search-rows 1 --ma 0.5 --means 0.5 --budget 5 --threads 1 --out "$T/$1" $2 \
+        > "$T/$1.out" 2> "$T/$1.err"
+}
+run_b d "" || { cat "$T/d.err"; fail "hma search --budget 5"; }
+run_b e "--batch 1" || { cat "$T/e.err"; fail "hma search --batch 1"; }
+run_b f "--batch 2" || { cat "$T/f.err"; fail "hma search --batch 2"; }
+grep "^|" "$T/d.out" > "$T/d.tab"; grep "^|" "$T/e.out" > "$T/e.tab"; grep "^|" "$T/f.out" > "$T/f.tab"
+cmp -s "$T/d.tab" "$T/e.tab" || fail "--batch 1 table differs from the default"
+cmp -s "$T/d/candidates.csv" "$T/e/candidates.csv" || fail "--batch 1 candidates differ from the default"
+[ "$(sed -n 1,2p "$T/d.tab")" = "$(sed -n 1,2p "$T/f.tab")" ] || fail "--batch 2 table header differs"
+[ "$(wc -l < "$T/f.tab")" = "$(wc -l < "$T/d.tab")" ] || fail "--batch 2 table has other rows"
+[ "$(wc -l < "$T/f/candidates.csv")" = 6 ] || fail "--batch 2: not 5 candidates"
+grep -q "batches of 2" "$T/f.out" || fail "--batch 2 not reported"
+"$HMA" search --base "$D/base.safetensors" --model "$D/aligned.safetensors" --batch 0 > /dev/null 2>&1
+[ $? = 2 ] || fail "--batch 0 must exit 2"
+
 [ "$fails" = 0 ] && echo "test_experiment: all checks passed"
 [ "$fails" = 0 ]

@@ -895,6 +895,345 @@ static void test_sweep_options_struct_size(void **st) {
     assert_true(strstr(hma_last_error(), "search.struct_size") != NULL);
 }
 
+/* ---- ask/tell (hma_searcher) and batches ---------------------------------- */
+
+/* The scores quad_eval gives, without its side effects. */
+static void quad_scores(const qobj *q, const double *r, size_t ns, double *sc) {
+    double f = 0;
+    for (size_t i = 0; i < q->k; i++) f += q->w[i] * (r[i] - q->t[i]) * (r[i] - q->t[i]);
+    sc[0] = f;
+    if (ns > 1) sc[1] = -f;
+    for (size_t s = 2; s < ns; s++) sc[s] = (double)s;
+}
+
+/* Run the search through the handle; each batch's scores are computed last
+ * candidate first (as if by workers finishing in any order). Checks the
+ * batch sizes and the done flag; returns the point list. */
+static hma_points *ask_tell(const hma_search_options *o, const qobj *q, size_t *batches) {
+    hma_searcher *s = NULL;
+    assert_int_equal(hma_searcher_create(&s, o), HMA_OK);
+    size_t b = o->batch < o->budget ? o->batch : o->budget, n = 0, told = 0;
+    double x[16 * 8], sc[16 * 4];
+    assert_true(b <= 16 && o->k <= 8 && o->n_scores <= 4);
+    *batches = 0;
+    for (;;) {
+        assert_int_equal(hma_searcher_ask(s, x, b, &n), HMA_OK);
+        if (!n) break;
+        assert_false(hma_searcher_done(s));
+        assert_true(n <= b);
+        for (size_t i = n; i-- > 0;) quad_scores(q, x + i * o->k, o->n_scores, sc + i * o->n_scores);
+        assert_int_equal(hma_searcher_tell(s, sc, n), HMA_OK);
+        told += n;
+        (*batches)++;
+    }
+    assert_true(hma_searcher_done(s));
+    assert_true(told <= o->budget);
+    hma_points *p = NULL;
+    assert_int_equal(hma_searcher_points(s, &p), HMA_OK);
+    hma_searcher_free(s);
+    return p;
+}
+
+static void assert_same_points(const hma_points *a, const hma_points *b) {
+    size_t k = hma_points_k(a), ns = hma_points_n_scores(a);
+    assert_int_equal(hma_points_count(a), hma_points_count(b));
+    assert_int_equal(hma_points_k(b), k);
+    for (size_t i = 0; i < hma_points_count(a); i++) {
+        assert_memory_equal(hma_points_ratios(a, i), hma_points_ratios(b, i), k * sizeof(double));
+        assert_memory_equal(hma_points_scores(a, i), hma_points_scores(b, i), ns * sizeof(double));
+        hma_point_kind ka, kb;
+        assert_int_equal(hma_points_info(a, i, &ka, NULL), HMA_OK);
+        assert_int_equal(hma_points_info(b, i, &kb, NULL), HMA_OK);
+        assert_int_equal(ka, kb);
+    }
+}
+
+/* A few search problems: bounds per ratio, a start, a prior, several scores. */
+static void batch_case(size_t c, qobj *q, hma_search_options *o, double *lo, double *hi, double *start,
+                       double *w) {
+    memset(q, 0, sizeof *q);
+    hma_search_options_init(o);
+    q->k = 2 + c % 4; /* 2 .. 5 */
+    for (size_t i = 0; i < q->k; i++) {
+        q->t[i] = 0.1 + 0.8 * trand();
+        q->w[i] = 0.5 + 2 * trand();
+    }
+    o->k = q->k;
+    o->budget = 12 + 7 * c;
+    o->seed = 40 + c;
+    o->mean = 0.45;
+    if (c % 2) {
+        for (size_t i = 0; i < q->k; i++) {
+            lo[i] = 0.05 * (double)i;
+            hi[i] = 0.7 + 0.05 * (double)i;
+        }
+        o->lo_each = lo;
+        o->hi_each = hi;
+    }
+    if (c % 3 == 1) {
+        for (size_t i = 0; i < q->k; i++) start[i] = i ? 0.3 : 0.9;
+        o->start = start;
+    }
+    if (c % 3 == 2) {
+        o->n_scores = 3;
+        w[0] = 1, w[1] = 0.25, w[2] = 0;
+        o->weights = w;
+    }
+}
+
+static void test_searcher_batch1_is_hma_search(void **st) {
+    (void)st;
+    for (size_t c = 0; c < 6; c++) {
+        qobj q;
+        hma_search_options o;
+        double lo[8], hi[8], start[8], w[3];
+        batch_case(c, &q, &o, lo, hi, start, w);
+        hma_points *ref = NULL, *prior = NULL;
+        if (c == 4) { /* a prior from an earlier search, another seed */
+            o.seed += 100;
+            assert_int_equal(hma_search(&o, quad_eval, &q, &prior), HMA_OK);
+            o.seed -= 100;
+            o.prior = prior;
+        }
+        q.calls = 0;
+        assert_int_equal(hma_search(&o, quad_eval, &q, &ref), HMA_OK);
+        assert_int_equal(q.calls, o.budget);
+        size_t batches = 0;
+        hma_points *p = ask_tell(&o, &q, &batches);
+        assert_same_points(ref, p);
+        assert_int_equal(batches, o.budget);
+        hma_points_free(p);
+        hma_points_free(ref);
+        hma_points_free(prior);
+    }
+}
+
+static void test_searcher_batches_match_hma_search(void **st) {
+    (void)st;
+    const size_t bs[] = {2, 3, 5};
+    for (size_t c = 0; c < 6; c++)
+        for (size_t bi = 0; bi < 3; bi++) {
+            qobj q;
+            hma_search_options o;
+            double lo[8], hi[8], start[8], w[3];
+            batch_case(c, &q, &o, lo, hi, start, w);
+            hma_points *serial = NULL, *ref = NULL;
+            assert_int_equal(hma_search(&o, quad_eval, &q, &serial), HMA_OK);
+            o.batch = bs[bi];
+            q.calls = 0;
+            assert_int_equal(hma_search(&o, quad_eval, &q, &ref), HMA_OK);
+            assert_int_equal(q.calls, o.budget);
+            assert_int_equal(hma_points_count(ref), o.budget);
+            check_points(ref, q.k, o.mean, 0, 1, o.tolerance);
+            const double *l = o.lo_each, *h = o.hi_each;
+            for (size_t i = 0; i < o.budget; i++)
+                for (size_t j = 0; j < q.k; j++) {
+                    double r = hma_points_ratios(ref, i)[j];
+                    assert_true(r >= (l ? l[j] : o.lo) && r <= (h ? h[j] : o.hi));
+                }
+            size_t batches = 0;
+            hma_points *p = ask_tell(&o, &q, &batches);
+            assert_same_points(ref, p);
+            assert_true(batches < o.budget); /* batches of more than one candidate happened */
+            /* the centre and the design use no scores: the first points are the serial search's */
+            size_t q4 = o.budget / 4 > 4 ? o.budget / 4 : 4, n0 = q.k + 1 < q4 ? q.k + 1 : q4; /* docs/search.md */
+            for (size_t i = 0; i < n0; i++)
+                assert_memory_equal(hma_points_ratios(ref, i), hma_points_ratios(serial, i), q.k * sizeof(double));
+            hma_points_free(p);
+            hma_points_free(ref);
+            hma_points_free(serial);
+        }
+}
+
+/* With a fixed budget, batches still find the optimum of an easy quadratic. */
+static void test_search_batches_reach_optimum(void **st) {
+    (void)st;
+    for (size_t b = 1; b <= 5; b += 2) {
+        qobj q;
+        memset(&q, 0, sizeof q);
+        q.k = 3;
+        q.t[0] = 0.8, q.t[1] = 0.3, q.t[2] = 0.5;
+        q.w[0] = 1, q.w[1] = 2, q.w[2] = 0.5;
+        hma_search_options o;
+        hma_search_options_init(&o);
+        o.k = 3;
+        o.budget = 40;
+        o.batch = b;
+        hma_points *p = NULL;
+        assert_int_equal(hma_search(&o, quad_eval, &q, &p), HMA_OK);
+        double opt[3], fopt = 0;
+        quad_opt(&q, 1.5, 0, 1, opt);
+        for (size_t i = 0; i < 3; i++) fopt += q.w[i] * (opt[i] - q.t[i]) * (opt[i] - q.t[i]);
+        assert_true(hma_points_scores(p, hma_points_best(p))[0] - fopt < 1e-5);
+        hma_points_free(p);
+    }
+}
+
+static void test_searcher_struct_size_and_errors(void **st) {
+    (void)st;
+    qobj q;
+    memset(&q, 0, sizeof q);
+    q.k = 3;
+    q.t[0] = 0.8, q.t[1] = 0.3, q.t[2] = 0.4;
+    q.w[0] = q.w[1] = q.w[2] = 1;
+    hma_search_options o;
+    hma_search_options_init(&o);
+    assert_int_equal(o.batch, 1);
+    o.k = 3;
+    o.budget = 9;
+    o.seed = 3;
+    hma_points *ref = NULL, *p = NULL;
+    assert_int_equal(hma_search(&o, quad_eval, &q, &ref), HMA_OK);
+    /* a struct of the first version (no `batch`; garbage after it) means batch 1 */
+    o.batch = 4;
+    old_struct u;
+    q.calls = 0;
+    assert_int_equal(hma_search(old_copy(&u, &o, SEARCH_V1), quad_eval, &q, &p), HMA_OK);
+    assert_same_points(ref, p);
+    hma_points_free(p);
+    size_t batches = 0;
+    p = ask_tell(old_copy(&u, &o, SEARCH_V1), &q, &batches);
+    assert_same_points(ref, p);
+    assert_int_equal(batches, 9);
+    hma_points_free(p);
+    hma_points_free(ref);
+    /* batch 0 is refused by both */
+    o.batch = 0;
+    hma_searcher *s = (hma_searcher *)&q;
+    assert_int_equal(hma_searcher_create(&s, &o), HMA_ERR_INVALID_ARGUMENT);
+    assert_null(s);
+    assert_non_null(strstr(hma_last_error(), "batch"));
+    q.calls = 0;
+    assert_int_equal(hma_search(&o, quad_eval, &q, &p), HMA_ERR_INVALID_ARGUMENT);
+    assert_int_equal(q.calls, 0);
+    assert_int_equal(hma_searcher_create(NULL, &o), HMA_ERR_INVALID_ARGUMENT);
+    o.batch = 3;
+    assert_int_equal(hma_searcher_create(&s, NULL), HMA_ERR_INVALID_ARGUMENT);
+    o.mean = 1.5; /* bounds exclude the mean */
+    assert_int_equal(hma_searcher_create(&s, &o), HMA_ERR_INVALID_ARGUMENT);
+    assert_null(s);
+    o.mean = 0.5;
+    assert_int_equal(hma_searcher_create(&s, &o), HMA_OK);
+    double x[3 * 3], sc[3];
+    size_t n = 99;
+    /* tell before any ask; ask without room for a batch; NULLs */
+    assert_int_equal(hma_searcher_tell(s, sc, 1), HMA_ERR_STATE);
+    assert_int_equal(hma_searcher_ask(s, x, 2, &n), HMA_ERR_INVALID_ARGUMENT);
+    assert_int_equal(n, 0);
+    assert_int_equal(hma_searcher_ask(s, NULL, 3, &n), HMA_ERR_INVALID_ARGUMENT);
+    assert_int_equal(hma_searcher_ask(NULL, x, 3, &n), HMA_ERR_INVALID_ARGUMENT);
+    assert_int_equal(hma_searcher_ask(s, x, 3, NULL), HMA_ERR_INVALID_ARGUMENT);
+    assert_int_equal(hma_searcher_ask(s, x, 3, &n), HMA_OK);
+    assert_int_equal(n, 3);
+    /* ask again before the scores; tell with the wrong count: the batch still waits */
+    size_t n2 = 99;
+    assert_int_equal(hma_searcher_ask(s, x, 3, &n2), HMA_ERR_STATE);
+    assert_int_equal(n2, 0);
+    for (size_t i = 0; i < 3; i++) quad_scores(&q, x + 3 * i, 1, sc + i);
+    assert_int_equal(hma_searcher_tell(s, sc, 2), HMA_ERR_INVALID_ARGUMENT);
+    assert_int_equal(hma_searcher_tell(s, sc, 4), HMA_ERR_INVALID_ARGUMENT);
+    assert_int_equal(hma_searcher_tell(s, NULL, 3), HMA_ERR_INVALID_ARGUMENT);
+    assert_int_equal(hma_searcher_tell(NULL, sc, 3), HMA_ERR_INVALID_ARGUMENT);
+    assert_int_equal(hma_searcher_points(s, &p), HMA_OK);
+    assert_int_equal(hma_points_count(p), 0); /* the waiting batch is not in the list */
+    hma_points_free(p);
+    sc[1] = NAN; /* a non-finite score is recorded */
+    assert_int_equal(hma_searcher_tell(s, sc, 3), HMA_OK);
+    assert_int_equal(hma_searcher_tell(s, sc, 3), HMA_ERR_STATE);
+    assert_int_equal(hma_searcher_points(s, &p), HMA_OK);
+    assert_int_equal(hma_points_count(p), 3);
+    assert_true(isnan(hma_points_scores(p, 1)[0]));
+    assert_memory_equal(hma_points_ratios(p, 2), x + 6, 3 * sizeof(double));
+    hma_points_free(p);
+    assert_int_equal(hma_searcher_points(s, NULL), HMA_ERR_INVALID_ARGUMENT);
+    assert_int_equal(hma_searcher_points(NULL, &p), HMA_ERR_INVALID_ARGUMENT);
+    assert_null(p);
+    /* to the end of the budget; then ask gives nothing */
+    size_t total = 3;
+    while (!hma_searcher_done(s)) {
+        assert_int_equal(hma_searcher_ask(s, x, 3, &n), HMA_OK);
+        for (size_t i = 0; i < n; i++) quad_scores(&q, x + 3 * i, 1, sc + i);
+        assert_int_equal(hma_searcher_tell(s, sc, n), HMA_OK);
+        total += n;
+    }
+    assert_int_equal(total, 9);
+    assert_int_equal(hma_searcher_ask(s, x, 3, &n), HMA_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(hma_searcher_tell(s, sc, 0), HMA_ERR_STATE);
+    hma_searcher_free(s);
+    hma_searcher_free(NULL);
+    assert_true(hma_searcher_done(NULL));
+    /* a set with a single vector: one candidate, then the end */
+    o.lo = o.hi = 0.5;
+    assert_int_equal(hma_searcher_create(&s, &o), HMA_OK);
+    assert_int_equal(hma_searcher_ask(s, x, 3, &n), HMA_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(hma_searcher_tell(s, sc, 1), HMA_OK);
+    assert_true(hma_searcher_done(s));
+    assert_int_equal(hma_searcher_ask(s, x, 3, &n), HMA_OK);
+    assert_int_equal(n, 0);
+    hma_searcher_free(s);
+    /* a batch larger than the budget needs room for the budget only */
+    o.lo = 0, o.hi = 1;
+    o.budget = 2;
+    o.batch = 50;
+    assert_int_equal(hma_searcher_create(&s, &o), HMA_OK);
+    assert_int_equal(hma_searcher_ask(s, x, 2, &n), HMA_OK);
+    assert_int_equal(n, 2);
+    hma_searcher_free(s); /* with a batch waiting */
+}
+
+/* A callback that stops in the middle of a batch keeps the points scored before it. */
+static void test_search_batch_callback_stops(void **st) {
+    (void)st;
+    for (size_t at = 2; at <= 7; at++) {
+        qobj q;
+        memset(&q, 0, sizeof q);
+        q.k = 3;
+        q.w[0] = q.w[1] = q.w[2] = 1;
+        q.fail_at = at;
+        hma_search_options o;
+        hma_search_options_init(&o);
+        o.k = 3;
+        o.budget = 20;
+        o.batch = 3;
+        hma_points *p = NULL;
+        assert_int_equal(hma_search(&o, quad_eval, &q, &p), HMA_ERR_CALLBACK);
+        assert_int_equal(hma_points_count(p), at - 1);
+        for (size_t i = 0; i + 1 < at; i++) assert_memory_equal(hma_points_ratios(p, i), q.log[i], 3 * sizeof(double));
+        hma_points_free(p);
+    }
+}
+
+/* The sweep honours batch: every search spends its budget within the contract. */
+static void test_sweep_batch(void **st) {
+    (void)st;
+    double ma[] = {0.3, 0.5}, means[] = {0.5, 0.4};
+    hma_sweep_options o;
+    hma_sweep_options_init(&o);
+    o.ma_ratios = ma;
+    o.n_ma = 2;
+    o.hma_means = means;
+    o.n_means = 2;
+    o.search.k = 3;
+    o.search.n_scores = 2;
+    o.search.budget = 8;
+    sweep_user u;
+    memset(&u, 0, sizeof u);
+    hma_points *one = NULL, *three = NULL;
+    assert_int_equal(hma_sweep(&o, sweep_eval, &u, &one), HMA_OK);
+    o.search.batch = 3;
+    memset(&u, 0, sizeof u);
+    assert_int_equal(hma_sweep(&o, sweep_eval, &u, &three), HMA_OK);
+    assert_int_equal(hma_points_count(three), hma_points_count(one));
+    int differ = 0;
+    for (size_t i = 0; i < hma_points_count(one); i++)
+        differ |= memcmp(hma_points_ratios(one, i), hma_points_ratios(three, i), 3 * sizeof(double)) != 0;
+    assert_true(differ);
+    hma_points_free(one);
+    hma_points_free(three);
+}
+
 /* ---- hma_X_init_size(o, size): never writes past the caller's size ---------- */
 
 #define GUARD 0xA5
@@ -1189,6 +1528,12 @@ int main(void) {
         cmocka_unit_test(test_sweep_options_init_size),
         cmocka_unit_test(test_ratio_opt_options_init_size),
         cmocka_unit_test(test_search_proposals_pinned),
+        cmocka_unit_test(test_searcher_batch1_is_hma_search),
+        cmocka_unit_test(test_searcher_batches_match_hma_search),
+        cmocka_unit_test(test_search_batches_reach_optimum),
+        cmocka_unit_test(test_searcher_struct_size_and_errors),
+        cmocka_unit_test(test_search_batch_callback_stops),
+        cmocka_unit_test(test_sweep_batch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -32,6 +32,13 @@ int cli_cmd_unpack(int argc, char **argv);  /* cli/pack.c */
  * --rank, --world or --finalize. `quiet` adds -q. Exit status as commands. */
 int cli_merge_partition(int argc, char **argv, long rank, long world, int finalize, int quiet);
 
+struct exp_search_config;
+/* `hma search`'s options (argv[0] = the command name) into *c, checked
+ * (experiment/search.h). Returns -1 when *c is ready to run; else the exit
+ * status to return at once: 0 after --help (printed), 2 after a usage error
+ * (printed). Also for programs that run the same search elsewhere. */
+int cli_search_parse(int argc, char **argv, struct exp_search_config *c);
+
 /* Print ONE line "hma CMD: <hma_strerror(code)>: <hma_last_error()>" to
  * stderr (control characters escaped so the line stays one line) and return
  * 1, the exit status for library errors. */

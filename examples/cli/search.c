@@ -30,7 +30,9 @@ static void search_usage(FILE *f) {
             "  --seed N           search seed (default 0; mean i uses seed + i)\n"
             "  --eval FILE        evaluation set (default: eval.bin beside --base)\n"
             "  --out DIR          output folder (default .; created if missing)\n"
-            "  --threads N        scoring threads (default 2; scores do not depend on it)\n");
+            "  --threads N        scoring threads (default 2; scores do not depend on it)\n"
+            "  --batch B          candidates the search proposes together, from the same\n"
+            "                     surrogate (default 1 = the serial search; see docs/search.md)\n");
 }
 
 static int parse_list_arg(const char *s, double *v, size_t *n) {
@@ -47,7 +49,7 @@ static int count_arg(const char *v, long *dst) {
     return 0;
 }
 
-int cli_cmd_search(int argc, char **argv) {
+int cli_search_parse(int argc, char **argv, exp_search_config *out) {
     exp_search_config c;
     exp_search_config_init(&c);
     cli_args args;
@@ -80,13 +82,23 @@ int cli_cmd_search(int argc, char **argv) {
             if (count_arg(v, &c.rows)) return 2;
         } else if (cli_args_value(&args, "--threads", &v)) {
             if (count_arg(v, &c.threads)) return 2;
+        } else if (cli_args_value(&args, "--batch", &v)) {
+            if (count_arg(v, &c.batch)) return 2;
         }
         if (!v) return cli_usage("search", "unknown option, missing value or stray argument");
     }
     if (!c.base || !c.model) return cli_usage("search", "--base and --model are required");
-    if (c.budget < 1 || c.threads < 1) return cli_usage("search", "--budget and --threads must be >= 1");
+    if (c.budget < 1 || c.threads < 1 || c.batch < 1)
+        return cli_usage("search", "--budget, --threads and --batch must be >= 1");
     if (!(c.lo <= c.hi)) return cli_usage("search", "--lo must not exceed --hi");
     for (size_t i = 0; i < c.n_means; i++)
         if (c.means[i] < c.lo || c.means[i] > c.hi) return cli_usage("search", "every mean must lie within [--lo, --hi]");
-    return exp_search_run(&c);
+    *out = c;
+    return -1;
+}
+
+int cli_cmd_search(int argc, char **argv) {
+    exp_search_config c;
+    int status = cli_search_parse(argc, argv, &c);
+    return status >= 0 ? status : exp_search_run(&c);
 }

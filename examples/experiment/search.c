@@ -40,19 +40,108 @@
 #define MAXK 16
 #define MAXLIST EXP_SEARCH_MAX_LIST
 
+/* ---- the toy evaluator (one per process; every MPI rank can open one) ---- */
+
+struct exp_scorer {
+    hma_store *st[2];
+    hma_plan *plan;
+    size_t k;
+    toyllm_evalset es;
+    exp_rows rows[2]; /* [0] subset, [1] full */
+    int threads;
+    char *evdefault;
+    const char *evpath;
+};
+
+void exp_scorer_free(exp_scorer *s) {
+    if (!s) return;
+    exp_rows_free(&s->rows[0]);
+    exp_rows_free(&s->rows[1]);
+    toyllm_evalset_free(&s->es);
+    hma_plan_free(s->plan);
+    hma_store_close(s->st[1]);
+    hma_store_close(s->st[0]);
+    free(s->evdefault);
+    free(s);
+}
+
+int exp_scorer_open(exp_scorer **out, const exp_search_config *cfg) {
+    *out = NULL;
+    exp_scorer *s = calloc(1, sizeof *s);
+    if (!s) {
+        fprintf(stderr, "hma search: out of memory\n");
+        return 1;
+    }
+    s->threads = (int)cfg->threads;
+    s->evdefault = cfg->eval_path ? NULL : exp_default_eval(cfg->base);
+    s->evpath = cfg->eval_path ? cfg->eval_path : s->evdefault;
+    int rc, status = 1;
+    if (!s->evpath) {
+        fprintf(stderr, "hma search: out of memory\n");
+        goto fail;
+    }
+    if ((rc = hma_store_open(&s->st[0], cfg->base, 0)) || (rc = hma_store_open(&s->st[1], cfg->model, 0)) ||
+        (rc = hma_plan_create(&s->plan, s->st, 2)) || (rc = hma_plan_set_groups(s->plan, cfg->groups)) ||
+        (rc = hma_plan_set_output_dtype(s->plan, HMA_DTYPE_BF16))) {
+        status = cli_fail("search", rc);
+        goto fail;
+    }
+    s->k = hma_plan_group_count(s->plan);
+    if (s->k > MAXK) {
+        fprintf(stderr, "hma search: --groups %s makes %zu groups (at most %d here)\n", cfg->groups, s->k, MAXK);
+        status = 2;
+        goto fail;
+    }
+    rc = toyllm_evalset_load(&s->es, s->evpath);
+    if (rc) {
+        fprintf(stderr, "hma search: %s: %s\n", s->evpath,
+                rc == TOYLLM_EIO ? "cannot read" : rc == TOYLLM_EFORMAT ? "not an eval.bin (bad size or header)" : "cannot load");
+        goto fail;
+    }
+    if (exp_rows_pick(&s->rows[1], &s->es, (unsigned)cfg->rows) ||
+        exp_rows_pick(&s->rows[0], &s->es, (unsigned)cfg->search_rows)) {
+        status = exp_fail("search");
+        goto fail;
+    }
+    *out = s;
+    return 0;
+fail:
+    exp_scorer_free(s);
+    return status;
+}
+
+size_t exp_scorer_k(const exp_scorer *s) { return s->k; }
+
+int exp_scorer_score(void *user, int set, size_t n, size_t k, const double *ratios, double *scores) {
+    exp_scorer *s = user;
+    for (size_t i = 0; i < n; i++) {
+        int rc = hma_plan_set_ratios(s->plan, ratios + i * k, k);
+        if (rc) return cli_fail("search", rc);
+        toyllm *m = NULL;
+        if (exp_load_plan(&m, s->plan)) return exp_fail("search");
+        rc = exp_score(m, &s->rows[set], s->threads, scores + 2 * i);
+        toyllm_free(m);
+        if (rc) return exp_fail("search");
+    }
+    return 0;
+}
+
+/* ---- the driver: a score cache in front of the caller's scorer ----------- */
+
 typedef struct {
     double r[MAXK];
-    int has[2];     /* [0] subset, [1] full set */
+    int has[2];     /* [0] subset, [1] full set: 0 no, 1 yes, -1 in the batch being scored */
     double s[2][2]; /* [set][code, prose] */
 } cached;
 
 typedef struct {
-    hma_plan *plan;
     size_t k;
-    exp_rows *rows[2]; /* [0] subset, [1] full */
-    int threads;
+    exp_score_fn fn;
+    void *user;
     cached *c;
     size_t n, cap;
+    size_t *todo;   /* cache entries of the batch being scored */
+    double *buf;    /* their ratios, then their scores */
     double t0;
     size_t evals[2];
     double secs[2];
@@ -76,55 +165,98 @@ static void fmt_ratios(char *buf, size_t cap, const double *r, size_t k) {
     if (o < cap) snprintf(buf + o, cap - o, ")");
 }
 
-/* Score ratio vector r on the subset (set 0) or the full set (set 1), cached. */
-static int score(ctx *c, const double *r, int set, double out[2]) {
-    cached *e = NULL;
-    for (size_t i = 0; i < c->n && !e; i++)
-        if (same_vec(c->c[i].r, r, c->k)) e = &c->c[i];
-    if (!e) {
-        if (c->n == c->cap) {
-            size_t nc = c->cap ? 2 * c->cap : 32;
-            cached *p = realloc(c->c, nc * sizeof *p);
-            if (!p) {
-                fprintf(stderr, "hma search: out of memory\n");
-                return 1;
-            }
-            c->c = p;
-            c->cap = nc;
+/* The cache entry of r (a new one if none). NULL when out of memory. */
+static cached *cache_entry(ctx *c, const double *r) {
+    for (size_t i = 0; i < c->n; i++)
+        if (same_vec(c->c[i].r, r, c->k)) return &c->c[i];
+    if (c->n == c->cap) {
+        size_t nc = c->cap ? 2 * c->cap : 32;
+        cached *p = realloc(c->c, nc * sizeof *p);
+        size_t *t = realloc(c->todo, nc * sizeof *t);
+        if (t) c->todo = t;
+        double *b = realloc(c->buf, nc * (MAXK + 2) * sizeof *b);
+        if (b) c->buf = b;
+        if (p) c->c = p;
+        if (!p || !t || !b) {
+            fprintf(stderr, "hma search: out of memory\n");
+            return NULL;
         }
-        e = &c->c[c->n++];
-        memset(e, 0, sizeof *e);
-        memcpy(e->r, r, c->k * sizeof *r);
+        c->cap = nc;
     }
-    if (!e->has[set]) {
+    cached *e = &c->c[c->n++];
+    memset(e, 0, sizeof *e);
+    memcpy(e->r, r, c->k * sizeof *r);
+    return e;
+}
+
+/* Score the n ratio vectors r (n x K) on the subset (set 0) or the full set
+ * (set 1) into out (n x 2): the ones not scored yet go to the caller's
+ * scorer in one call, in order, each once. */
+static int score_many(ctx *c, int set, size_t n, const double *r, double *out) {
+    size_t nt = 0;
+    for (size_t i = 0; i < n; i++) {
+        cached *e = cache_entry(c, r + i * c->k);
+        if (!e) return 1;
+        if (!e->has[set]) {
+            e->has[set] = -1;
+            c->todo[nt++] = (size_t)(e - c->c);
+        }
+    }
+    if (nt) {
+        double *x = c->buf, *sc = c->buf + nt * MAXK;
+        for (size_t j = 0; j < nt; j++) memcpy(x + j * c->k, c->c[c->todo[j]].r, c->k * sizeof *x);
         double t = exp_now();
-        int rc = hma_plan_set_ratios(c->plan, r, c->k);
-        if (rc) return cli_fail("search", rc);
-        toyllm *m = NULL;
-        if (exp_load_plan(&m, c->plan)) return exp_fail("search");
-        rc = exp_score(m, c->rows[set], c->threads, e->s[set]);
-        toyllm_free(m);
-        if (rc) return exp_fail("search");
-        e->has[set] = 1;
+        int rc = c->fn(c->user, set, nt, c->k, x, sc);
         t = exp_now() - t;
-        c->evals[set]++;
+        for (size_t j = 0; j < nt; j++) {
+            cached *e = &c->c[c->todo[j]];
+            e->has[set] = rc ? 0 : 1;
+            if (rc) continue;
+            e->s[set][0] = sc[2 * j];
+            e->s[set][1] = sc[2 * j + 1];
+            char rb[160];
+            fmt_ratios(rb, sizeof rb, e->r, c->k);
+            fprintf(stderr, "[%6.1f s] %-6s a = %-28s code %.4f  prose %.4f  (%.1f s%s)\n", exp_now() - c->t0,
+                    set ? "full" : "subset", rb, e->s[set][0], e->s[set][1], t / (double)nt,
+                    nt > 1 ? " each, scored together" : "");
+        }
+        if (rc) return 1;
+        c->evals[set] += nt;
         c->secs[set] += t;
-        char rb[160];
-        fmt_ratios(rb, sizeof rb, r, c->k);
-        fprintf(stderr, "[%6.1f s] %-6s a = %-28s code %.4f  prose %.4f  (%.1f s)\n", exp_now() - c->t0,
-                set ? "full" : "subset", rb, e->s[set][0], e->s[set][1], t);
     }
-    out[0] = e->s[set][0];
-    out[1] = e->s[set][1];
+    for (size_t i = 0; i < n; i++) {
+        cached *e = cache_entry(c, r + i * c->k);
+        out[2 * i] = e->s[set][0];
+        out[2 * i + 1] = e->s[set][1];
+    }
     return 0;
 }
 
-/* hma_eval_fn: candidates of the search are scored on the subset. */
-static int eval_subset(void *user, size_t k, const double *ratios, size_t n_scores, double *scores) {
-    ctx *c = user;
-    (void)k;
-    (void)n_scores;
-    return score(c, ratios, 0, scores) ? 1 : 0;
+static int score(ctx *c, const double *r, int set, double out[2]) { return score_many(c, set, 1, r, out); }
+
+/* One HMA search through the ask/tell handle: each batch's candidates not
+ * scored yet go to the scorer together. */
+static int run_search(ctx *c, const hma_search_options *so, hma_points **pts) {
+    hma_searcher *s = NULL;
+    int rc = hma_searcher_create(&s, so);
+    if (rc) return cli_fail("search", rc);
+    size_t b = so->batch < so->budget ? so->batch : so->budget, n = 0;
+    double *x = malloc(b * c->k * sizeof *x), *sc = malloc(b * 2 * sizeof *sc);
+    int status = 0;
+    if (!x || !sc) {
+        fprintf(stderr, "hma search: out of memory\n");
+        status = 1;
+    }
+    while (!status && !(rc = hma_searcher_ask(s, x, b, &n)) && n) {
+        if (score_many(c, 0, n, x, sc)) status = 1;
+        else if ((rc = hma_searcher_tell(s, sc, n))) break;
+    }
+    if (!status && rc) status = cli_fail("search", rc);
+    if (!status && (rc = hma_searcher_points(s, pts))) status = cli_fail("search", rc);
+    free(x);
+    free(sc);
+    hma_searcher_free(s);
+    return status;
 }
 
 typedef struct {
@@ -150,56 +282,39 @@ void exp_search_config_init(exp_search_config *c) {
     c->threads = 2;
     c->lo = 0.0;
     c->hi = 1.0;
+    c->batch = 1;
 }
 
 int exp_search_run(const exp_search_config *cfg) {
-    const char *base = cfg->base, *model = cfg->model, *groups = cfg->groups, *evalp = cfg->eval_path;
+    exp_scorer *s = NULL;
+    int status = exp_scorer_open(&s, cfg);
+    if (status) return status;
+    status = exp_search_drive(cfg, s, exp_scorer_score, s);
+    exp_scorer_free(s);
+    return status;
+}
+
+int exp_search_drive(const exp_search_config *cfg, const exp_scorer *local, exp_score_fn fn, void *user) {
+    const char *base = cfg->base, *model = cfg->model, *groups = cfg->groups, *evpath = local->evpath;
     const char *outdir = cfg->outdir;
     const double *ma = cfg->ma, *means = cfg->means;
     size_t n_ma = cfg->n_ma, n_means = cfg->n_means;
-    long budget = cfg->budget, srows = cfg->search_rows, rows = cfg->rows, threads = cfg->threads;
+    long budget = cfg->budget;
     unsigned long long seed = cfg->seed;
     double lo = cfg->lo, hi = cfg->hi;
-    char *evdefault = evalp ? NULL : exp_default_eval(base);
-    const char *evpath = evalp ? evalp : evdefault;
+    const hma_plan *plan = local->plan;
+    const exp_rows *sub = &local->rows[0], *full = &local->rows[1];
     int status = 1, rc;
-    hma_store *st[2] = {NULL, NULL};
     ctx c;
     memset(&c, 0, sizeof c);
-    toyllm_evalset es;
-    memset(&es, 0, sizeof es);
-    exp_rows sub = {0, 0, NULL, NULL}, full = {0, 0, NULL, NULL};
+    c.k = local->k;
+    c.fn = fn;
+    c.user = user;
     row *tab = NULL;
+    double *vecs = NULL;
     FILE *cand = NULL;
     char *path_svg = NULL, *path_zoom = NULL, *path_csv = NULL, *path_cand = NULL;
-    if (!evpath) goto oom;
     c.t0 = exp_now();
-    c.threads = (int)threads;
-
-    if ((rc = hma_store_open(&st[0], base, 0)) || (rc = hma_store_open(&st[1], model, 0)) ||
-        (rc = hma_plan_create(&c.plan, st, 2)) || (rc = hma_plan_set_groups(c.plan, groups)) ||
-        (rc = hma_plan_set_output_dtype(c.plan, HMA_DTYPE_BF16))) {
-        status = cli_fail("search", rc);
-        goto done;
-    }
-    c.k = hma_plan_group_count(c.plan);
-    if (c.k > MAXK) {
-        fprintf(stderr, "hma search: --groups %s makes %zu groups (at most %d here)\n", groups, c.k, MAXK);
-        status = 2;
-        goto done;
-    }
-    rc = toyllm_evalset_load(&es, evpath);
-    if (rc) {
-        fprintf(stderr, "hma search: %s: %s\n", evpath,
-                rc == TOYLLM_EIO ? "cannot read" : rc == TOYLLM_EFORMAT ? "not an eval.bin (bad size or header)" : "cannot load");
-        goto done;
-    }
-    if (exp_rows_pick(&full, &es, (unsigned)rows) || exp_rows_pick(&sub, &es, (unsigned)srows)) {
-        status = exp_fail("search");
-        goto done;
-    }
-    c.rows[0] = &sub;
-    c.rows[1] = &full;
 
     /* output paths */
     if (mkdir(outdir, 0777) != 0 && errno != EEXIST) {
@@ -218,9 +333,9 @@ int exp_search_run(const exp_search_config *cfg) {
     printf("groups %s (K = %zu):", groups, c.k);
     for (size_t g = 0; g < c.k; g++) {
         long l0 = -1, l1 = -1;
-        for (size_t i = 0; i < hma_plan_tensor_count(c.plan); i++)
-            if (hma_plan_tensor_group(c.plan, i) == (int)g && hma_plan_tensor_layer(c.plan, i) >= 0) {
-                long l = hma_plan_tensor_layer(c.plan, i);
+        for (size_t i = 0; i < hma_plan_tensor_count(plan); i++)
+            if (hma_plan_tensor_group(plan, i) == (int)g && hma_plan_tensor_layer(plan, i) >= 0) {
+                long l = hma_plan_tensor_layer(plan, i);
                 if (l0 < 0 || l < l0) l0 = l;
                 if (l > l1) l1 = l;
             }
@@ -228,8 +343,10 @@ int exp_search_run(const exp_search_config *cfg) {
         else printf(" a_%zu = (no layers)", g + 1);
         printf(g + 1 < c.k ? "," : "; final norm and lm_head take the mean\n");
     }
-    printf("final table on %u rows of each set, search candidates on %u rows; budget %ld a mean, seed %llu\n\n",
-           full.rows, sub.rows, budget, seed);
+    printf("final table on %u rows of each set, search candidates on %u rows; budget %ld a mean, seed %llu",
+           full->rows, sub->rows, budget, seed);
+    if (cfg->batch > 1) printf(", batches of %ld", cfg->batch);
+    printf("\n\n");
     fflush(stdout);
 
     /* 1. MA on the full set, endpoints included (a = 0 is base, a = 1 aligned) */
@@ -256,9 +373,14 @@ int exp_search_run(const exp_search_config *cfg) {
         t->mean = curve_a[i];
         t->method = curve_a[i] == 0.0 ? "base" : curve_a[i] == 1.0 ? "aligned" : "MA";
         snprintf(t->label, sizeof t->label, "%g", curve_a[i]);
-        if (score(&c, t->r, 1, t->s)) goto done;
     }
     size_t n_ma_rows = nt;
+    vecs = malloc((nt + 2 * n_means) * (MAXK + 2) * sizeof *vecs);
+    if (!vecs) goto oom;
+    double *vsc = vecs + (nt + 2 * n_means) * MAXK;
+    for (size_t i = 0; i < nt; i++) memcpy(vecs + i * c.k, tab[i].r, c.k * sizeof *vecs);
+    if (score_many(&c, 1, nt, vecs, vsc)) goto done;
+    for (size_t i = 0; i < nt; i++) tab[i].s[0] = vsc[2 * i], tab[i].s[1] = vsc[2 * i + 1];
 
     /* 2. HMA searches on the subset, one per mean */
     cand = fopen(path_cand, "w");
@@ -305,15 +427,11 @@ int exp_search_run(const exp_search_config *cfg) {
         so.seed = seed + m;
         so.n_scores = 2;
         so.weights = wts[m];
+        so.batch = (size_t)cfg->batch;
         hma_points *pts = NULL;
         fprintf(stderr, "search at mean %g: minimise %.3f * code + %.3f * prose\n", means[m], wts[m][0], wts[m][1]);
-        rc = hma_search(&so, eval_subset, &c, &pts);
-        if (rc) {
-            hma_points_free(pts);
-            if (rc == HMA_ERR_CALLBACK) goto done; /* the callback printed why */
-            status = cli_fail("search", rc);
-            goto done;
-        }
+        if ((status = run_search(&c, &so, &pts))) goto done; /* run_search or the scorer printed why */
+        status = 1;
         /* the chosen HMA point: the best candidate that is not MA itself */
         size_t np = hma_points_count(pts), best = HMA_NPOS;
         double bobj = INFINITY;
@@ -348,12 +466,17 @@ int exp_search_run(const exp_search_config *cfg) {
     }
     cand = NULL;
 
-    /* 3. the chosen HMA points (and MA at each mean, if not scored yet) on the full set */
+    /* 3. the chosen HMA points (and MA at each mean, if not scored yet) on the full set, together */
+    size_t nv = 0;
     for (size_t i = n_ma_rows; i < nt; i++) {
-        double r[MAXK];
-        for (size_t g = 0; g < c.k; g++) r[g] = tab[i].mean;
-        double dummy[2];
-        if (score(&c, r, 1, dummy) || score(&c, tab[i].r, 1, tab[i].s)) goto done;
+        for (size_t g = 0; g < c.k; g++) vecs[nv * c.k + g] = tab[i].mean;
+        memcpy(vecs + (nv + 1) * c.k, tab[i].r, c.k * sizeof *vecs);
+        nv += 2;
+    }
+    if (score_many(&c, 1, nv, vecs, vsc)) goto done;
+    for (size_t i = n_ma_rows; i < nt; i++) {
+        size_t j = 2 * (i - n_ma_rows) + 1;
+        tab[i].s[0] = vsc[2 * j], tab[i].s[1] = vsc[2 * j + 1];
     }
 
     /* 4. Pareto front of the table (both scores lower-is-better) */
@@ -387,13 +510,13 @@ int exp_search_run(const exp_search_config *cfg) {
         printf("| %s | %s | %.4f | %.4f | %s | %s |\n", name, rb, tab[i].s[0], tab[i].s[1], vs, on_front[i] ? "yes" : "no");
     }
     printf("\nHMA search on the %u-row subset (objective = w_code * code + w_prose * prose, tangent weights):\n",
-           sub.rows);
+           sub->rows);
     for (size_t m = 0; m < n_means; m++)
         printf("  mean %g: w = (%.3f, %.3f), %zu candidates, MA objective %.5f, best HMA objective %.5f (%s)\n", means[m],
                wts[m][0], wts[m][1], n_cand[m], obj_ma[m], obj_best[m],
                obj_best[m] < obj_ma[m] ? "HMA better on the subset" : "MA better on the subset");
     printf("\nscored: %zu models on the full set (%.1f s), %zu on the subset (%.1f s); total %.1f s, %d threads\n",
-           c.evals[1], c.secs[1], c.evals[0], c.secs[0], exp_now() - c.t0, c.threads);
+           c.evals[1], c.secs[1], c.evals[0], c.secs[0], exp_now() - c.t0, local->threads);
 
     /* 6. CSV and SVG */
     FILE *f = fopen(path_csv, "w");
@@ -444,7 +567,7 @@ int exp_search_run(const exp_search_config *cfg) {
             {"aligned (a = 1)", "#ff7f0e", EXP_MARK_DIAMOND, 0, na, ax, ay, NULL, 0},
         };
         snprintf(title, sizeof title, "%s, toy-llama (%u rows per set; lower-left is better)",
-                 zoom ? "Zoom on the Pareto front" : "Alignment vs forgetting", full.rows);
+                 zoom ? "Zoom on the Pareto front" : "Alignment vs forgetting", full->rows);
         const char *path = zoom ? path_zoom : path_svg;
         if (exp_plot_svg(path, title, "code bits/byte (forgetting)", "prose bits/byte (alignment)", ser, 4)) {
             fprintf(stderr, "hma search: cannot write %s: %s\n", path, strerror(errno));
@@ -460,17 +583,13 @@ oom:
 done:
     if (cand) fclose(cand);
     free(tab);
+    free(vecs);
     free(c.c);
+    free(c.todo);
+    free(c.buf);
     free(path_svg);
     free(path_zoom);
     free(path_csv);
     free(path_cand);
-    exp_rows_free(&sub);
-    exp_rows_free(&full);
-    toyllm_evalset_free(&es);
-    hma_plan_free(c.plan);
-    hma_store_close(st[1]);
-    hma_store_close(st[0]);
-    free(evdefault);
     return status;
 }

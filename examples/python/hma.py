@@ -42,7 +42,7 @@ __all__ = [
     "IncompleteError", "CallbackError", "ExistsError",
     "Dtype", "Method", "Action", "Simd", "PointKind", "GROUP_MEAN", "GROUP_NONE",
     "TensorInfo", "PlanRow", "Point", "PackStats",
-    "Store", "Writer", "Plan", "Points", "RatioOptimizer",
+    "Store", "Writer", "Plan", "Points", "RatioOptimizer", "Searcher",
     "version", "version_number", "library_path", "strerror", "max_dims",
     "dtype_bits", "dtype_is_float", "layer_from_name", "is_embedding_name", "gradient_eval",
     "simd_best", "simd_available", "simd_name", "save_file", "bf16_to_float32", "float32_to_bf16",
@@ -137,7 +137,8 @@ class _SearchOptions(ctypes.Structure):
     _fields_ = [("struct_size", c_size_t), ("k", c_size_t), ("mean", c_double), ("lo", c_double),
                 ("hi", c_double), ("lo_each", _PD), ("hi_each", _PD), ("budget", c_size_t),
                 ("seed", c_u64), ("n_scores", c_size_t), ("weights", _PD),
-                ("tolerance", c_double), ("start", _PD), ("prior", c_void_p)]
+                ("tolerance", c_double), ("start", _PD), ("prior", c_void_p),
+                ("batch", c_size_t)]
 
 
 class _SweepOptions(ctypes.Structure):
@@ -269,6 +270,12 @@ _SIGNATURES = {
     "hma_ratio_opt_step": (c_int, [c_void_p, _PD, _PD, _PD]),
     "hma_search_options_init_size": (None, [P(_SearchOptions), c_size_t]),
     "hma_search": (c_int, [P(_SearchOptions), EVAL_FN, c_void_p, P(c_void_p)]),
+    "hma_searcher_create": (c_int, [P(c_void_p), P(_SearchOptions)]),
+    "hma_searcher_ask": (c_int, [c_void_p, _PD, c_size_t, P(c_size_t)]),
+    "hma_searcher_tell": (c_int, [c_void_p, _PD, c_size_t]),
+    "hma_searcher_done": (c_int, [c_void_p]),
+    "hma_searcher_points": (c_int, [c_void_p, P(c_void_p)]),
+    "hma_searcher_free": (None, [c_void_p]),
     "hma_project_ratios": (c_int, [c_size_t, _PD, c_double, _PD, _PD, _PD]),
     "hma_points_count": (c_size_t, [c_void_p]),
     "hma_points_k": (c_size_t, [c_void_p]),
@@ -1858,8 +1865,9 @@ def _eval_trampoline(evaluate, guard):
 
 
 def _fill_search(o, k, mean, lo, hi, lo_each, hi_each, budget, seed, n_scores, weights,
-                 tolerance, keep):
+                 tolerance, keep, batch=1):
     o.k = _index(k, "k")
+    o.batch = _index(batch, "batch")
     if mean is not None:
         o.mean = _num(mean, "mean")
     o.lo, o.hi = _num(lo, "lo"), _num(hi, "hi")
@@ -1899,27 +1907,36 @@ def _run_search(cfn, opts, evaluate):
     return pts
 
 
-def search(evaluate, k, mean=0.5, lo=0.0, hi=1.0, budget=20, seed=0, n_scores=1, weights=None,
-           tolerance=None, start=None, prior=None, lo_each=None, hi_each=None):
-    """Derivative-free minimisation of the weighted score sum over K ratios with
-    a fixed mean and bounds. evaluate(ratios: list) returns a number or
-    n_scores numbers (lower is better). An exception in evaluate stops the
-    search and is re-raised (with .hma_points: the points evaluated so far).
-    Returns Points."""
-    if not callable(evaluate):
-        raise TypeError("evaluate must be callable")
+def _search_opts(k, mean, lo, hi, budget, seed, n_scores, weights, tolerance, start, lo_each,
+                 hi_each, batch, keep):
     o = _SearchOptions()
     C.search_options_init_size(ctypes.byref(o), ctypes.sizeof(o))
     if o.struct_size != ctypes.sizeof(o):
         raise UnsupportedError(30, "hma_search_options layout differs from this binding's")
-    keep = []
-    _fill_search(o, k, mean, lo, hi, lo_each, hi_each, budget, seed, n_scores, weights, tolerance, keep)
+    _fill_search(o, k, mean, lo, hi, lo_each, hi_each, budget, seed, n_scores, weights, tolerance,
+                 keep, batch)
     if start is not None:
         arr, m = _doubles(start, "start")
         if m != o.k:
             raise InvalidArgumentError(1, "start needs %d entries, got %d" % (o.k, m))
         keep.append(arr)
         o.start = ctypes.cast(arr, _PD)
+    return o
+
+
+def search(evaluate, k, mean=0.5, lo=0.0, hi=1.0, budget=20, seed=0, n_scores=1, weights=None,
+           tolerance=None, start=None, prior=None, lo_each=None, hi_each=None, batch=1):
+    """Derivative-free minimisation of the weighted score sum over K ratios with
+    a fixed mean and bounds. evaluate(ratios: list) returns a number or
+    n_scores numbers (lower is better). batch B > 1: candidates proposed B at a
+    time (the same points as Searcher with the same options), evaluated one
+    after the other. An exception in evaluate stops the search and is
+    re-raised (with .hma_points: the points evaluated so far). Returns Points."""
+    if not callable(evaluate):
+        raise TypeError("evaluate must be callable")
+    keep = []
+    o = _search_opts(k, mean, lo, hi, budget, seed, n_scores, weights, tolerance, start, lo_each,
+                     hi_each, batch, keep)
     if prior is not None:
         if not isinstance(prior, Points):
             raise TypeError("prior must be Points")
@@ -1929,11 +1946,81 @@ def search(evaluate, k, mean=0.5, lo=0.0, hi=1.0, budget=20, seed=0, n_scores=1,
     return _run_search(C.search, o, evaluate)
 
 
+class Searcher(_Handle):
+    """The search as an ask/tell handle (hma_searcher_*), for candidates scored
+    elsewhere (several GPUs, processes): ask() gives a numpy array of up to
+    `batch` candidates (n x K), score them anywhere, tell() their scores
+    (n x n_scores, or n values when n_scores == 1) in the same row order;
+    repeat until ask() gives 0 rows (or .done). points() returns the Points so
+    far. Same options as search(); the same options and scores give the
+    points search() gives, bit for bit. ask() needs numpy."""
+
+    _kind = "Searcher"
+
+    def __init__(self, k, mean=0.5, lo=0.0, hi=1.0, budget=20, seed=0, n_scores=1, weights=None,
+                 tolerance=None, start=None, prior=None, lo_each=None, hi_each=None, batch=1):
+        super().__init__()
+        keep = []
+        o = _search_opts(k, mean, lo, hi, budget, seed, n_scores, weights, tolerance, start,
+                         lo_each, hi_each, batch, keep)
+        out = c_void_p()
+        if prior is not None:
+            if not isinstance(prior, Points):
+                raise TypeError("prior must be Points")
+            with prior._use() as pp:  # copied by hma_searcher_create
+                o.prior = pp
+                _check(C.searcher_create(ctypes.byref(out), ctypes.byref(o)))
+        else:
+            _check(C.searcher_create(ctypes.byref(out), ctypes.byref(o)))
+        self._adopt(out.value)
+        self.k, self.n_scores, self.batch = int(o.k), int(o.n_scores), int(o.batch)
+        self._room = min(self.batch, int(o.budget))
+
+    def _release(self, ptr):
+        C.searcher_free(ptr)
+
+    def ask(self):
+        """The next batch: a float64 numpy array of shape (n, K); n == 0 once
+        the search has ended. Raises StateError if the last batch was not told."""
+        _need_numpy("Searcher.ask")
+        out = _np.empty((self._room, self.k), dtype=_np.float64)
+        n = c_size_t()
+        with self._use() as p:
+            _check(C.searcher_ask(p, out.ctypes.data_as(_PD), self._room, ctypes.byref(n)))
+        return out[:n.value].copy()
+
+    def tell(self, scores):
+        """The scores of the last batch, row i for candidate i: an array-like of
+        shape (n, n_scores), or (n,) when n_scores == 1."""
+        _need_numpy("Searcher.tell")
+        a = _np.ascontiguousarray(scores, dtype=_np.float64)
+        if a.ndim == 1 and self.n_scores == 1:
+            a = a.reshape(-1, 1)
+        if a.ndim != 2 or a.shape[1] != self.n_scores:
+            raise InvalidArgumentError(1, "Searcher.tell: scores must have shape (n, %d), not %s"
+                                       % (self.n_scores, a.shape))
+        with self._use() as p:
+            _check(C.searcher_tell(p, a.ctypes.data_as(_PD), a.shape[0]))
+
+    @property
+    def done(self):
+        """True once the search has ended (budget spent or no distinct vector left)."""
+        with self._use() as p:
+            return bool(C.searcher_done(p))
+
+    def points(self):
+        """A copy of the points so far (prior points first, then the told candidates)."""
+        out = c_void_p()
+        with self._use() as p:
+            _check(C.searcher_points(p, ctypes.byref(out)))
+        return Points(out.value)
+
+
 def sweep(evaluate, k, ma_ratios=(), hma_means=(), lo=0.0, hi=1.0, budget=20, seed=0,
-          n_scores=2, weights=None, tolerance=None, lo_each=None, hi_each=None):
+          n_scores=2, weights=None, tolerance=None, lo_each=None, hi_each=None, batch=1):
     """The alignment-forgetting sweep: plain MA at each of ma_ratios, then one
-    search() per mean in hma_means (budget each). Returns Points; take the
-    front with points.pareto(0, 1)."""
+    search() per mean in hma_means (budget each, batches of `batch`). Returns
+    Points; take the front with points.pareto(0, 1)."""
     if not callable(evaluate):
         raise TypeError("evaluate must be callable")
     o = _SweepOptions()
@@ -1942,7 +2029,7 @@ def sweep(evaluate, k, ma_ratios=(), hma_means=(), lo=0.0, hi=1.0, budget=20, se
         raise UnsupportedError(30, "hma_sweep_options layout differs from this binding's")
     keep = []
     _fill_search(o.search, k, None, lo, hi, lo_each, hi_each, budget, seed, n_scores, weights,
-                 tolerance, keep)
+                 tolerance, keep, batch)
     ma, nma = _doubles(ma_ratios, "ma_ratios")
     hm, nhm = _doubles(hma_means, "hma_means")
     o.ma_ratios, o.n_ma = ctypes.cast(ma, _PD), nma

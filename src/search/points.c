@@ -38,7 +38,7 @@ static double weighted(const hma_points *p, const double *scores) {
     return isfinite(o) ? o : NAN;
 }
 
-static int points_reserve(hma_points *p, size_t want) {
+int hma__points_reserve(hma_points *p, size_t want) {
     if (want <= p->cap) return HMA_OK;
     size_t cap = p->cap ? p->cap : 16;
     while (cap < want) cap *= 2;
@@ -61,7 +61,7 @@ static int points_reserve(hma_points *p, size_t want) {
 
 int hma__points_add(hma_points *p, const double *ratios, const double *scores, hma_point_kind kind,
                     size_t run) {
-    int rc = points_reserve(p, p->n + 1);
+    int rc = hma__points_reserve(p, p->n + 1);
     if (rc) return rc;
     memcpy(p->ratios + p->n * p->k, ratios, p->k * sizeof(double));
     memcpy(p->scores + p->n * p->ns, scores, p->ns * sizeof(double));
@@ -70,6 +70,23 @@ int hma__points_add(hma_points *p, const double *ratios, const double *scores, h
     p->run[p->n] = run;
     p->n++;
     return HMA_OK;
+}
+
+hma_points *hma__points_copy(const hma_points *src) {
+    hma_points *p = hma__points_new(src->k, src->ns, src->weights);
+    if (!p || hma__points_reserve(p, src->n)) {
+        hma_points_free(p);
+        return NULL;
+    }
+    if (src->n) {
+        memcpy(p->ratios, src->ratios, src->n * src->k * sizeof(double));
+        memcpy(p->scores, src->scores, src->n * src->ns * sizeof(double));
+        memcpy(p->obj, src->obj, src->n * sizeof(double));
+        memcpy(p->kind, src->kind, src->n * sizeof *p->kind);
+        memcpy(p->run, src->run, src->n * sizeof(size_t));
+    }
+    p->n = src->n;
+    return p;
 }
 
 size_t hma_points_count(const hma_points *p) { return p ? p->n : 0; }

@@ -61,6 +61,7 @@ void hma_search_options_init_size(hma_search_options *o, size_t size) {
     d.budget = 20;
     d.n_scores = 1;
     d.tolerance = 1e-6;
+    d.batch = 1;
     hma__init_size(o, size, &d, sizeof d);
 }
 
@@ -72,34 +73,45 @@ typedef struct sctx {
     hma_points *pts;     /* every point (prior, earlier runs, this run) */
     size_t *known;       /* indices of points in this search's set */
     size_t nknown;
-    hma_eval_fn fn;
-    void *user;
-    hma_point_kind kind;
+    double *pend;        /* the batch proposed and not scored yet, npend x K */
+    size_t npend;
     size_t run;
     rng r;
-    double *scores;      /* ns scratch */
     double *work;        /* projection scratch, 2K */
     double *tlo, *thi;   /* trust-region bounds */
     double *cand, *bestc, *tmp, *tmp2; /* K scratch each */
 } sctx;
 
-/* Distance (max norm) from x to the nearest point of the whole list. */
+/* Distance (max norm) from x to the nearest point of the whole list or of
+ * the batch being proposed. */
 static double nearest(const sctx *c, const double *x) {
     double d = INFINITY;
     for (size_t i = 0; i < c->pts->n; i++) {
         double e = hma__maxdist(c->k, x, c->pts->ratios + i * c->k);
         if (e < d) d = e;
     }
+    for (size_t i = 0; i < c->npend; i++) {
+        double e = hma__maxdist(c->k, x, c->pend + i * c->k);
+        if (e < d) d = e;
+    }
     return d;
 }
 
-/* Euclidean distance to the nearest known point (for space filling). */
+static double dist2(size_t k, const double *x, const double *p) {
+    double s = 0;
+    for (size_t i = 0; i < k; i++) s += (x[i] - p[i]) * (x[i] - p[i]);
+    return s;
+}
+
+/* Euclidean distance to the nearest known or proposed point (for space filling). */
 static double nearest_l2(const sctx *c, const double *x) {
     double d = INFINITY;
     for (size_t j = 0; j < c->nknown; j++) {
-        const double *p = c->pts->ratios + c->known[j] * c->k;
-        double s = 0;
-        for (size_t i = 0; i < c->k; i++) s += (x[i] - p[i]) * (x[i] - p[i]);
+        double s = dist2(c->k, x, c->pts->ratios + c->known[j] * c->k);
+        if (s < d) d = s;
+    }
+    for (size_t j = 0; j < c->npend; j++) {
+        double s = dist2(c->k, x, c->pend + j * c->k);
         if (s < d) d = s;
     }
     return sqrt(d);
@@ -114,20 +126,10 @@ static int in_set(const sctx *c, const double *x) {
     return fabs(s / (double)c->k - c->mean) <= 1e-9 * fmax(1.0, fabs(c->mean));
 }
 
-/* Evaluate x (already in the set and not a duplicate) and record it. */
-static int evaluate(sctx *c, const double *x) {
-    size_t ns = c->pts->ns;
-    for (size_t s = 0; s < ns; s++) c->scores[s] = NAN;
-    int r = c->fn(c->user, c->k, x, ns, c->scores);
-    if (r) {
-        char who[96];
-        snprintf(who, sizeof who, "hma_search: evaluation callback after %zu points", c->pts->n);
-        return hma__callback_result(r, who);
-    }
-    int rc = hma__points_add(c->pts, x, c->scores, c->kind, c->run);
-    if (rc) return rc;
-    c->known[c->nknown++] = c->pts->n - 1;
-    return HMA_OK;
+/* Add x (in the set, not a duplicate) to the batch being proposed. */
+static void propose(sctx *c, const double *x) {
+    memcpy(c->pend + c->npend * c->k, x, c->k * sizeof(double));
+    c->npend++;
 }
 
 /* A random point of { sum = target, tlo <= a <= thi } into out. */
@@ -361,81 +363,125 @@ static void set_tr(sctx *c, const double *center, double r) {
     }
 }
 
-/* The search proper, appending to c->pts. */
-static int search_run(sctx *c, size_t budget, const double *start) {
-    size_t k = c->k, n = c->n, done = 0;
-    int rc;
-    /* 1. the centre (or the caller's start) */
-    for (size_t i = 0; i < k; i++) c->tmp2[i] = start ? start[i] : c->mean;
-    hma__project_core(k, c->tmp2, c->target, c->lo, c->hi, c->bestc, c->work);
-    if (nearest(c, c->bestc) > c->tol) {
-        if ((rc = evaluate(c, c->bestc))) return rc;
-        done++;
+/* ---- the ask/tell state machine ------------------------------------------ */
+
+enum { PH_CENTRE, PH_DESIGN, PH_TRUST, PH_END };
+
+struct hma_searcher {
+    sctx c;
+    hma_points *own;     /* the point list when the searcher owns it; NULL for the sweep's */
+    size_t batch;        /* largest batch: min(batch option, budget) */
+    size_t budget, done; /* evaluations allowed, and told so far */
+    int phase;
+    size_t n0, ncand;    /* design size; random candidates per space-filling choice */
+    model m;
+    double *z, *gz, *gx; /* model scratch, n each */
+    double r, r0, rmin;  /* trust radius, its restart value and its floor */
+    int stalls;
+    int pend_tr;         /* the waiting batch is a trust-region step around a point of value fbest */
+    double fbest;
+};
+
+/* Propose the next batch into c->pend (c->npend = 0 when the search has
+ * ended). Each step below is the serial search's, with the batch's
+ * candidates counted as known points, so that batch 1 proposes exactly what
+ * the serial loop evaluated. */
+static int searcher_propose(hma_searcher *s) {
+    sctx *c = &s->c;
+    size_t room = s->budget - s->done;
+    if (room > s->batch) room = s->batch;
+    c->npend = 0;
+    s->pend_tr = 0;
+    if (room == 0) s->phase = PH_END;
+    if (s->phase == PH_CENTRE) {
+        /* 1. the centre (or the caller's start), projected at creation into bestc */
+        s->phase = PH_DESIGN;
+        if (nearest(c, c->bestc) > c->tol) propose(c, c->bestc);
+        if (c->n == 0 || c->span <= c->tol) s->phase = PH_END; /* a single point */
     }
-    if (n == 0 || c->span <= c->tol) return HMA_OK; /* a single point */
-    /* 2. maximin space-filling design */
-    size_t n0 = n + 2, q = budget / 4 > 4 ? budget / 4 : 4;
-    if (q < n0) n0 = q;
-    size_t ncand = 64 + 16 * k;
-    while (done < budget && c->nknown < n0) {
-        double d = spacefill(c, c->lo, c->hi, ncand, c->cand);
-        if (d < 0) break;
-        if ((rc = evaluate(c, c->cand))) return rc;
-        done++;
+    if (s->phase == PH_DESIGN) {
+        /* 2. maximin space-filling design, handed out `batch` points at a time */
+        while (c->npend < room && c->nknown + c->npend < s->n0) {
+            if (spacefill(c, c->lo, c->hi, s->ncand, c->cand) < 0) {
+                s->phase = PH_TRUST;
+                break;
+            }
+            propose(c, c->cand);
+        }
+        if (c->nknown + c->npend >= s->n0) s->phase = PH_TRUST;
+        if (c->npend) return HMA_OK; /* a batch never mixes design and trust-region points */
     }
-    /* 3. trust-region steps on the surrogate */
-    model m = {0};
-    m.coef = hma__calloc(1 + n + n * (n + 1) / 2 + 2 * n + n * n + 2 * k, sizeof(double));
-    if (!m.coef) return hma__fail(HMA_ERR_NO_MEMORY, "hma_search: out of memory (K = %zu)", k);
-    m.g = m.coef + 1 + n + n * (n + 1) / 2;
-    m.H = m.g + n;
-    double *z = m.H + n * n, *gz = z + n, *gx = gz + n;
-    double r0 = 0.25 * c->span, r = r0, rmin = fmax(4.0 * c->tol, 1e-9 * c->span);
-    int stalls = 0;
-    rc = HMA_OK;
-    while (done < budget) {
+    size_t k = c->k;
+    while (s->phase == PH_TRUST) {
+        /* 3. trust-region steps on the surrogate */
         size_t ib = best_known(c);
-        int have = 0;
         if (ib != HMA_NPOS) {
             const double *xb = c->pts->ratios + ib * k;
-            double fbest = c->pts->obj[ib];
-            set_tr(c, xb, r);
-            int fitted = 0;
-            if ((rc = fit_model(c, xb, c->span, r, &m, &fitted))) break;
+            set_tr(c, xb, s->r);
+            int fitted = 0, have = 0;
+            int rc = fit_model(c, xb, c->span, s->r, &s->m, &fitted);
+            if (rc) {
+                s->phase = PH_END;
+                return rc;
+            }
             if (fitted) {
                 memcpy(c->cand, xb, k * sizeof(double));
-                model_minimise(c, &m, xb, c->span, r, c->cand, z, gz, gx);
+                model_minimise(c, &s->m, xb, c->span, s->r, c->cand, s->z, s->gz, s->gx);
                 have = nearest(c, c->cand) > c->tol;
             }
-            if (!have) { /* model stuck on a known point: sample the trust region instead */
-                have = spacefill(c, c->tlo, c->thi, ncand, c->cand) >= 0;
-            }
+            if (!have) /* model stuck on a known point: sample the trust region instead */
+                have = spacefill(c, c->tlo, c->thi, s->ncand, c->cand) >= 0;
             if (have) {
-                if ((rc = evaluate(c, c->cand))) break;
-                done++;
-                double fnew = c->pts->obj[c->pts->n - 1];
-                if (!isnan(fnew) && fnew < fbest) {
-                    r = fmin(2.0 * r, c->span);
-                    stalls = 0;
-                } else if ((r *= 0.5) < rmin) {
-                    r = r0; /* converged here: restart wide */
-                    stalls++;
+                propose(c, c->cand);
+                s->pend_tr = 1;
+                s->fbest = c->pts->obj[ib];
+                /* the rest of the batch: space filling in the trust region, else in the whole set */
+                while (c->npend < room) {
+                    if (spacefill(c, c->tlo, c->thi, s->ncand, c->cand) < 0 &&
+                        spacefill(c, c->lo, c->hi, 4 * s->ncand, c->cand) < 0)
+                        break;
+                    propose(c, c->cand);
                 }
-                continue;
+                return HMA_OK;
             }
         }
         /* no usable model or trust region exhausted: explore the whole set */
-        double d = spacefill(c, c->lo, c->hi, 4 * ncand, c->cand);
-        if (d < 0) {
-            if (++stalls > 3) break; /* no distinct vector left to find */
-            r = r0;
+        if (spacefill(c, c->lo, c->hi, 4 * s->ncand, c->cand) < 0) {
+            if (++s->stalls > 3) s->phase = PH_END; /* no distinct vector left to find */
+            s->r = s->r0;
             continue;
         }
-        if ((rc = evaluate(c, c->cand))) break;
-        done++;
+        propose(c, c->cand);
+        while (c->npend < room && spacefill(c, c->lo, c->hi, 4 * s->ncand, c->cand) >= 0) propose(c, c->cand);
+        return HMA_OK;
     }
-    hma__free(m.coef);
-    return rc;
+    return HMA_OK;
+}
+
+/* Record the first n candidates of the waiting batch with their scores
+ * (room already reserved), then update the trust region if all came. */
+static void searcher_record(hma_searcher *s, const double *scores, size_t n) {
+    sctx *c = &s->c;
+    size_t first = c->pts->n, ns = c->pts->ns;
+    for (size_t i = 0; i < n; i++) {
+        (void)hma__points_add(c->pts, c->pend + i * c->k, scores + i * ns, HMA_POINT_SEARCH, c->run);
+        c->known[c->nknown++] = c->pts->n - 1;
+    }
+    s->done += n;
+    if (n == c->npend && s->pend_tr) {
+        int better = 0;
+        for (size_t i = first; i < c->pts->n; i++) better |= !isnan(c->pts->obj[i]) && c->pts->obj[i] < s->fbest;
+        if (better) {
+            s->r = fmin(2.0 * s->r, c->span);
+            s->stalls = 0;
+        } else if ((s->r *= 0.5) < s->rmin) {
+            s->r = s->r0; /* converged here: restart wide */
+            s->stalls++;
+        }
+    }
+    c->npend = 0;
+    s->pend_tr = 0;
+    if (s->done >= s->budget) s->phase = PH_END;
 }
 
 int hma__search_opts_read(hma_search_options *dst, const hma_search_options *src, const char *fn,
@@ -448,10 +494,14 @@ int hma__search_opts_read(hma_search_options *dst, const hma_search_options *src
     if (o->k == 0 || o->budget == 0 || o->n_scores == 0)
         return hma__fail(HMA_ERR_INVALID_ARGUMENT, "%s: k, budget and n_scores must all be >= 1 (got %zu, %zu, %zu)",
                          fn, o->k, o->budget, o->n_scores);
+    if (o->batch == 0) return hma__fail(HMA_ERR_INVALID_ARGUMENT, "%s: batch must be >= 1", fn);
     if (!(o->tolerance >= 0) || !isfinite(o->tolerance))
         return hma__fail(HMA_ERR_INVALID_ARGUMENT, "%s: tolerance %g (expected finite >= 0)", fn, o->tolerance);
     if (o->k > (SIZE_MAX / sizeof(double)) / 64 || o->n_scores > SIZE_MAX / 64 || o->budget > SIZE_MAX / 4)
         return hma__fail(HMA_ERR_OVERFLOW, "%s: k, n_scores or budget too large", fn);
+    size_t batch = o->batch < o->budget ? o->batch : o->budget, row = o->k > o->n_scores ? o->k : o->n_scores;
+    if (batch > (SIZE_MAX / sizeof(double)) / (64 * row))
+        return hma__fail(HMA_ERR_OVERFLOW, "%s: batch %zu too large", fn, o->batch);
     if (o->weights)
         for (size_t s = 0; s < o->n_scores; s++)
             if (!isfinite(o->weights[s])) return hma__fail(HMA_ERR_INVALID_ARGUMENT, "%s: weight %zu is not finite", fn, s);
@@ -464,12 +514,13 @@ int hma__search_opts_read(hma_search_options *dst, const hma_search_options *src
 static void sctx_free(sctx *c) {
     hma__free(c->lo);
     hma__free(c->known);
-    hma__free(c->scores);
+    hma__free(c->pend);
 }
 
-/* Set up a context for options o and mean `mean` over point list pts. */
+/* Set up a context for options o and mean `mean` over point list pts; room
+ * for `pend` proposed candidates. */
 static int sctx_init(sctx *c, const hma_search_options *o, double mean, uint64_t seed, hma_points *pts,
-                     size_t extra) {
+                     size_t extra, size_t pend) {
     memset(c, 0, sizeof *c);
     size_t k = o->k;
     c->k = k;
@@ -480,8 +531,8 @@ static int sctx_init(sctx *c, const hma_search_options *o, double mean, uint64_t
     c->pts = pts;
     c->lo = hma__malloc(10 * k * sizeof(double));
     c->known = hma__malloc((pts->n + extra + 1) * sizeof(size_t));
-    c->scores = hma__malloc(o->n_scores * sizeof(double));
-    if (!c->lo || !c->known || !c->scores) {
+    c->pend = hma__malloc((pend ? pend : 1) * k * sizeof(double));
+    if (!c->lo || !c->known || !c->pend) {
         sctx_free(c);
         return hma__fail(HMA_ERR_NO_MEMORY, "hma_search: out of memory (K = %zu)", k);
     }
@@ -513,57 +564,188 @@ int hma__search_check_set(const hma_search_options *o, double mean) {
     hma_points none = {0};
     none.k = o->k;
     sctx c;
-    int rc = sctx_init(&c, o, mean, 0, &none, 0);
+    int rc = sctx_init(&c, o, mean, 0, &none, 0, 1);
     if (!rc) sctx_free(&c);
+    return rc;
+}
+
+void hma_searcher_free(hma_searcher *s) {
+    if (!s) return;
+    sctx_free(&s->c);
+    hma__free(s->m.coef);
+    hma_points_free(s->own);
+    hma__free(s);
+}
+
+/* A searcher over pts (points of pts inside the set count as known; `extra`:
+ * points pts may still gain) at `mean` with PRNG seed `seed`; o already read
+ * and checked. The centre (start, or all `mean`) is projected here, so that
+ * o's arrays are not needed later. */
+static int searcher_new(hma_searcher **out, const hma_search_options *o, double mean, uint64_t seed,
+                        hma_points *pts, size_t extra, size_t run) {
+    *out = NULL;
+    hma_searcher *s = hma__calloc(1, sizeof *s);
+    if (!s) return hma__fail(HMA_ERR_NO_MEMORY, "hma_search: out of memory");
+    s->batch = o->batch < o->budget ? o->batch : o->budget;
+    int rc = sctx_init(&s->c, o, mean, seed, pts, extra, s->batch);
+    if (rc) {
+        hma__free(s);
+        return rc;
+    }
+    sctx *c = &s->c;
+    size_t k = c->k, n = c->n;
+    c->run = run;
+    s->m.coef = hma__calloc(1 + n + n * (n + 1) / 2 + 2 * n + n * n + 2 * k, sizeof(double));
+    if (!s->m.coef) {
+        hma_searcher_free(s);
+        return hma__fail(HMA_ERR_NO_MEMORY, "hma_search: out of memory (K = %zu)", k);
+    }
+    s->m.g = s->m.coef + 1 + n + n * (n + 1) / 2;
+    s->m.H = s->m.g + n;
+    s->z = s->m.H + n * n;
+    s->gz = s->z + n;
+    s->gx = s->gz + n;
+    s->budget = o->budget;
+    s->phase = PH_CENTRE;
+    s->n0 = n + 2;
+    size_t q = o->budget / 4 > 4 ? o->budget / 4 : 4;
+    if (q < s->n0) s->n0 = q;
+    s->ncand = 64 + 16 * k;
+    s->r0 = s->r = 0.25 * c->span;
+    s->rmin = fmax(4.0 * c->tol, 1e-9 * c->span);
+    for (size_t i = 0; i < k; i++) c->tmp2[i] = o->start ? o->start[i] : c->mean;
+    hma__project_core(k, c->tmp2, c->target, c->lo, c->hi, c->bestc, c->work);
+    *out = s;
+    return HMA_OK;
+}
+
+/* hma_searcher_create() for the public function `fn` (named in messages). */
+static int searcher_create(hma_searcher **out, const hma_search_options *opts, const char *fn) {
+    hma_search_options o;
+    int rc = hma__search_opts_read(&o, opts, fn, "hma_search_options");
+    if (rc) return rc;
+    if (o.prior && (o.prior->k != o.k || o.prior->ns != o.n_scores))
+        return hma__fail(HMA_ERR_INVALID_ARGUMENT, "%s: prior points have k = %zu, %zu scores (expected %zu, %zu)",
+                         fn, o.prior->k, o.prior->ns, o.k, o.n_scores);
+    hma_points *pts = hma__points_new(o.k, o.n_scores, o.weights);
+    if (!pts) return hma__fail(HMA_ERR_NO_MEMORY, "%s: out of memory", fn);
+    hma_searcher *s = NULL;
+    if ((rc = searcher_new(&s, &o, o.mean, o.seed, pts, (o.prior ? o.prior->n : 0) + o.budget, 0))) {
+        hma_points_free(pts);
+        return rc;
+    }
+    s->own = pts;
+    sctx *c = &s->c;
+    if (o.prior)
+        for (size_t i = 0; i < o.prior->n && !rc; i++) {
+            const double *x = o.prior->ratios + i * o.k;
+            if (!in_set(c, x) || nearest(c, x) <= c->tol) continue;
+            if (!(rc = hma__points_add(pts, x, o.prior->scores + i * o.n_scores, HMA_POINT_PRIOR, 0)))
+                c->known[c->nknown++] = pts->n - 1;
+        }
+    if (rc) {
+        hma_searcher_free(s);
+        return rc;
+    }
+    *out = s;
+    return HMA_OK;
+}
+
+int hma_searcher_create(hma_searcher **out, const hma_search_options *opts) {
+    if (out) *out = NULL;
+    if (!out) return hma__fail(HMA_ERR_INVALID_ARGUMENT, "hma_searcher_create: out is NULL");
+    return searcher_create(out, opts, "hma_searcher_create");
+}
+
+int hma_searcher_ask(hma_searcher *s, double *ratios, size_t max, size_t *n) {
+    if (n) *n = 0;
+    if (!s || !ratios || !n) return hma__fail(HMA_ERR_INVALID_ARGUMENT, "hma_searcher_ask: NULL argument");
+    if (s->c.npend)
+        return hma__fail(HMA_ERR_STATE, "hma_searcher_ask: the last batch (%zu candidates) waits for its scores "
+                                        "(hma_searcher_tell)", s->c.npend);
+    if (max < s->batch)
+        return hma__fail(HMA_ERR_INVALID_ARGUMENT, "hma_searcher_ask: room for %zu candidates, a batch may hold %zu",
+                         max, s->batch);
+    int rc = searcher_propose(s);
+    if (rc) return rc;
+    memcpy(ratios, s->c.pend, s->c.npend * s->c.k * sizeof(double));
+    *n = s->c.npend;
+    return HMA_OK;
+}
+
+int hma_searcher_tell(hma_searcher *s, const double *scores, size_t n) {
+    if (!s || !scores) return hma__fail(HMA_ERR_INVALID_ARGUMENT, "hma_searcher_tell: NULL argument");
+    if (!s->c.npend) return hma__fail(HMA_ERR_STATE, "hma_searcher_tell: no batch waits for scores (hma_searcher_ask)");
+    if (n != s->c.npend)
+        return hma__fail(HMA_ERR_INVALID_ARGUMENT, "hma_searcher_tell: %zu score rows for a batch of %zu candidates", n,
+                         s->c.npend);
+    int rc = hma__points_reserve(s->c.pts, s->c.pts->n + n);
+    if (rc) return rc;
+    searcher_record(s, scores, n);
+    return HMA_OK;
+}
+
+int hma_searcher_done(const hma_searcher *s) { return !s || s->phase == PH_END; }
+
+int hma_searcher_points(const hma_searcher *s, hma_points **out) {
+    if (out) *out = NULL;
+    if (!s || !out) return hma__fail(HMA_ERR_INVALID_ARGUMENT, "hma_searcher_points: NULL argument");
+    *out = hma__points_copy(s->c.pts);
+    return *out ? HMA_OK : hma__fail(HMA_ERR_NO_MEMORY, "hma_searcher_points: out of memory");
+}
+
+/* The loop of hma_search() and the sweep: ask, score each candidate in
+ * order with fn, tell. A callback that stops keeps the candidates scored
+ * before it. */
+static int searcher_run(hma_searcher *s, hma_eval_fn fn, void *user) {
+    sctx *c = &s->c;
+    size_t ns = c->pts->ns, n = 0;
+    double *sc = hma__malloc(s->batch * ns * sizeof(double));
+    double *x = hma__malloc(s->batch * c->k * sizeof(double));
+    int rc = sc && x ? HMA_OK : hma__fail(HMA_ERR_NO_MEMORY, "hma_search: out of memory");
+    while (!rc && !(rc = hma_searcher_ask(s, x, s->batch, &n)) && n) {
+        if ((rc = hma__points_reserve(c->pts, c->pts->n + n))) break;
+        size_t i = 0;
+        for (; i < n && !rc; i++) {
+            double *row = sc + i * ns;
+            for (size_t j = 0; j < ns; j++) row[j] = NAN;
+            int r = fn(user, c->k, x + i * c->k, ns, row);
+            if (r) {
+                char who[96];
+                snprintf(who, sizeof who, "hma_search: evaluation callback after %zu points", c->pts->n + i);
+                rc = hma__callback_result(r, who);
+            }
+        }
+        searcher_record(s, sc, rc ? i - 1 : n);
+    }
+    hma__free(sc);
+    hma__free(x);
     return rc;
 }
 
 int hma__search_mean(const hma_search_options *o, double mean, uint64_t seed, hma_points *pts,
                      size_t extra, hma_eval_fn fn, void *user, size_t run) {
-    sctx c;
-    int rc = sctx_init(&c, o, mean, seed, pts, extra);
+    hma_searcher *s = NULL;
+    int rc = searcher_new(&s, o, mean, seed, pts, extra, run);
     if (rc) return rc;
-    c.fn = fn;
-    c.user = user;
-    c.kind = HMA_POINT_SEARCH;
-    c.run = run;
-    rc = search_run(&c, o->budget, NULL);
-    sctx_free(&c);
+    rc = searcher_run(s, fn, user);
+    hma_searcher_free(s);
     return rc;
 }
 
 int hma_search(const hma_search_options *opts, hma_eval_fn fn, void *user, hma_points **out) {
     if (out) *out = NULL;
     if (!out || !fn) return hma__fail(HMA_ERR_INVALID_ARGUMENT, "hma_search: out or fn is NULL");
-    hma_search_options o;
-    int rc = hma__search_opts_read(&o, opts, "hma_search", "hma_search_options");
+    hma_searcher *s = NULL;
+    int rc = searcher_create(&s, opts, "hma_search");
     if (rc) return rc;
-    if (o.prior && (o.prior->k != o.k || o.prior->ns != o.n_scores))
-        return hma__fail(HMA_ERR_INVALID_ARGUMENT, "hma_search: prior points have k = %zu, %zu scores (expected %zu, %zu)",
-                         o.prior->k, o.prior->ns, o.k, o.n_scores);
-    hma_points *pts = hma__points_new(o.k, o.n_scores, o.weights);
-    if (!pts) return hma__fail(HMA_ERR_NO_MEMORY, "hma_search: out of memory");
-    sctx c;
-    if ((rc = sctx_init(&c, &o, o.mean, o.seed, pts, (o.prior ? o.prior->n : 0) + o.budget))) {
-        hma_points_free(pts);
-        return rc;
-    }
-    if (o.prior)
-        for (size_t i = 0; i < o.prior->n && !rc; i++) {
-            const double *x = o.prior->ratios + i * o.k;
-            if (!in_set(&c, x) || nearest(&c, x) <= c.tol) continue;
-            if (!(rc = hma__points_add(pts, x, o.prior->scores + i * o.n_scores, HMA_POINT_PRIOR, 0)))
-                c.known[c.nknown++] = pts->n - 1;
-        }
-    c.fn = fn;
-    c.user = user;
-    c.kind = HMA_POINT_SEARCH;
-    if (!rc) rc = search_run(&c, o.budget, o.start);
-    sctx_free(&c);
+    rc = searcher_run(s, fn, user);
     if (rc && rc != HMA_ERR_CANCELLED && rc != HMA_ERR_CALLBACK) {
-        hma_points_free(pts);
+        hma_searcher_free(s);
         return rc;
     }
-    *out = pts;
+    *out = s->own; /* the searcher's list, handed over */
+    s->own = NULL;
+    hma_searcher_free(s);
     return rc;
 }

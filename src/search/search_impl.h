@@ -17,6 +17,7 @@
  * members are added at the end. */
 #define HMA__RATIO_OPT_OPTIONS_V1 (offsetof(hma_ratio_opt_options, adam_eps) + sizeof(double))
 #define HMA__SEARCH_OPTIONS_V1 (offsetof(hma_search_options, prior) + sizeof(const hma_points *))
+/* Version 2 added `batch` (a version-1 struct means batch 1). */
 /* hma_sweep_options ends with its embedded hma_search_options (see hma.h). */
 #define HMA__SWEEP_OPTIONS_V1 (offsetof(hma_sweep_options, search) + HMA__SEARCH_OPTIONS_V1)
 
@@ -35,6 +36,11 @@ struct hma_points {
 /* An empty list of K ratios and ns scores per point; weights NULL = all 1.
  * NULL on OOM (no message set). */
 hma_points *hma__points_new(size_t k, size_t ns, const double *weights);
+/* Room for `want` points in all (later adds up to that many cannot fail).
+ * HMA_OK, HMA_ERR_NO_MEMORY or HMA_ERR_OVERFLOW (message set). */
+int hma__points_reserve(hma_points *p, size_t want);
+/* A deep copy of src; NULL on OOM. */
+hma_points *hma__points_copy(const hma_points *src);
 /* Append a copy of one point. HMA_OK, HMA_ERR_NO_MEMORY or HMA_ERR_OVERFLOW. */
 int hma__points_add(hma_points *p, const double *ratios, const double *scores, hma_point_kind kind,
                     size_t run);
@@ -68,7 +74,7 @@ int hma__search_opts_read(hma_search_options *dst, const hma_search_options *src
                           const char *type);
 /* HMA_OK when the set { mean, o's bounds } is not empty (else a message naming hma_search). */
 int hma__search_check_set(const hma_search_options *o, double mean);
-/* One search of o->budget evaluations at `mean` with PRNG seed `seed`,
+/* One search (o->batch honoured) of o->budget evaluations at `mean` with PRNG seed `seed`,
  * appending HMA_POINT_SEARCH points with run `run` to pts; the points of pts
  * inside the set count as evaluated. `extra`: points pts may still gain. */
 int hma__search_mean(const hma_search_options *o, double mean, uint64_t seed, hma_points *pts,

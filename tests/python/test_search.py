@@ -1,10 +1,10 @@
 """Search wrappers: the ratio parametrisation, search() and sweep() with Python
-evaluation callbacks (incl. one that raises), Pareto fronts, projection and
-the ratio optimizer."""
+evaluation callbacks (incl. one that raises), the ask/tell Searcher with
+batches, Pareto fronts, projection and the ratio optimizer."""
 import math
 import unittest
 
-from . import hma
+from . import hma, needs_numpy, np
 
 
 def sigmoid(x):
@@ -172,3 +172,86 @@ class SearchTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+def quad(r):
+    t, w = [0.8, 0.3, 0.55, 0.2], [1.0, 2.0, 0.5, 1.5]
+    return sum(wi * (x - ti) ** 2 for x, ti, wi in zip(r, t, w))
+
+
+@needs_numpy
+class SearcherTest(unittest.TestCase):
+    """The ask/tell handle: the same points as search() with the same batch,
+    whatever order the batch's scores are computed in."""
+
+    def run_searcher(self, **opts):
+        with hma.Searcher(**opts) as s:
+            self.assertEqual((s.k, s.batch), (opts["k"], opts.get("batch", 1)))
+            sizes = []
+            while True:
+                x = s.ask()
+                self.assertEqual(x.dtype, np.float64)
+                self.assertEqual(x.shape[1], opts["k"])
+                if len(x) == 0:
+                    break
+                self.assertFalse(s.done)
+                sizes.append(len(x))
+                scores = np.empty(len(x))
+                for i in reversed(range(len(x))):  # any order
+                    scores[i] = quad(x[i])
+                s.tell(scores)
+            self.assertTrue(s.done)
+            return s.points(), sizes
+
+    def test_same_points_as_search(self):
+        for batch in (1, 2, 3, 5):
+            opts = dict(k=4, mean=0.45, budget=17, seed=11, batch=batch)
+            ref = hma.search(quad, **opts)
+            pts, sizes = self.run_searcher(**opts)
+            with ref, pts:
+                self.assertEqual(len(pts), 17)
+                self.assertEqual(sum(sizes), 17)
+                self.assertTrue(all(1 <= n <= batch for n in sizes))
+                if batch > 1:
+                    self.assertLess(len(sizes), 17)
+                for a, b in zip(ref, pts):
+                    self.assertEqual(a.ratios, b.ratios)  # bit for bit
+                    self.assertEqual(a.scores, b.scores)
+                    self.assertAlmostEqual(sum(a.ratios) / 4, 0.45, places=12)
+                    self.assertTrue(all(0.0 <= v <= 1.0 for v in a.ratios))
+
+    def test_two_scores_prior_and_errors(self):
+        first = hma.search(lambda r: [quad(r), -quad(r)], k=3, budget=5, n_scores=2)
+        with hma.Searcher(k=3, budget=6, n_scores=2, weights=[1, 0.5], batch=4, prior=first) as s:
+            x = s.ask()
+            self.assertEqual(x.shape, (4, 3))
+            with self.assertRaises(hma.StateError):
+                s.ask()  # the batch waits for its scores
+            with self.assertRaises(hma.InvalidArgumentError):
+                s.tell(np.zeros((3, 2)))  # wrong count
+            with self.assertRaises(hma.InvalidArgumentError):
+                s.tell(np.zeros(4))  # one score per row, two expected
+            s.tell([[quad(r), -quad(r)] for r in x])
+            with self.assertRaises(hma.StateError):
+                s.tell(np.zeros((4, 2)))  # nothing waits
+            x = s.ask()
+            self.assertEqual(len(x), 2)  # the rest of the budget
+            s.tell(np.array([[quad(r), -quad(r)] for r in x]))
+            self.assertEqual(len(s.ask()), 0)
+            with s.points() as pts:
+                self.assertEqual(len(pts), 11)
+                self.assertEqual([p.kind for p in pts][:5], [hma.PointKind.PRIOR] * 5)
+        first.close()
+        with self.assertRaises(hma.InvalidArgumentError):
+            hma.Searcher(k=3, batch=0)
+        with self.assertRaises(hma.InvalidArgumentError):
+            hma.search(quad, k=3, batch=0)
+        s = hma.Searcher(k=2)
+        s.close()
+        with self.assertRaises(hma.StateError):
+            s.ask()
+
+    def test_sweep_batch(self):
+        with hma.sweep(lambda r: [quad(r + [0.5, 0.5]), sum(r)], k=2, ma_ratios=[0.3],
+                       hma_means=[0.5], budget=7, batch=3) as pts:
+            self.assertEqual(len(pts), 8)
