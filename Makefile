@@ -89,7 +89,7 @@ ITEST_BIN := $(patsubst tests/internal/%.c,$(BUILD)/tests/internal/%,$(ITEST_SRC
 TESTUTIL := tests/testutil.c
 
 .PHONY: mpi
-.PHONY: default all lib deps run test test-unit test-concurrency valgrind abi-check abi-update bench install uninstall clean docs fuzz
+.PHONY: default all lib deps run test test-unit test-concurrency valgrind abi-check abi-update bench install uninstall clean docs fuzz interop
 # Plain `make` first installs the Debian packages that are missing (make deps;
 # silent when all are there), like make test and make run; `make all` builds
 # without that check.
@@ -235,6 +235,10 @@ bench:
 FUZZ_SECONDS ?= 60
 fuzz: deps
 	@sh tests/fuzz/run.sh $(FUZZ_SECONDS)
+
+# llama.cpp interop (docs/interop.md): npm installs node-llama-cpp into build/interop.
+interop: all
+	@sh tests/interop/run.sh
 
 # docs/api.md is generated from the header comments (the single source).
 docs:

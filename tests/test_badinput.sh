@@ -1,6 +1,8 @@
 #!/bin/sh
 # test_badinput.sh - every truncation and every single-byte change of a small
-# valid checkpoint either opens correctly or fails with an error: never a
+# valid checkpoint (a safetensors file, then a GGUF file with BF16, F32, Q8_0
+# and F16 tensors: tests/fuzz/fuzz_common.h fz_gguf) either opens correctly
+# or fails with an error naming the file: never a
 # crash, a sanitizer report or an out-of-bounds read, for `hma inspect` and
 # `hma merge`.
 #  1. tests/fuzz/badinput_sweep.c (built here against $LIBOUT, with ASan when
@@ -55,14 +57,17 @@ trap 'rm -rf "$tmp"' EXIT INT TERM
 fail=0
 "$drv" write "$tmp" || exit 1
 
+# One format: EXT = safetensors or gguf (the merge output is .safetensors).
+sweep_format() {
+ext=$1
 start=$(date +%s)
-if [ "$FULL" = 1 ]; then "$drv" sweep "$tmp" full || fail=1; else "$drv" sweep "$tmp" || fail=1; fi
+if [ "$FULL" = 1 ]; then "$drv" sweep "$tmp" full "$ext" || fail=1; else "$drv" sweep "$tmp" "$ext" || fail=1; fi
 mid=$(date +%s)
 
 # ---- through the real program ------------------------------------------------
-set -- $("$drv" count "$tmp/model.safetensors")
+set -- $("$drv" count "$tmp/model.$ext")
 nvar=$1 len=$2
-v=$tmp/v.safetensors
+v=$tmp/v.$ext
 out=$tmp/out/merged.safetensors
 mkdir -p "$tmp/out"
 ran=0 inspect_ok=0 inspect_err=0 merge_ok=0 merge_err=0
@@ -79,18 +84,19 @@ while [ $k -lt "$nvar" ] && [ $fail = 0 ]; do
     if [ $take = 1 ] && [ "$FULL" != 1 ] && [ $((k % 8)) != 3 ]; then take=0; fi
     if [ $take = 0 ]; then k=$((k + 1)); continue; fi
     ran=$((ran + 1))
-    "$drv" variant "$tmp/model.safetensors" $k "$v" || { report $k "cannot write"; break; }
+    "$drv" variant "$tmp/model.$ext" $k "$v" || { report $k "cannot write"; break; }
 
     "$HMA_BIN" inspect "$v" >"$tmp/o" 2>"$tmp/e"
     rc=$?
     case $rc in
     0) inspect_ok=$((inspect_ok + 1)); [ -s "$tmp/e" ] && report $k "inspect exit 0 wrote to stderr: $(head -c 300 "$tmp/e")" ;;
-    1) inspect_err=$((inspect_err + 1)); one_line "$tmp/e" || report $k "inspect exit 1 without exactly one stderr line: $(head -c 600 "$tmp/e")" ;;
+    1) inspect_err=$((inspect_err + 1)); one_line "$tmp/e" || report $k "inspect exit 1 without exactly one stderr line: $(head -c 600 "$tmp/e")"
+       grep -qF "$v" "$tmp/e" || report $k "inspect error does not name $v: $(head -c 300 "$tmp/e")" ;;
     *) report $k "inspect exit $rc: $(head -c 2000 "$tmp/e")" ;;
     esac
 
-    if [ $((k % 2)) = 0 ]; then set -- --base "$tmp/base.safetensors" --model "$v"
-    else set -- --base "$v" --model "$tmp/model.safetensors"; fi
+    if [ $((k % 2)) = 0 ]; then set -- --base "$tmp/base.$ext" --model "$v"
+    else set -- --base "$v" --model "$tmp/model.$ext"; fi
     "$HMA_BIN" merge "$@" --alpha 0.5 -q -o "$out" >"$tmp/o" 2>"$tmp/e"
     rc=$?
     case $rc in
@@ -108,6 +114,58 @@ while [ $k -lt "$nvar" ] && [ $fail = 0 ]; do
     k=$((k + 1))
 done
 end=$(date +%s)
-echo "test_badinput: $HMA_BIN on $ran of $nvar variants: inspect $inspect_ok ok / $inspect_err refused, merge $merge_ok ok / $merge_err refused ($((mid - start)) s in-process, $((end - mid)) s program)"
+echo "test_badinput: $ext: $HMA_BIN on $ran of $nvar variants: inspect $inspect_ok ok / $inspect_err refused, merge $merge_ok ok / $merge_err refused ($((mid - start)) s in-process, $((end - mid)) s program)"
+}
+sweep_format safetensors
+[ $fail = 0 ] && sweep_format gguf
+
+# ---- the real toy GGUF files: targeted corruptions ---------------------------
+# tests/toy_gguf_variants.py: truncations, huge counts and lengths, bad types,
+# dimensions, offsets and alignment in examples/data/toy-llama/*.gguf, each
+# through `hma inspect` and `hma merge` (with the intact other file; output
+# .safetensors). Under SAN=asan this runs the program under ASan.
+PY=${PYTHON:-python3}
+toy=examples/data/toy-llama
+tstart=$(date +%s); toyn=0; toy_ok=0; toy_err=0
+if command -v "$PY" >/dev/null 2>&1; then
+for f in base-q8_0 base; do
+    [ $fail = 0 ] || break
+    k=0
+    while [ $fail = 0 ]; do
+        v=$tmp/toy.gguf
+        "$PY" tests/toy_gguf_variants.py "$toy/$f.gguf" $k "$v"
+        rc=$?
+        [ $rc = 3 ] && break
+        [ $rc = 0 ] || { report "toy $f $k" "cannot write the variant"; break; }
+        toyn=$((toyn + 1))
+        "$HMA_BIN" inspect "$v" >/dev/null 2>"$tmp/e"
+        rc=$?
+        case $rc in
+        0) [ -s "$tmp/e" ] && report "toy $f $k" "inspect exit 0 wrote to stderr: $(head -c 300 "$tmp/e")" ;;
+        1) one_line "$tmp/e" || report "toy $f $k" "inspect exit 1 without exactly one stderr line: $(head -c 600 "$tmp/e")"
+           grep -qF "$v" "$tmp/e" || report "toy $f $k" "inspect error does not name $v: $(head -c 300 "$tmp/e")" ;;
+        *) report "toy $f $k" "inspect exit $rc: $(head -c 2000 "$tmp/e")" ;;
+        esac
+        out=$tmp/out/merged.safetensors
+        "$HMA_BIN" merge --base "$v" --model "$toy/aligned${f#base}.gguf" --alpha 0.5 -q -o "$out" >/dev/null 2>"$tmp/e"
+        rc=$?
+        case $rc in
+        0) toy_ok=$((toy_ok + 1))
+           "$HMA_BIN" inspect "$out" >/dev/null 2>"$tmp/e2" || report "toy $f $k" "merge exit 0 but the output does not inspect"
+           rm -f "$out" ;;
+        1) toy_err=$((toy_err + 1))
+           one_line "$tmp/e" || report "toy $f $k" "merge exit 1 without exactly one stderr line: $(head -c 600 "$tmp/e")"
+           grep -qF "$v" "$tmp/e" || report "toy $f $k" "merge error does not name $v: $(head -c 300 "$tmp/e")"
+           [ -z "$(ls -A "$tmp/out")" ] || report "toy $f $k" "failed merge left files: $(ls -A "$tmp/out")" ;;
+        *) report "toy $f $k" "merge exit $rc: $(head -c 2000 "$tmp/e")" ;;
+        esac
+        k=$((k + 1))
+    done
+done
+rm -f "$tmp/toy.gguf"
+echo "test_badinput: toy GGUF: $toyn corruptions of $toy/{base-q8_0,base}.gguf: merge $toy_ok ok / $toy_err refused ($(($(date +%s) - tstart)) s)"
+else
+    echo "test_badinput: toy GGUF corruptions skipped ($PY not found)"
+fi
 [ $fail = 0 ] && echo "test_badinput: ok" || echo "test_badinput: FAILED"
 [ $fail = 0 ]

@@ -7,9 +7,14 @@
  * Built by the script against the library under test (ASan under SAN=asan).
  *
  *   badinput_sweep write DIR          write DIR/base.safetensors, DIR/model.safetensors
+ *                                     and DIR/base.gguf, DIR/model.gguf (fz_gguf():
+ *                                     BF16, F32, Q8_0, F16 in the toy-llama layout)
  *   badinput_sweep count FILE         print the number of variants of FILE
  *   badinput_sweep variant FILE K OUT write variant K of FILE to OUT
- *   badinput_sweep sweep DIR [full]   run the sweep on DIR/model.safetensors
+ *   badinput_sweep sweep DIR [full] [gguf]
+ *                                     run the sweep on DIR/model.safetensors
+ *                                     (DIR/model.gguf with "gguf"); the merge
+ *                                     output is a .safetensors file either way
  *
  * Variant K: K < len: the first K bytes (truncation); else byte
  * (K - len) / 5 replaced by 0x00, 0xff, itself ^ 0x01, '"' or '{'
@@ -50,7 +55,24 @@ static unsigned char *slurp(const char *path, size_t *len) {
     return b;
 }
 
+static const char *g_ext = "safetensors"; /* of the inputs being swept */
+
+static int write_gguf_pair(const char *dir) {
+    uint8_t buf[4096];
+    for (int which = 0; which < 2; which++) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s.gguf", dir, which ? "model" : "base");
+        size_t n = fz_gguf(buf, sizeof buf, which, 0);
+        if (!n || fz_write_file(path, buf, n) != 0) {
+            fprintf(stderr, "badinput_sweep: cannot write %s\n", path);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static int write_pair(const char *dir) {
+    if (write_gguf_pair(dir)) return 1;
     static const char *const names[3] = {"model.embed_tokens.weight", "model.layers.0.mlp.weight",
                                          "model.layers.1.norm.weight"};
     static const hma_dtype dts[3] = {HMA_DTYPE_BF16, HMA_DTYPE_F32, HMA_DTYPE_F16};
@@ -87,7 +109,8 @@ static int dir_has_strays(const char *dir) {
     struct dirent *e;
     while (d && (e = readdir(d)))
         if (e->d_name[0] != '.' ? strcmp(e->d_name, "base.safetensors") && strcmp(e->d_name, "model.safetensors") &&
-                                      strcmp(e->d_name, "v.safetensors")
+                                      strcmp(e->d_name, "v.safetensors") && strcmp(e->d_name, "base.gguf") &&
+                                      strcmp(e->d_name, "model.gguf") && strcmp(e->d_name, "v.gguf")
                                 : strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
             bad = 1;
     if (d) closedir(d);
@@ -104,6 +127,9 @@ static int one_line_message(int rc) {
     return hma_last_error_code() == rc && m[0] && !strchr(m, '\n');
 }
 
+/* An error from opening (or merging from) the variant names its file. */
+static int names_file(const char *vpath) { return strstr(hma_last_error(), vpath) != NULL; }
+
 static int check_variant(const char *dir, const char *vpath, size_t k, tally *t) {
     char out[1024], other[1024];
     /* inspect: both modes agree; every byte served is readable */
@@ -118,17 +144,21 @@ static int check_variant(const char *dir, const char *vpath, size_t k, tally *t)
     }
     t->variants++;
     if (ra) {
+        if (!names_file(vpath)) {
+            fprintf(stderr, "variant %zu: open error does not name %s: '%s'\n", k, vpath, hma_last_error());
+            return 1;
+        }
         t->open_fail++;
         t->by_code[ra & 63]++;
         return 0; /* merge would fail the same way at open: nothing more to see */
     }
     t->open_ok++;
-    fz_touch_store(a, 1);
+    fz_touch_store(a, strcmp(g_ext, "gguf") ? 1 : 2);
     fz_touch_store(b, 0);
     hma_store_close(b);
 
     /* merge: the variant as the model (even k) or as the base (odd k) */
-    snprintf(other, sizeof other, "%s/%s.safetensors", dir, k % 2 ? "model" : "base");
+    snprintf(other, sizeof other, "%s/%s.%s", dir, k % 2 ? "model" : "base", g_ext);
     snprintf(out, sizeof out, "%s/out/merged.safetensors", dir);
     hma_store *o = NULL, *st[2];
     int rc = hma_store_open(&o, other, 0);
@@ -179,8 +209,8 @@ bad_msg:
 
 static int sweep(const char *dir, int full) {
     char src[1024], vpath[1024], outdir[1024];
-    snprintf(src, sizeof src, "%s/model.safetensors", dir);
-    snprintf(vpath, sizeof vpath, "%s/v.safetensors", dir);
+    snprintf(src, sizeof src, "%s/model.%s", dir, g_ext);
+    snprintf(vpath, sizeof vpath, "%s/v.%s", dir, g_ext);
     snprintf(outdir, sizeof outdir, "%s/out", dir);
     mkdir(outdir, 0755);
     size_t len = 0;
@@ -204,9 +234,9 @@ static int sweep(const char *dir, int full) {
     }
     unlink(vpath);
     rmdir(outdir);
-    printf("badinput_sweep: %zu-byte checkpoint, %lu variants (%s): %lu open (%lu merged, %lu refused by merge), "
+    printf("badinput_sweep: %zu-byte %s checkpoint, %lu variants (%s): %lu open (%lu merged, %lu refused by merge), "
            "%lu refused at open; codes:",
-           len, t.variants, full ? "full" : "reduced", t.open_ok, t.merge_ok, t.merge_fail, t.open_fail);
+           len, g_ext, t.variants, full ? "full" : "reduced", t.open_ok, t.merge_ok, t.merge_fail, t.open_fail);
     for (int c = 1; c < 64; c++)
         if (t.by_code[c]) printf(" %s=%lu", hma_strerror(c), t.by_code[c]);
     printf("\n");
@@ -217,7 +247,14 @@ static int sweep(const char *dir, int full) {
 
 int main(int argc, char **argv) {
     if (argc >= 3 && !strcmp(argv[1], "write")) return write_pair(argv[2]);
-    if (argc >= 3 && !strcmp(argv[1], "sweep")) return sweep(argv[2], argc >= 4 && !strcmp(argv[3], "full"));
+    if (argc >= 3 && !strcmp(argv[1], "sweep")) {
+        int full = 0;
+        for (int i = 3; i < argc; i++) {
+            if (!strcmp(argv[i], "full")) full = 1;
+            else if (!strcmp(argv[i], "gguf")) g_ext = "gguf";
+        }
+        return sweep(argv[2], full);
+    }
     if (argc >= 3 && !strcmp(argv[1], "count")) {
         size_t len = 0;
         unsigned char *b = slurp(argv[2], &len);
@@ -237,6 +274,6 @@ int main(int argc, char **argv) {
         free(v);
         return rc;
     }
-    fprintf(stderr, "usage: badinput_sweep write DIR | count FILE | variant FILE K OUT | sweep DIR [full]\n");
+    fprintf(stderr, "usage: badinput_sweep write DIR | count FILE | variant FILE K OUT | sweep DIR [full] [gguf]\n");
     return 2;
 }

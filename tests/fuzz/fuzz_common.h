@@ -122,7 +122,9 @@ FZ_FN void fz_memfd_set(fz_memfd *m, const uint8_t *data, size_t size) {
 
 /* Read every tensor (all bytes, and a range at each end), every metadata
  * entry, and look every name up: ASan then sees each byte the store hands
- * out. In mmap mode the zero-copy pointer must agree with hma_store_read(). */
+ * out. In mmap mode (mapped 1; 2 for a GGUF store, whose quantized tensors
+ * have no zero-copy bytes) the zero-copy pointer must agree with
+ * hma_store_read(). */
 FZ_FN void fz_touch_store(const hma_store *st, int mapped) {
     size_t n = hma_store_count(st);
     for (size_t i = 0; i < hma_store_metadata_count(st); i++) {
@@ -156,8 +158,10 @@ FZ_FN void fz_touch_store(const hma_store *st, int mapped) {
         int rc = hma_store_read(st, t, 0, buf, (size_t)nb);
         if (rc == HMA_OK && mapped && nb) {
             const void *p = hma_tensor_data(t);
-            FZ_CHECK(p != NULL);
-            FZ_CHECK(memcmp(p, buf, (size_t)nb) == 0);
+            /* mapped == 2 (GGUF): a quantized tensor, served as F32 and
+             * decoded on read, has no zero-copy bytes */
+            FZ_CHECK(p != NULL || (mapped == 2 && hma_tensor_dtype(t) == HMA_DTYPE_F32));
+            if (p) FZ_CHECK(memcmp(p, buf, (size_t)nb) == 0);
         }
         if (rc == HMA_OK && nb > 1) {
             unsigned char b2[1];
@@ -291,6 +295,130 @@ FZ_FN int fz_write_checkpoint(const char *path, int which) {
     if (!rc) rc = hma_writer_commit(w);
     hma_writer_free(w);
     return rc;
+}
+
+/* ---- a small GGUF file ------------------------------------------------------- */
+
+/* A little-endian byte builder for GGUF files (the library has no GGUF
+ * writer the tests could use, and the layout is simple). */
+typedef struct fz_buf {
+    uint8_t *p;
+    size_t n, cap;
+    int bad; /* 1 once a write did not fit */
+} fz_buf;
+
+FZ_FN void fz_put(fz_buf *b, const void *d, size_t n) {
+    if (b->n + n > b->cap) {
+        b->bad = 1;
+        return;
+    }
+    memcpy(b->p + b->n, d, n);
+    b->n += n;
+}
+FZ_FN void fz_le(fz_buf *b, uint64_t v, unsigned n) {
+    uint8_t t[8];
+    for (unsigned i = 0; i < n; i++) t[i] = (uint8_t)(v >> (8 * i));
+    fz_put(b, t, n);
+}
+FZ_FN void fz_gstr(fz_buf *b, const char *s) {
+    fz_le(b, strlen(s), 8);
+    fz_put(b, s, strlen(s));
+}
+/* key + scalar type + value bytes (little-endian, n of them) */
+FZ_FN void fz_gkv(fz_buf *b, const char *key, unsigned type, uint64_t v, unsigned n) {
+    fz_gstr(b, key);
+    fz_le(b, type, 4);
+    fz_le(b, v, n);
+}
+
+/* The tensors of fz_gguf(): ggml type, ne[0], ne[1] (0: 1-D), llama.cpp names. */
+typedef struct fz_gtensor {
+    const char *name;
+    unsigned type;
+    uint64_t ne0, ne1;
+} fz_gtensor;
+static const fz_gtensor fz_gguf_tensors[] = {
+    {"token_embd.weight", 30, 8, 4},  /* BF16 */
+    {"blk.0.attn_norm.weight", 0, 8, 0}, /* F32 */
+    {"blk.0.attn_q.weight", 8, 32, 2}, /* Q8_0: 2 blocks */
+    {"blk.0.ffn_down.weight", 1, 4, 2}, /* F16 */
+    {"output.weight", 12, 256, 1},     /* Q4_K: 1 super-block (extended only) */
+};
+
+/* A small valid GGUF v3 in the toy-llama layout (general.alignment 32, data
+ * packed in info order, each tensor padded to 32): metadata of every scalar
+ * type, a string array and an int array; BF16, F32, Q8_0 and F16 tensors
+ * (and a Q4_K one when `extended`). `which` 0 = base, 1 = a fine-tuned
+ * variant (slightly different values). Returns the length, 0 if cap is too
+ * small. */
+FZ_FN size_t fz_gguf(uint8_t *out, size_t cap, int which, int extended) {
+    fz_buf b = {out, 0, cap, 0};
+    size_t nt = extended ? 5 : 4;
+    fz_put(&b, "GGUF", 4);
+    fz_le(&b, 3, 4);
+    fz_le(&b, nt, 8);
+    fz_le(&b, 10, 8); /* key/value pairs */
+    fz_gstr(&b, "general.architecture");
+    fz_le(&b, 8, 4);
+    fz_gstr(&b, "llama");
+    fz_gkv(&b, "general.alignment", 4, 32, 4);
+    fz_gkv(&b, "llama.block_count", 4, 1, 4);
+    fz_gkv(&b, "llama.rope.freq_base", 6, 0x461C4000u /* 10000.0f */, 4);
+    fz_gkv(&b, "tokenizer.ggml.add_bos_token", 7, 0, 1);
+    fz_gkv(&b, "general.quantization_version", 10, 2, 8);
+    fz_gkv(&b, "x.i8", 1, 0xfe, 1);
+    fz_gkv(&b, "x.f64", 12, 0x3FF8000000000000ull /* 1.5 */, 8);
+    fz_gstr(&b, "tokenizer.ggml.tokens"); /* array of 3 strings */
+    fz_le(&b, 9, 4);
+    fz_le(&b, 8, 4);
+    fz_le(&b, 3, 8);
+    fz_gstr(&b, "a");
+    fz_gstr(&b, "\xc4\xa0");
+    fz_gstr(&b, "\"q\"");
+    fz_gstr(&b, "tokenizer.ggml.token_type"); /* array of 3 i32 */
+    fz_le(&b, 9, 4);
+    fz_le(&b, 5, 4);
+    fz_le(&b, 3, 8);
+    for (int i = 0; i < 3; i++) fz_le(&b, (uint64_t)(i + 1), 4);
+    uint64_t off = 0, sizes[5];
+    for (size_t i = 0; i < nt; i++) {
+        const fz_gtensor *t = &fz_gguf_tensors[i];
+        uint64_t ne = t->ne0 * (t->ne1 ? t->ne1 : 1);
+        sizes[i] = t->type == 0 ? 4 * ne : t->type == 8 ? ne / 32 * 34 : t->type == 12 ? ne / 256 * 144 : 2 * ne;
+        fz_gstr(&b, t->name);
+        fz_le(&b, t->ne1 ? 2 : 1, 4);
+        fz_le(&b, t->ne0, 8);
+        if (t->ne1) fz_le(&b, t->ne1, 8);
+        fz_le(&b, t->type, 4);
+        fz_le(&b, off, 8);
+        off += (sizes[i] + 31) / 32 * 32;
+    }
+    while (b.n % 32) fz_le(&b, 0, 1);
+    for (size_t i = 0; i < nt; i++) {
+        const fz_gtensor *t = &fz_gguf_tensors[i];
+        uint64_t ne = t->ne0 * (t->ne1 ? t->ne1 : 1);
+        size_t at = b.n;
+        if (t->type == 8 || t->type == 12) {
+            uint64_t s = 99 + i + (uint64_t)which;
+            for (uint64_t k = 0; k < sizes[i]; k++) fz_le(&b, fz_rng_next(&s) % 7, 1);
+            /* fp16 scales: 0.01 (0x211F) at the start of each Q8_0 block; Q4_K: d and dmin */
+            for (uint64_t k = 0; k < sizes[i] && !b.bad; k += t->type == 8 ? 34 : 144) {
+                b.p[at + k] = 0x1F;
+                b.p[at + k + 1] = 0x21;
+                if (t->type == 12) {
+                    b.p[at + k + 2] = 0x1F;
+                    b.p[at + k + 3] = 0x11;
+                }
+            }
+        } else {
+            uint8_t tmp[256];
+            fz_fill(tmp, t->type == 0 ? HMA_DTYPE_F32 : t->type == 1 ? HMA_DTYPE_F16 : HMA_DTYPE_BF16, ne, i + 1,
+                    which ? 0.001 : 0.0);
+            fz_put(&b, tmp, (size_t)sizes[i]);
+        }
+        while ((b.n - at) % 32 && i + 1 < nt) fz_le(&b, 0, 1);
+    }
+    return b.bad ? 0 : b.n;
 }
 
 #endif /* HMA_FUZZ_COMMON_H */

@@ -2,11 +2,12 @@
  * gen_seeds.c - writes the seed corpora of the fuzz targets with the current
  * library, so that no binary seed is committed (the pack format may still
  * change). Usage: gen_seeds OUTDIR; creates OUTDIR/<target>/ for each target
- * (safetensors, index, json, groups, pack, pack_chunk). Exit 0 on success.
+ * (safetensors, gguf, index, json, groups, pack, pack_chunk). Exit 0 on success.
  */
 #include "fuzz_common.h"
 
 #include "internal.h"
+#include "formats/gguf.h"
 #include "pack/codec.h"
 
 #include <errno.h>
@@ -145,6 +146,48 @@ static void gen_safetensors_and_json(const char *tmp) {
     }
 }
 
+
+/* fuzz_gguf seeds: the small GGUFs of fz_gguf() (base and variant, with and
+ * without the Q4_K tensor), and the header of each toy-llama GGUF (metadata
+ * and 75 tensor infos, about 8 KB) followed by 64 bytes of its data: the
+ * real files are 5-10 MB, far too big for a seed, and the parse of every
+ * field is what the fuzzer should mutate. */
+static void gen_gguf(void) {
+    static uint8_t buf[8192];
+    for (int ext = 0; ext < 2; ext++)
+        for (int which = 0; which < 2; which++) {
+            size_t n = fz_gguf(buf, sizeof buf, which, ext);
+            if (!n) die("fz_gguf: buffer too small");
+            char name[32];
+            snprintf(name, sizeof name, "small%d%s", which, ext ? "_q4k" : "");
+            seed("gguf", name, buf, n);
+        }
+    static const char *const toys[] = {"base.gguf", "base-q8_0.gguf"};
+    for (size_t i = 0; i < sizeof toys / sizeof toys[0]; i++) {
+        char path[512];
+        snprintf(path, sizeof path, "examples/data/toy-llama/%s", toys[i]);
+        /* the data section starts after the header and tensor infos */
+        uint64_t ds = 0;
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        struct stat sb;
+        hma__gguf g;
+        if (fd < 0 || fstat(fd, &sb) || hma__gguf_read(fd, path, (uint64_t)sb.st_size, &g)) {
+            die(path);
+            if (fd >= 0) close(fd);
+            continue;
+        }
+        ds = g.data_start;
+        hma__gguf_free(&g);
+        close(fd);
+        FILE *f = fopen(path, "rb");
+        unsigned char *b = malloc((size_t)ds + 64);
+        if (!f || !b || fread(b, 1, (size_t)ds + 64, f) != (size_t)ds + 64) die(path);
+        else seed("gguf", toys[i], b, (size_t)ds + 64);
+        if (f) fclose(f);
+        free(b);
+    }
+}
+
 /* fuzz_index input: u16 LE length, index JSON, shard "a.safetensors". */
 static void index_seed(const char *name, const char *json, const char *shard_header, size_t shard_data) {
     unsigned char buf[4096], shard[2048];
@@ -277,6 +320,7 @@ int main(int argc, char **argv) {
     mkdir(g_out, 0755);
     const char *tmp = fz_tmpdir();
     gen_safetensors_and_json(tmp);
+    gen_gguf();
     gen_index();
     gen_groups();
     gen_packs(tmp);
