@@ -237,6 +237,23 @@ HMA_API unsigned hma_dtype_bits(hma_dtype dtype);
 /** 1 if libhma can average tensors of this dtype (F16, BF16, F32, F64), else 0. Thread-safe. */
 HMA_API int hma_dtype_is_float(hma_dtype dtype);
 
+/**
+ * The ggml tensor types a GGUF output can hold, with ggml's numbers (enum
+ * ggml_type). Reading accepts more (hma_tensor_gguf_type()); writing these
+ * four only: other types of a base input are written as F16 (see
+ * hma_plan_set_output_gguf_type()).
+ */
+typedef enum hma_gguf_type {
+    HMA_GGUF_AUTO = -1, /* as the base input (hma_plan_set_output_gguf_type()) */
+    HMA_GGUF_F32 = 0,
+    HMA_GGUF_F16 = 1,
+    HMA_GGUF_Q8_0 = 8, /* blocks of 32: fp16 scale + 32 int8 (ggml-common.h block_q8_0) */
+    HMA_GGUF_BF16 = 30
+} hma_gguf_type;
+
+/** ggml's name of a ggml type number ("q8_0", "q4_K"), NULL if unknown to libhma. Thread-safe. */
+HMA_API const char *hma_gguf_type_name(int type);
+
 /* ======================================================================= */
 /* Tensor store (read side)                                                */
 /* ======================================================================= */
@@ -372,18 +389,31 @@ HMA_API int hma_tensor_data_get(const hma_tensor *t, const void **data);
 HMA_API size_t hma_tensor_index(const hma_tensor *t);
 /** Index of the file holding the tensor (see hma_store_file_path()). Thread-safe. */
 HMA_API size_t hma_tensor_file(const hma_tensor *t);
+/**
+ * The ggml type number the tensor has in its GGUF file (HMA_GGUF_Q8_0 for a
+ * Q8_0 tensor that hma_tensor_dtype() presents as F32, 2 for Q4_0, ...), or
+ * -1 when its store is not a GGUF file (or t is NULL). Thread-safe.
+ */
+HMA_API int hma_tensor_gguf_type(const hma_tensor *t);
 
 /* ======================================================================= */
 /* Writer                                                                  */
 /* ======================================================================= */
 
-/** A safetensors output being written: declared, filled, then committed atomically. */
+/** A safetensors (or GGUF) output being written: declared, filled, then committed atomically. */
 typedef struct hma_writer hma_writer;
 
 /**
  * Start a new output at `path`.
  *   - If `path` ends in ".safetensors", one file is written at exactly that
  *     path; shard_size must then be 0 (else HMA_ERR_INVALID_ARGUMENT).
+ *   - If `path` ends in ".gguf", one GGUF v3 file is written at that path
+ *     (shard_size must be 0): metadata set with hma_writer_set_metadata()
+ *     become string keys, hma_writer_copy_metadata() copies typed keys,
+ *     tensors are stored as declared or as hma_writer_set_gguf_type() says,
+ *     aligned to general.alignment (default 32). hma_writer_add_file(),
+ *     hma_writer_set_part() and hma_writer_set_finalize() are refused
+ *     (HMA_ERR_INVALID_ARGUMENT). Layout: docs/format.md "Writing GGUF".
  *   - Otherwise `path` is a folder (created if missing; existing files in it
  *     other than the ones we write are left alone). The tensors are split
  *     into shards of at most `shard_size` bytes of data each (0 = no limit;
@@ -419,6 +449,33 @@ HMA_API int hma_writer_set_metadata(hma_writer *w, const char *key, const char *
  */
 HMA_API int hma_writer_add_tensor(hma_writer *w, const char *name, hma_dtype dtype,
                                   unsigned ndim, const uint64_t *shape);
+
+/**
+ * GGUF outputs: store tensor `index` (declared as HMA_DTYPE_F32, whose
+ * float32 bytes hma_writer_write() keeps receiving) as `type` in the file:
+ * HMA_GGUF_Q8_0 (ggml's quantize_row_q8_0_ref, bit for bit; the innermost
+ * dimension must be a multiple of 32 and every write must cover whole
+ * 32-element blocks: offset a multiple of 128 bytes, length too or reaching
+ * the tensor's end), HMA_GGUF_F16 or HMA_GGUF_BF16 (each float rounded once,
+ * to nearest even), or HMA_GGUF_F32 (as declared). A tensor declared with
+ * another dtype is stored as that dtype (F16, BF16, F32; others refused at
+ * hma_writer_begin()). Only before hma_writer_begin().
+ * Errors: HMA_ERR_INVALID_ARGUMENT (not a GGUF writer, bad index, tensor
+ * not declared F32), HMA_ERR_UNSUPPORTED_DTYPE (another type),
+ * HMA_ERR_BAD_SHAPE (Q8_0 rows not a multiple of 32), HMA_ERR_STATE.
+ */
+HMA_API int hma_writer_set_gguf_type(hma_writer *w, size_t index, hma_gguf_type type);
+
+/**
+ * GGUF outputs: copy every metadata key of `src` that the writer does not
+ * have yet, in src's order. From a GGUF store the keys keep their GGUF
+ * types and values byte for byte (arrays included; a general.alignment key
+ * sets the output's alignment); from any other store they are strings. The
+ * store may be closed afterwards. Only before hma_writer_begin().
+ * Errors: HMA_ERR_INVALID_ARGUMENT (NULL, not a GGUF writer),
+ * HMA_ERR_STATE, HMA_ERR_NO_MEMORY.
+ */
+HMA_API int hma_writer_copy_metadata(hma_writer *w, const hma_store *src);
 
 /**
  * Copy the file `src_path` into the output folder as `name` (e.g.
@@ -778,6 +835,21 @@ HMA_API void hma_plan_clear_rules(hma_plan *plan);
  * Copied tensors keep their dtype. Errors: HMA_ERR_UNSUPPORTED_DTYPE.
  */
 HMA_API int hma_plan_set_output_dtype(hma_plan *plan, hma_dtype dtype);
+
+/**
+ * The ggml type of averaged and copied float tensors in a GGUF output
+ * (a writer at a ".gguf" path); no effect on other outputs.
+ * HMA_GGUF_AUTO (the default): each tensor keeps its type in input 0;
+ * a Q8_0 tensor is merged in float32 and quantized again (ggml's
+ * quantize_row_q8_0_ref); other quantized types, which libhma cannot write
+ * exactly (Q4_0, Q4_1, Q5_0, Q5_1, the K-quants), are written as F16
+ * (merged in float32, then rounded once). HMA_GGUF_Q8_0: every tensor of 2
+ * or more dimensions whose rows are a multiple of 32 elements is Q8_0
+ * (merged in float32), other tensors keep their float dtype. For F32, F16
+ * and BF16 outputs use hma_plan_set_output_dtype().
+ * Errors: HMA_ERR_UNSUPPORTED_DTYPE (another value).
+ */
+HMA_API int hma_plan_set_output_gguf_type(hma_plan *plan, hma_gguf_type type);
 
 /**
  * Copy unmatched tensors (missing from some input, different shapes, or

@@ -116,5 +116,7 @@ int hma__writer_has_metadata(const hma_writer *w, const char *key);
 /* 1 if tensor `index` of a begun writer is written by it: always for a
  * whole output, only in its own shards for a part, never for finalize. */
 int hma__writer_tensor_owned(const hma_writer *w, size_t index);
+/* 1 if w writes a GGUF file (its path ends in ".gguf"). */
+int hma__writer_is_gguf(const hma_writer *w);
 
 #endif /* HMA_INTERNAL_H */

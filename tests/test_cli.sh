@@ -330,6 +330,32 @@ expect 0 "$HMA" merge -q "$B" "$D/partial.safetensors" --alpha 0.5 --copy-unmatc
 expect 0 "$HMA" diff "$B" "$D/partial.safetensors"
 grep -q "lm_head.weight: only in A" "$D/out" || fail "diff does not list the unmatched tensor"
 
+# GGUF: inspect shows the ggml types, merges write GGUF (MA, HMA, Q8_0 mixes)
+expect 0 "$HMA" inspect "$T/base-q8_0.gguf"
+grep -q '^  blk.0.attn_q.weight  Q8_0 (as F32)  \[256, 256\]' "$D/out" || fail "inspect does not show Q8_0"
+"$HMA" inspect --json "$T/base-q8_0.gguf" | grep -q '"gguf_type":"Q8_0"' || fail "inspect --json gguf_type"
+expect 0 "$HMA" merge -q --base "$T/base.gguf" --model "$T/aligned.gguf" --alpha 0.5 -o "$D/ma.gguf"
+expect 0 "$HMA" inspect "$D/ma.gguf"
+grep -q '^  hma.command = hma merge' "$D/out" || fail "hma.command missing from the GGUF output"
+grep -q '^  hma.recipe = {' "$D/out" || fail "hma.recipe missing from the GGUF output"
+grep -q '^  tokenizer.ggml.model = gpt2' "$D/out" || fail "base metadata not copied"
+grep -q '^  blk.0.attn_q.weight  BF16  \[256, 256\]' "$D/out" || fail "BF16 type not kept"
+expect 0 "$HMA" merge -q --base "$T/base.gguf" --model "$T/aligned.gguf" --alpha 0.2,0.5,0.8 --groups blocks:3 -o "$D/hma.gguf"
+cmp -s "$D/ma.gguf" "$D/hma.gguf" && fail "HMA and MA GGUF outputs are equal"
+expect 0 "$HMA" merge -q --base "$T/base-q8_0.gguf" --model "$T/aligned.gguf" --alpha 0.5 -o "$D/q.gguf"
+expect 0 "$HMA" inspect "$D/q.gguf"
+grep -q '^  blk.0.attn_q.weight  Q8_0 (as F32)' "$D/out" || fail "Q8_0 type not kept"
+expect 0 "$HMA" merge -q --base "$T/base.gguf" --model "$T/aligned.gguf" --alpha 0.5 --dtype Q8_0 -o "$D/q2.gguf"
+expect 0 "$HMA" inspect "$D/q2.gguf"
+grep -q '^  blk.0.ffn_up.weight  Q8_0 (as F32)' "$D/out" || fail "--dtype Q8_0 not applied"
+expect 0 "$HMA" merge -q --base "$T/base.gguf" --model "$T/aligned.gguf" --alpha 0.5 --dtype F16 -o "$D/h.gguf"
+expect 0 "$HMA" inspect "$D/h.gguf"
+grep -q '^  blk.0.ffn_up.weight  F16' "$D/out" || fail "--dtype F16 not applied"
+expect 2 "$HMA" merge --base "$T/base.gguf" --model "$A" --alpha 0.5 -o "$D/mixed.gguf"
+grep -q 'GGUF and safetensors inputs cannot be merged together' "$D/err" || fail "mixed inputs: no clear error"
+[ -e "$D/mixed.gguf" ] && fail "a refused merge left an output"
+expect 2 "$HMA" merge --base "$B" --model "$A" --alpha 0.5 --dtype Q8_0 -o "$D/x.safetensors"
+
 expect 0 "$HMA" merge --help
 expect 0 "$HMA" diff --help
 echo "ok - test_cli.sh: $N checks of hma merge/diff passed"

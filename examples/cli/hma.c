@@ -45,6 +45,16 @@ static void print_help(FILE *f) {
 
 /* ---- inspect ------------------------------------------------------------- */
 
+/* A GGUF tensor's type as llama.cpp prints it ("Q8_0", "Q4_K", "BF16"). */
+static const char *type_name(const hma_tensor *t) {
+    static _Thread_local char buf[16];
+    const char *n = hma_gguf_type_name(hma_tensor_gguf_type(t));
+    size_t i = 0;
+    for (; n && n[i] && i + 1 < sizeof buf; i++) buf[i] = (char)(n[i] >= 'a' && n[i] <= 'z' ? n[i] - 32 : n[i]);
+    buf[i] = 0;
+    return n ? buf : "?";
+}
+
 static void inspect_usage(FILE *f) {
     fprintf(f,
             "usage: hma inspect PATH [--json] [--pread]\n"
@@ -111,7 +121,9 @@ int cli_cmd_inspect(int argc, char **argv) {
             const hma_tensor *t = hma_store_tensor(st, i);
             fputs(i ? ",\n{\"name\":" : "\n{\"name\":", o);
             cli_json_string(o, hma_tensor_name(t));
-            fprintf(o, ",\"dtype\":\"%s\",\"shape\":[", hma_dtype_name(hma_tensor_dtype(t)));
+            fprintf(o, ",\"dtype\":\"%s\",", hma_dtype_name(hma_tensor_dtype(t)));
+            if (hma_tensor_gguf_type(t) >= 0) fprintf(o, "\"gguf_type\":\"%s\",", type_name(t));
+            fputs("\"shape\":[", o);
             const uint64_t *sh = hma_tensor_shape(t);
             for (unsigned k = 0; k < hma_tensor_ndim(t); k++) fprintf(o, k ? ",%" PRIu64 : "%" PRIu64, sh[k]);
             fprintf(o, "],\"parameters\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"file\":%zu}", hma_tensor_nelements(t),
@@ -149,7 +161,11 @@ int cli_cmd_inspect(int argc, char **argv) {
             const hma_tensor *t = hma_store_tensor(st, i);
             fputs("  ", o);
             cli_put_one_line(o, hma_tensor_name(t));
-            fprintf(o, "  %s  [", hma_dtype_name(hma_tensor_dtype(t)));
+            if (hma_tensor_gguf_type(t) >= 0 && hma_tensor_gguf_type(t) != HMA_GGUF_F32 &&
+                hma_tensor_gguf_type(t) != HMA_GGUF_F16 && hma_tensor_gguf_type(t) != HMA_GGUF_BF16)
+                fprintf(o, "  %s (as %s)  [", type_name(t), hma_dtype_name(hma_tensor_dtype(t)));
+            else
+                fprintf(o, "  %s  [", hma_dtype_name(hma_tensor_dtype(t)));
             const uint64_t *sh = hma_tensor_shape(t);
             for (unsigned k = 0; k < hma_tensor_ndim(t); k++) fprintf(o, k ? ", %" PRIu64 : "%" PRIu64, sh[k]);
             fprintf(o, "]  %" PRIu64 " bytes\n", hma_tensor_nbytes(t));

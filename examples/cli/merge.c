@@ -45,8 +45,10 @@ static void merge_usage(FILE *f) {
             "                     into GROUP (an index or 'mean'); repeatable, first wins\n"
             "  --normalize / --no-normalize   divide soup weights by their sum\n"
             "                     (default on for linear, as mergekit; ratios never are)\n"
-            "  --dtype T          output dtype of averaged tensors: F32, F16, BF16, F64\n"
-            "                     (default: each tensor's dtype in input 0)\n"
+            "  --dtype T          output dtype of averaged tensors: F32, F16, BF16, F64,\n"
+            "                     or Q8_0 for a GGUF output (-o FILE.gguf; 2-D tensors)\n"
+            "                     (default: each tensor's dtype in input 0; GGUF: its\n"
+            "                     ggml type, types libhma cannot write become F16)\n"
             "  --copy-unmatched I copy tensors not present/compatible everywhere from\n"
             "                     input I (an index or one of the input paths)\n"
             "  --allow-nonfinite  let NaN/Inf in inputs propagate instead of failing\n"
@@ -165,6 +167,23 @@ static int add_side_files(hma_writer *w, const char *from, int *count) {
 
 /* Metadata key of the command line that made the output (docs/merging.md). */
 #define COMMAND_KEY "hma_command"
+#define GGUF_COMMAND_KEY "hma.command" /* in a GGUF output (GGUF keys are dotted) */
+
+/* A GGUF output keeps input 0's tensor types, except the quantized types
+ * libhma cannot write exactly (Q4_0, the K-quants, ...): those became F16. */
+static void note_gguf_fallback(const hma_plan *plan, const hma_store *base) {
+    size_t n = 0;
+    const char *example = NULL;
+    for (size_t i = 0; i < hma_plan_tensor_count(plan); i++) {
+        if (hma_plan_tensor_action(plan, i) == HMA_ACTION_SKIP) continue;
+        int gt = hma_tensor_gguf_type(hma_store_find(base, hma_plan_tensor_name(plan, i)));
+        if (gt < 0 || gt == HMA_GGUF_F32 || gt == HMA_GGUF_F16 || gt == HMA_GGUF_BF16 || gt == HMA_GGUF_Q8_0) continue;
+        if (!n++) example = hma_gguf_type_name(gt);
+    }
+    if (n)
+        fprintf(stderr, "note: %zu tensor%s of types libhma cannot write exactly (e.g. %s) written as F16\n", n,
+                n == 1 ? "" : "s", example ? example : "?");
+}
 
 /* Length of the valid UTF-8 sequence at s (1..4), or 0 when it is not one. */
 static size_t utf8_len(const unsigned char *s) {
@@ -592,11 +611,15 @@ static int run_merge(int argc, char **argv, opts *op) {
     if (method == HMA_METHOD_SLERP && o.n != 2) return cli_usage(CMD, "--method slerp needs exactly 2 inputs");
     if (o.normalize >= 0 && method != HMA_METHOD_LINEAR)
         return cli_usage(CMD, "--normalize applies to --method linear only");
-    int dtype = HMA_DTYPE_COUNT;
-    if (o.dtype) {
+    int dtype = HMA_DTYPE_COUNT, gguf_out = o.out && ends_with(o.out, ".gguf"), q8 = 0;
+    if (o.dtype && !strcmp(o.dtype, "Q8_0")) {
+        if (!gguf_out) return cli_usage(CMD, "--dtype Q8_0 needs a GGUF output (-o FILE.gguf)");
+        q8 = 1;
+        dtype = HMA_DTYPE_F32; /* merged in float32, quantized by the GGUF writer */
+    } else if (o.dtype) {
         hma_dtype d;
         if (hma_dtype_from_name(o.dtype, &d) != HMA_OK || !hma_dtype_is_float(d))
-            return cli_usage(CMD, "--dtype must be F32, F16, BF16 or F64");
+            return cli_usage(CMD, "--dtype must be F32, F16, BF16, F64 or (GGUF output) Q8_0");
         dtype = (int)d;
     }
     int simd = HMA_SIMD_AUTO;
@@ -608,7 +631,7 @@ static int run_merge(int argc, char **argv, opts *op) {
         else return cli_usage(CMD, "--simd must be scalar, avx2, avx512 or auto");
     }
     uint64_t shard = 0;
-    int folder_out = o.out && !ends_with(o.out, ".safetensors");
+    int folder_out = o.out && !ends_with(o.out, ".safetensors") && !gguf_out;
     if (o.shard) {
         if (parse_size(o.shard, &shard)) return cli_usage(CMD, "--shard-size needs a size such as 5GB or 500MiB");
         if (o.out && !folder_out) return cli_usage(CMD, "--shard-size needs a folder output (-o DIR)");
@@ -665,6 +688,14 @@ static int run_merge(int argc, char **argv, opts *op) {
             lib = 1;
             goto done;
         }
+    size_t n_gguf = 0;
+    for (size_t j = 0; j < o.n; j++)
+        n_gguf += hma_store_count(st[j]) && hma_tensor_gguf_type(hma_store_tensor(st[j], 0)) >= 0;
+    if (n_gguf && n_gguf < o.n) {
+        rc = cli_usage(CMD, "GGUF and safetensors inputs cannot be merged together: their tensor names differ "
+                            "(blk.0.attn_q.weight vs model.layers.0.self_attn.q_proj.weight); use inputs of one format");
+        goto done;
+    }
     lib = 1;
     if ((rc = hma_plan_create(&plan, st, o.n)) != HMA_OK) goto done;
     if ((rc = hma_plan_set_method(plan, method)) != HMA_OK) goto done;
@@ -700,6 +731,7 @@ static int run_merge(int argc, char **argv, opts *op) {
     int normalize = o.normalize >= 0 ? o.normalize : (o.weights != NULL || any_weight);
     if (method == HMA_METHOD_LINEAR && (rc = hma_plan_set_normalize(plan, normalize)) != HMA_OK) goto done;
     if (dtype != HMA_DTYPE_COUNT && (rc = hma_plan_set_output_dtype(plan, dtype)) != HMA_OK) goto done;
+    if (q8 && (rc = hma_plan_set_output_gguf_type(plan, HMA_GGUF_Q8_0)) != HMA_OK) goto done;
     if (copy_from >= 0 && (rc = hma_plan_copy_unmatched(plan, copy_from)) != HMA_OK) goto done;
     if (o.allow_nonfinite && (rc = hma_plan_set_flags(plan, HMA_MERGE_ALLOW_NONFINITE)) != HMA_OK) goto done;
     if ((rc = hma_plan_set_threads(plan, (unsigned)o.threads)) != HMA_OK) goto done;
@@ -759,7 +791,7 @@ static int run_merge(int argc, char **argv, opts *op) {
     /* ---- merge ---- */
     /* the command line goes into __metadata__, after "format" and "hma_recipe" */
     char *cmdline = command_line(argc, argv, o.skip, o.nskip);
-    rc = cmdline ? hma_plan_set_metadata(plan, COMMAND_KEY, cmdline) : HMA_ERR_NO_MEMORY;
+    rc = cmdline ? hma_plan_set_metadata(plan, gguf_out ? GGUF_COMMAND_KEY : COMMAND_KEY, cmdline) : HMA_ERR_NO_MEMORY;
     free(cmdline);
     if (rc) goto done;
     /* our own writer, so that the side files are committed with the shards:
@@ -799,6 +831,7 @@ static int run_merge(int argc, char **argv, opts *op) {
         if (copied)
             fprintf(stderr, "copied %d config/tokenizer file%s from %s\n", copied, copied == 1 ? "" : "s", side_from);
     }
+    if (gguf_out && !o.quiet && dtype == HMA_DTYPE_COUNT) note_gguf_fallback(plan, st[0]);
 done:
     if (rc && lib) rc = cli_fail(CMD, rc);
     hma_writer_free(w); /* not committed: nothing appears under -o */

@@ -106,6 +106,10 @@ void hma__gguf_free(hma__gguf *g) {
     hma__free(g->tensors);
     for (size_t i = 0; i < 2 * g->n_meta; i++) hma__free(g->meta[i]);
     hma__free(g->meta);
+    for (size_t i = 0; g->kv_raw && i < g->n_meta; i++) hma__free(g->kv_raw[i]);
+    hma__free(g->kv_raw);
+    hma__free(g->kv_type);
+    hma__free(g->kv_len);
     memset(g, 0, sizeof *g);
 }
 
@@ -177,6 +181,7 @@ static int read_kv(cur *c, hma__gguf *g, size_t i) {
     if ((rc = get_u32(c, &t, "value type"))) return rc;
     if (t >= T_COUNT)
         return hma__fail(HMA_ERR_BAD_METADATA, "%.300s: key '%s': value type %u (expected 0 to 12)", c->path, q, t);
+    uint64_t vstart = c->pos;
     if (t == T_ARRAY) {
         uint32_t et;
         uint64_t n;
@@ -206,6 +211,19 @@ static int read_kv(cur *c, hma__gguf *g, size_t i) {
         }
     }
     if (!rc && hma__sb_error(&sb)) rc = hma__fail(hma__sb_error(&sb), "%.300s: key '%s': out of memory rendering the value", c->path, q);
+    if (rc) {
+        hma__sb_free(&sb);
+        return rc;
+    }
+    /* Keep the value's bytes too (read again: they are validated now). */
+    uint64_t vend = c->pos, vlen = vend - vstart;
+    g->kv_type[i] = t;
+    g->kv_len[i] = vlen;
+    g->kv_raw[i] = hma__malloc(vlen ? (size_t)vlen : 1);
+    if (!g->kv_raw[i]) rc = hma__fail(HMA_ERR_NO_MEMORY, "%.300s: key '%s': out of memory", c->path, q);
+    c->pos = vstart;
+    if (!rc) rc = get(c, g->kv_raw[i], vlen, "value");
+    c->pos = vend;
     if (rc) {
         hma__sb_free(&sb);
         return rc;
@@ -310,7 +328,10 @@ int hma__gguf_read(int fd, const char *path, uint64_t file_size, hma__gguf *g) {
     g->alignment = 32; /* GGUF_DEFAULT_ALIGNMENT */
     g->meta = hma__calloc(nkv ? 2 * (size_t)nkv : 1, sizeof *g->meta);
     g->tensors = hma__calloc(nt ? (size_t)nt : 1, sizeof *g->tensors);
-    if (!g->meta || !g->tensors || hma__names_reserve(&keys, (size_t)nkv) || hma__names_reserve(&names, (size_t)nt)) {
+    g->kv_type = hma__calloc(nkv ? (size_t)nkv : 1, sizeof *g->kv_type);
+    g->kv_raw = hma__calloc(nkv ? (size_t)nkv : 1, sizeof *g->kv_raw);
+    g->kv_len = hma__calloc(nkv ? (size_t)nkv : 1, sizeof *g->kv_len);
+    if (!g->meta || !g->tensors || !g->kv_type || !g->kv_raw || !g->kv_len || hma__names_reserve(&keys, (size_t)nkv) || hma__names_reserve(&names, (size_t)nt)) {
         rc = hma__fail(HMA_ERR_NO_MEMORY, "%.300s: out of memory for %llu tensors", path, (unsigned long long)nt);
         goto out;
     }

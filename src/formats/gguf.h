@@ -29,6 +29,12 @@ typedef struct hma__gguf {
     size_t n;
     char **meta; /* 2 * n_meta strings: key, rendered value (docs/format.md) */
     size_t n_meta;
+    /* The typed values, for copying them into a GGUF output: per key its
+     * gguf_type (0..12) and the value's bytes exactly as in the file (for an
+     * array: element type, count, elements). */
+    uint32_t *kv_type;
+    unsigned char **kv_raw;
+    uint64_t *kv_len;
 } hma__gguf;
 
 /* 1 if the 4 bytes are GGUF's magic "GGUF". */

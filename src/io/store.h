@@ -50,4 +50,15 @@ int hma__store_create_custom(hma_store **out, const char *path, const hma__tenso
                              const char *const *meta, size_t n_meta, const hma__store_backend *be,
                              void *ctx);
 
+/* The typed metadata of a GGUF store (store_gguf.c), for the GGUF writer:
+ * 0 keys for any other store. Key i's name, gguf_type (0..12) and value
+ * bytes as in the file (arrays: element type, count, elements); the
+ * pointers live as long as the store. HMA_ERR_INVALID_ARGUMENT (no error
+ * message) for a bad i or a store that is not GGUF. */
+size_t hma__store_gguf_kv_count(const hma_store *s);
+int hma__store_gguf_kv(const hma_store *s, size_t i, const char **key, uint32_t *type, const unsigned char **val,
+                       uint64_t *len);
+/* ggml type of tensor i of a GGUF store as stored in the file, else -1. */
+int hma__store_gguf_tensor_type(const hma_store *s, size_t i);
+
 #endif /* HMA_STORE_H */

@@ -142,3 +142,34 @@ fail:
     g_close(c);
     return rc;
 }
+
+/* ---- typed access for the GGUF writer (io/store.h) ----------------------- */
+
+static const gctx *gguf_ctx(const hma_store *s) {
+    return s && s->custom && s->be.close == g_close ? (const gctx *)s->ctx : NULL;
+}
+
+size_t hma__store_gguf_kv_count(const hma_store *s) {
+    const gctx *c = gguf_ctx(s);
+    return c ? c->g.n_meta : 0;
+}
+
+int hma__store_gguf_kv(const hma_store *s, size_t i, const char **key, uint32_t *type, const unsigned char **val,
+                       uint64_t *len) {
+    const gctx *c = gguf_ctx(s);
+    if (!c || i >= c->g.n_meta) return HMA_ERR_INVALID_ARGUMENT;
+    *key = c->g.meta[2 * i];
+    *type = c->g.kv_type[i];
+    *val = c->g.kv_raw[i];
+    *len = c->g.kv_len[i];
+    return HMA_OK;
+}
+
+int hma__store_gguf_tensor_type(const hma_store *s, size_t i) {
+    const gctx *c = gguf_ctx(s);
+    return c && i < c->g.n ? c->g.tensors[i].type : -1;
+}
+
+int hma_tensor_gguf_type(const hma_tensor *t) { return t ? hma__store_gguf_tensor_type(t->store, t->index) : -1; }
+
+const char *hma_gguf_type_name(int type) { return type >= 0 ? hma__ggml_type_name(type) : NULL; }

@@ -80,6 +80,8 @@ static uint64_t cov_first_missing(const hma__wtensor *t) {
 int hma_writer_create(hma_writer **out, const char *path, uint64_t shard_size) {
     if (!out || !path) return hma__fail(HMA_ERR_INVALID_ARGUMENT, "hma_writer_create: NULL %s", out ? "path" : "out");
     if (!*path) return hma__fail(HMA_ERR_INVALID_ARGUMENT, "hma_writer_create: empty output path");
+    if (shard_size != 0 && hma__ends_with(path, ".gguf"))
+        return hma__fail(HMA_ERR_INVALID_ARGUMENT, "%s: a GGUF output is one file (expected shard_size 0)", path);
     if (shard_size != 0 && hma__ends_with(path, ".safetensors"))
         return hma__fail(HMA_ERR_INVALID_ARGUMENT,
                          "%s: a sharded output needs a folder path (a name ending in .safetensors is one file; "
@@ -87,7 +89,8 @@ int hma_writer_create(hma_writer **out, const char *path, uint64_t shard_size) {
     hma_writer *w = hma__calloc(1, sizeof *w);
     if (!w) return hma__fail(HMA_ERR_NO_MEMORY, "%s: cannot allocate a writer", path);
     w->shard_size = shard_size;
-    w->folder = !(shard_size == 0 && hma__ends_with(path, ".safetensors"));
+    w->gguf = hma__ends_with(path, ".gguf");
+    w->folder = !(shard_size == 0 && (w->gguf || hma__ends_with(path, ".safetensors")));
     w->path = hma__strdup(path);
     if (!w->path) goto oom;
     if (w->folder) {
@@ -123,6 +126,18 @@ int hma_writer_set_metadata(hma_writer *w, const char *key, const char *value) {
         return hma__fail(HMA_ERR_BAD_NAME, "%s: metadata key is not valid UTF-8 (expected a UTF-8 string)", w->path);
     if (!hma__utf8_valid(value, vl))
         return hma__fail(HMA_ERR_BAD_NAME, "%s: metadata \"%.200s\": value is not valid UTF-8 (expected a UTF-8 string)", w->path, key);
+    if (w->gguf) { /* a GGUF string: u64 length, bytes */
+        if (strcmp(key, "general.alignment") == 0)
+            return hma__fail(HMA_ERR_BAD_METADATA, "%s: general.alignment must be a uint32 (copy it with hma_writer_copy_metadata())",
+                             w->path);
+        unsigned char *b = hma__malloc(vl + 8);
+        if (!b) return hma__fail(HMA_ERR_NO_MEMORY, "%s: metadata \"%.200s\": out of memory", w->path, key);
+        for (int i = 0; i < 8; i++) b[i] = (unsigned char)((uint64_t)vl >> (8 * i));
+        memcpy(b + 8, value, vl);
+        int rc = hma__writer_gguf_set_kv(w, key, 8 /* GGUF_TYPE_STRING */, b, vl + 8);
+        hma__free(b);
+        return rc;
+    }
     char *v = hma__strndup(value, vl);
     if (!v) return hma__fail(HMA_ERR_NO_MEMORY, "%s: metadata \"%.200s\": out of memory", w->path, key);
     for (size_t i = 0; i < w->nmeta; i++) {
@@ -207,6 +222,7 @@ int hma_writer_add_tensor(hma_writer *w, const char *name, hma_dtype dtype, unsi
     t->ndim = ndim;
     for (unsigned i = 0; i < ndim; i++) t->shape[i] = shape[i];
     t->nbytes = nbytes;
+    t->gtype = -1;
     hma__names_add(&w->names, t->name, t->name_len, w->nt); /* room reserved above: cannot fail */
     w->nt++;
     w->total = total;
@@ -219,6 +235,7 @@ size_t hma_writer_count(const hma_writer *w) { return w ? w->nt : 0; }
 
 int hma_writer_set_part(hma_writer *w, size_t part, size_t nparts) {
     if (!w) return hma__fail(HMA_ERR_INVALID_ARGUMENT, "hma_writer_set_part: NULL writer");
+    if (w->gguf) return hma__fail(HMA_ERR_INVALID_ARGUMENT, "%s: a GGUF output is one file and cannot be split into parts", w->path);
     if (w->state != W_DECLARING)
         return hma__fail(HMA_ERR_STATE, "%s: hma_writer_set_part() after hma_writer_begin() (expected before)", w->path);
     if (nparts == 0 || part >= nparts)
@@ -232,6 +249,7 @@ int hma_writer_set_part(hma_writer *w, size_t part, size_t nparts) {
 
 int hma_writer_set_finalize(hma_writer *w, size_t nparts) {
     if (!w) return hma__fail(HMA_ERR_INVALID_ARGUMENT, "hma_writer_set_finalize: NULL writer");
+    if (w->gguf) return hma__fail(HMA_ERR_INVALID_ARGUMENT, "%s: a GGUF output is one file and cannot be split into parts", w->path);
     if (w->state != W_DECLARING)
         return hma__fail(HMA_ERR_STATE, "%s: hma_writer_set_finalize() after hma_writer_begin() (expected before)", w->path);
     if (nparts == 0) return hma__fail(HMA_ERR_INVALID_ARGUMENT, "%s: finalize of 0 parts (expected at least 1)", w->path);
@@ -282,7 +300,7 @@ int hma_writer_add_file(hma_writer *w, const char *name, const char *src_path) {
     if (w->state != W_DECLARING)
         return hma__fail(HMA_ERR_STATE, "%s: file \"%.200s\" added after hma_writer_begin() (expected before)", w->path,
                          name);
-    if (!w->folder)
+    if (!w->folder || w->gguf)
         return hma__fail(HMA_ERR_INVALID_ARGUMENT,
                          "%s: file \"%.200s\": a single-file output has no folder to copy files into (name a folder)",
                          w->path, name);
@@ -449,10 +467,23 @@ int hma_writer_begin(hma_writer *w) {
     if (!w) return hma__fail(HMA_ERR_INVALID_ARGUMENT, "hma_writer_begin: NULL writer");
     if (w->state != W_DECLARING)
         return hma__fail(HMA_ERR_STATE, "%s: hma_writer_begin() called again (expected once, after the declarations)", w->path);
-    int rc = hma__writer_layout(w);
+    hma__strbuf sb = HMA__STRBUF_INIT;
+    int rc;
+    if (w->gguf) {
+        rc = hma__writer_gguf_layout(w, &sb);
+        if (!rc) rc = check_finals(w);
+        if (!rc) rc = write_file_start(&w->files[0], sb.data, sb.len);
+        hma__sb_free(&sb);
+        if (rc) {
+            free_files(w);
+            return rc;
+        }
+        w->state = W_WRITING;
+        return HMA_OK;
+    }
+    rc = hma__writer_layout(w);
     if (!rc && w->folder) rc = make_folder(w);
     if (!rc) rc = check_finals(w);
-    hma__strbuf sb = HMA__STRBUF_INIT;
     for (size_t i = 0; i < w->nshards && !rc; i++) {
         hma__wfile *f = &w->files[i];
         hma__sb_fill(&sb, 0, 8);
@@ -520,9 +551,10 @@ int hma_writer_write(hma_writer *w, size_t index, uint64_t offset, const void *d
     if (len && !data)
         return hma__fail(HMA_ERR_INVALID_ARGUMENT, "%s: tensor '%.200s': NULL data for %zu bytes", f->final_path, t->name, len);
     if (len == 0) return HMA_OK;
+    if (w->gguf && (rc = hma__writer_gguf_check(w, t, offset, len))) return rc;
     uint64_t at = f->data_off + t->begin + offset;
     /* outside the lock: writes run in parallel */
-    int e = hma__pwrite_full(f->af.fd, f->af.tmp, data, len, at);
+    int e = w->gguf ? hma__writer_gguf_write(w, t, offset, data, len) : hma__pwrite_full(f->af.fd, f->af.tmp, data, len, at);
     pthread_mutex_lock(&w->lock);
     if (e) {
         rc = hma__fail_prefix(e, "%s: tensor '%.200s': writing %zu bytes at file offset %llu failed", f->final_path,
@@ -584,6 +616,7 @@ void hma_writer_free(hma_writer *w) {
     }
     hma__free(w->mkeys);
     hma__free(w->mvals);
+    hma__writer_gguf_free(w);
     hma__free(w->t);
     hma__names_free(&w->names);
     for (size_t i = 0; i < w->nx; i++) {
@@ -598,8 +631,12 @@ void hma_writer_free(hma_writer *w) {
     hma__free(w);
 }
 
+int hma__writer_is_gguf(const hma_writer *w) { return w && w->gguf; }
+
 int hma__writer_has_metadata(const hma_writer *w, const char *key) {
     for (size_t i = 0; w && key && i < w->nmeta; i++)
         if (strcmp(w->mkeys[i], key) == 0) return 1;
+    for (size_t i = 0; w && key && i < w->ngkv; i++)
+        if (strcmp(w->gkeys[i], key) == 0) return 1;
     return 0;
 }

@@ -47,6 +47,11 @@ typedef struct hma__wtensor {
     hma__wrange *cov;
     size_t ncov, capcov;
     uint64_t covered;
+    /* GGUF outputs: the ggml type stored (-1: as declared) and the bytes
+     * the tensor takes in the file (nbytes above stays the declared size
+     * that writes and coverage count in). */
+    int gtype;
+    uint64_t fbytes;
 } hma__wtensor;
 
 /* One output file being produced: a shard, a copied file, or the index. */
@@ -90,6 +95,16 @@ struct hma_writer {
     char **made_dirs; /* folders begin created, outermost first */
     size_t nmade;
 
+    /* GGUF output (path ends in ".gguf"): typed key/value pairs in order,
+     * each value as its bytes in the file (writer_gguf.c). */
+    int gguf;
+    uint64_t galign;
+    char **gkeys;
+    uint32_t *gtypes;
+    unsigned char **gvals;
+    uint64_t *glens;
+    size_t ngkv, capgkv;
+
     int mode;             /* W_WHOLE, W_PART or W_FINALIZE */
     size_t part, nparts;  /* W_PART: this part; both modes: the number of parts */
 };
@@ -121,5 +136,17 @@ int hma__writer_sync_folders(const hma_writer *w);
 int hma__writer_part_commit(hma_writer *w);
 int hma__writer_finalize_check(hma_writer *w);
 void hma__writer_finalize_cleanup(hma_writer *w);
+
+/* writer_gguf.c: GGUF outputs. Set key (replacing a value of the same key;
+ * takes nothing over: copies val). */
+int hma__writer_gguf_set_kv(hma_writer *w, const char *key, uint32_t type, const void *val, uint64_t len);
+/* Lay the tensors out and build the header (up to the data section, padded
+ * with zeros); sets files[0] (data_off, data_size, size). */
+int hma__writer_gguf_layout(hma_writer *w, hma__strbuf *sb);
+/* Write [offset, offset + len) of tensor t (declared bytes) converted to its
+ * stored type at file byte `at` of the data section's tensor start. */
+int hma__writer_gguf_check(const hma_writer *w, const hma__wtensor *t, uint64_t offset, size_t len);
+int hma__writer_gguf_write(hma_writer *w, const hma__wtensor *t, uint64_t offset, const void *data, size_t len);
+void hma__writer_gguf_free(hma_writer *w);
 
 #endif /* HMA_IO_WRITER_IMPL_H */

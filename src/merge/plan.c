@@ -361,6 +361,16 @@ int hma_plan_set_output_dtype(hma_plan *p, hma_dtype dtype) {
     return HMA_OK;
 }
 
+int hma_plan_set_output_gguf_type(hma_plan *p, hma_gguf_type type) {
+    HMA__CHECK_PLAN(p, "hma_plan_set_output_gguf_type");
+    if (type != HMA_GGUF_AUTO && type != HMA_GGUF_Q8_0)
+        return hma__fail(HMA_ERR_UNSUPPORTED_DTYPE,
+                         "hma_plan_set_output_gguf_type: type %d (expected HMA_GGUF_AUTO or HMA_GGUF_Q8_0; "
+                         "F32, F16 and BF16 are hma_plan_set_output_dtype())", (int)type);
+    p->gguf_q8 = type == HMA_GGUF_Q8_0;
+    return HMA_OK;
+}
+
 int hma_plan_copy_unmatched(hma_plan *p, size_t input) {
     HMA__CHECK_PLAN(p, "hma_plan_copy_unmatched");
     if (input != HMA_NPOS && input >= p->n_in)

@@ -79,6 +79,7 @@ struct hma_plan {
     size_t base;
     int normalize;
     hma_dtype out_dtype; /* HMA_DTYPE_COUNT = as input 0 */
+    int gguf_q8;         /* hma_plan_set_output_gguf_type(): 1 = Q8_0, 0 = auto */
     size_t copy_from;    /* HMA_NPOS = off */
     unsigned flags;
     unsigned threads;

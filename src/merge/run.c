@@ -160,6 +160,15 @@ static const char *plan_meta(const hma_plan *p, const char *key) {
  * Precedence: the caller's writer keys, then the plan's entries, then the
  * built-in format/hma_recipe values. */
 static int set_metadata(const hma_plan *p, hma_writer *w, const char *recipe) {
+    if (hma__writer_is_gguf(w)) {
+        /* GGUF: the plan's keys, "hma.recipe", then every key of input 0
+         * (a GGUF file: typed, byte for byte) not set already. */
+        int rc = HMA_OK;
+        for (size_t k = 0; k < p->nmeta && !rc; k++) rc = meta_default(w, p->mkeys[k], p->mvals[k]);
+        if (!rc) rc = meta_default(w, "hma.recipe", recipe);
+        if (!rc) rc = hma_writer_copy_metadata(w, p->in[0]);
+        return rc;
+    }
     const char *f = plan_meta(p, "format"), *r = plan_meta(p, "hma_recipe");
     int rc = meta_default(w, "format", f ? f : "pt");
     if (!rc) rc = meta_default(w, "hma_recipe", r ? r : recipe);
@@ -168,6 +177,25 @@ static int set_metadata(const hma_plan *p, hma_writer *w, const char *recipe) {
         rc = meta_default(w, p->mkeys[k], p->mvals[k]);
     }
     return rc;
+}
+
+/* GGUF outputs: the ggml type of row i (writer tensor widx), declared F32
+ * when it is a quantized type (hma_plan_set_output_gguf_type()). */
+static int gguf_type(const hma_plan *p, size_t i, hma_writer *w, size_t widx) {
+    const hma__prow *row = &p->rows[i];
+    const hma_tensor *t = p->rt[i * p->n_in + (row->action == HMA_ACTION_MERGE ? 0 : row->src)];
+    if (row->out_dtype != HMA_DTYPE_F32) return HMA_OK;
+    unsigned nd = hma_tensor_ndim(t);
+    const uint64_t *sh = hma_tensor_shape(t);
+    if (p->gguf_q8) {
+        if (nd >= 2 && sh[nd - 1] % 32 == 0) return hma_writer_set_gguf_type(w, widx, HMA_GGUF_Q8_0);
+        return HMA_OK;
+    }
+    int gt = hma_tensor_gguf_type(t);
+    if (p->out_dtype != HMA_DTYPE_COUNT || gt < 0 || gt == HMA_GGUF_F32) return HMA_OK;
+    /* A quantized tensor of input 0: Q8_0 again, other types (which libhma
+     * cannot write exactly) as F16. */
+    return hma_writer_set_gguf_type(w, widx, gt == HMA_GGUF_Q8_0 ? HMA_GGUF_Q8_0 : HMA_GGUF_F16);
 }
 
 int hma_plan_merge_into(hma_plan *p, hma_writer *w) {
@@ -232,6 +260,7 @@ int hma_plan_merge_into(hma_plan *p, hma_writer *w) {
         if ((rc = hma_writer_add_tensor(w, row->name, row->out_dtype, hma_tensor_ndim(t), hma_tensor_shape(t))) !=
             HMA_OK)
             goto done;
+        if (hma__writer_is_gguf(w) && (rc = gguf_type(p, i, w, nw)) != HMA_OK) goto done;
         rows[nw].row = i;
         rows[nw].widx = nw;
         nw++;
