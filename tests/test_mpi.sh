@@ -7,7 +7,7 @@
 # rank exit nonzero; rerunning the failed part with `hma merge --rank` and
 # finalizing completes the output. `hma-mpi search` at 1, 2 and 3 ranks
 # prints the table of `hma search` alone (stdout equal but for the timings of
-# its "scored:" line) and writes the same results.csv and candidates.csv,
+# its "scored:" line) and writes the same CSV and SVG files,
 # for --batch 1 and 3; a rank failing its first scoring request
 # (HMA_MPI_TEST_FAIL_RANK, also a knob of examples/mpi/search.c) makes every
 # rank exit nonzero with a message. Skipped, with a message, when mpirun or
@@ -81,7 +81,7 @@ for b in 1 3; do
             { cat "$D/log" >&2; fail "hma-mpi search --batch $b at $np ranks"; }
         untimed "$D/single.out" >"$D/a"; untimed "$D/mpi.out" >"$D/b"
         diff "$D/a" "$D/b" >"$D/diff" || { cat "$D/diff" >&2; fail "hma-mpi search --batch $b at $np ranks: stdout differs"; }
-        for f in results.csv candidates.csv; do
+        for f in results.csv candidates.csv experiment.svg experiment-front.svg; do
             cmp "$D/single/$f" "$D/out/$f" || fail "hma-mpi search --batch $b at $np ranks: $f differs"
         done
         N=$((N + 1))
