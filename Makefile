@@ -151,17 +151,18 @@ $(HMA_BIN): $(EX_SRC) $(wildcard examples/cli/*.h examples/experiment/*.h exampl
 	$(CC) $(APP_CFLAGS) $(EX_INC) -o $@ $(EX_SRC) -L$(LIBOUT) -Wl,-rpath,'$$ORIGIN/../$(LIBOUT)' -Wl,-rpath,$(abspath $(LIBOUT)) -lhma $(LIBS)
 
 # ---- the MPI program ---------------------------------------------------------------
-# examples/mpi/ plus the `hma merge` command it runs on each rank; built with
-# mpicc. Not under SAN: LSan reports Open MPI's own allocations.
+# examples/mpi/ plus the `hma merge` and `hma search` code it runs on each
+# rank (with the experiment: toy evaluator, search driver); built with mpicc. Not under SAN: LSan reports Open MPI's own allocations.
 MPICC ?= mpicc
 HAVE_MPICC := $(if $(SAN),,$(shell command -v $(MPICC) 2>/dev/null))
 MPI_BIN := examples/hma-mpi
-MPI_SRC := $(sort $(wildcard examples/mpi/*.c)) examples/cli/merge.c examples/cli/args.c examples/cli/progress.c examples/cli/report.c
+MPI_SRC := $(sort $(wildcard examples/mpi/*.c)) examples/cli/merge.c examples/cli/search.c examples/cli/args.c \
+  examples/cli/progress.c examples/cli/report.c $(sort $(wildcard examples/experiment/*.c examples/common/*.c))
 mpi: $(MPI_BIN)
-$(MPI_BIN): $(MPI_SRC) $(wildcard examples/mpi/*.h examples/cli/*.h) include/hma.h $(SHARED) $(LIBOUT)/libhma.so $(LIBOUT)/libhma.so.$(VERSION_MAJOR)
+$(MPI_BIN): $(MPI_SRC) $(wildcard examples/mpi/*.h examples/cli/*.h examples/experiment/*.h examples/common/*.h) include/hma.h $(SHARED) $(LIBOUT)/libhma.so $(LIBOUT)/libhma.so.$(VERSION_MAJOR)
 	@[ -z "$(SAN)" ] || { echo "make mpi: not with SAN=$(SAN)"; exit 2; }
 	@command -v $(MPICC) >/dev/null || { echo "make mpi: $(MPICC) not found: install libopenmpi-dev and openmpi-bin (make deps)"; exit 1; }
-	$(MPICC) $(APP_CFLAGS) -Iexamples/cli -o $@ $(MPI_SRC) -L$(LIBOUT) -Wl,-rpath,'$$ORIGIN/../$(LIBOUT)' -Wl,-rpath,$(abspath $(LIBOUT)) -lhma $(LIBS)
+	$(MPICC) $(APP_CFLAGS) $(EX_INC) -o $@ $(MPI_SRC) -L$(LIBOUT) -Wl,-rpath,'$$ORIGIN/../$(LIBOUT)' -Wl,-rpath,$(abspath $(LIBOUT)) -lhma $(LIBS)
 
 # ---- tests -----------------------------------------------------------------------
 # tests/test_*.c use only the public API and link the shared library;

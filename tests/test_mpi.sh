@@ -5,7 +5,12 @@
 # the single-process `hma merge`; a failing rank (HMA_MPI_TEST_FAIL_RANK,
 # the test knob of examples/mpi/merge.c) leaves no index and makes every
 # rank exit nonzero; rerunning the failed part with `hma merge --rank` and
-# finalizing completes the output. Skipped, with a message, when mpirun or
+# finalizing completes the output. `hma-mpi search` at 1, 2 and 3 ranks
+# prints the table of `hma search` alone (stdout equal but for the timings of
+# its "scored:" line) and writes the same CSV and SVG files,
+# for --batch 1 and 3; a rank failing its first scoring request
+# (HMA_MPI_TEST_FAIL_RANK, also a knob of examples/mpi/search.c) makes every
+# rank exit nonzero with a message. Skipped, with a message, when mpirun or
 # hma-mpi is missing (and under SAN: LSan reports Open MPI's allocations).
 # Environment: HMA_BIN (default examples/hma), HMA_MPI_BIN (default
 # examples/hma-mpi), SAN.
@@ -61,5 +66,38 @@ N=$((N + 1))
 "$HMA" merge $ARGS --rank 1 --world 3 || fail "rerun of part 1"
 "$HMA" merge $ARGS --finalize --world 3 || fail "finalize after the rerun"
 same "resumed after a failed rank"
+
+# -- hma-mpi search: the table and files of hma search alone, whatever the rank count
+rm -rf "$D/out" "$D/single" "$D"/status.*
+SARGS="--base $T/base.safetensors --model $T/aligned.safetensors --rows 2 --search-rows 1 --ma 0.5 --means 0.5 --budget 4 --threads 1 --out $D/out"
+# the "scored:" line holds timings: compare it without its numbers of seconds
+untimed() { sed '/^scored:/s/[0-9.]* s\([,;)]\)/_ s\1/g' "$1"; }
+for b in 1 3; do
+    "$HMA" search $SARGS --batch $b >"$D/single.out" 2>"$D/log" || { cat "$D/log" >&2; fail "hma search --batch $b"; }
+    grep -q "^| HMA 0.5 |" "$D/single.out" || fail "hma search --batch $b: no HMA row"
+    mv "$D/out" "$D/single"
+    for np in 1 2 3; do
+        $MPIRUN -np $np "$MPI" search $SARGS --batch $b >"$D/mpi.out" 2>"$D/log" ||
+            { cat "$D/log" >&2; fail "hma-mpi search --batch $b at $np ranks"; }
+        untimed "$D/single.out" >"$D/a"; untimed "$D/mpi.out" >"$D/b"
+        diff "$D/a" "$D/b" >"$D/diff" || { cat "$D/diff" >&2; fail "hma-mpi search --batch $b at $np ranks: stdout differs"; }
+        for f in results.csv candidates.csv experiment.svg experiment-front.svg; do
+            cmp "$D/single/$f" "$D/out/$f" || fail "hma-mpi search --batch $b at $np ranks: $f differs"
+        done
+        N=$((N + 1))
+        rm -rf "$D/out"
+    done
+    rm -rf "$D/single"
+done
+# a rank fails its first scoring request: every rank exits nonzero, rank 0 says which
+HMA_MPI_TEST_FAIL_RANK=2 $MPIRUN -np 3 sh "$D/rank.sh" search $SARGS --batch 3 >"$D/mpi.out" 2>"$D/log"
+for r in 0 1 2; do
+    [ -f "$D/status.$r" ] || { cat "$D/log" >&2; fail "search: rank $r did not finish"; }
+    [ "$(cat "$D/status.$r")" != 0 ] || { cat "$D/log" >&2; fail "search: rank $r exited 0 although rank 2 failed"; }
+done
+grep -q "rank 2: failing its first scoring because HMA_MPI_TEST_FAIL_RANK" "$D/log" || fail "search: the failing rank did not say why: $(cat "$D/log")"
+grep -q "rank 2 failed to score" "$D/log" || fail "search: rank 0 did not report the failure: $(cat "$D/log")"
+! grep -q "^| method |" "$D/mpi.out" || fail "search: a table printed although a rank failed"
+N=$((N + 1))
 
 echo "test_mpi.sh: ok ($N checks)"

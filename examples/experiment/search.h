@@ -59,7 +59,8 @@ int exp_search_run(const exp_search_config *c);
  *                send the scores back; until told to stop
  *
  * Scores do not depend on where or in which order they are computed, so the
- * table is the one `hma search --batch B` prints in one process. */
+ * table is the one `hma search --batch B` prints in one process
+ * (examples/mpi/search.c is this program: `hma-mpi search`). */
 
 /* Score n ratio vectors (row-major, n x k) on the candidate subset (set 0)
  * or on the full set (set 1): scores[2 i] = code bits/byte, scores[2 i + 1] =

@@ -19,6 +19,7 @@ typedef struct command {
 
 static const command commands[] = {
     {"merge", hmampi_cmd_merge, "one merge split over the ranks (the arguments of 'hma merge')"},
+    {"search", hmampi_cmd_search, "hma search, each batch's candidates scored on different ranks"},
 };
 
 static void print_help(FILE *f) {
