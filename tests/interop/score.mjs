@@ -8,6 +8,7 @@
 //
 // REF is what `hma eval` scores: a .safetensors checkpoint ("x.safetensors"),
 // or a merge recipe "base=B.safetensors,model=M.safetensors,alpha=A[,groups=G]"
+// (fields may be separated by ';' instead, as they must be when A lists ratios)
 // (hma eval --base B --model M --alpha A --groups G), so that a merged GGUF can
 // be checked against the evaluator's score of the same merge. Without --ref
 // only llama.cpp's scores are printed.
@@ -77,7 +78,8 @@ let ref = null;
 if (opt.ref) {
     let a;
     if (opt.ref.includes("=")) {
-        const r = Object.fromEntries(opt.ref.split(",").map((kv) => kv.split("=")));
+        // fields split on ';' when present (so that alpha may list ratios: "alpha=0.3,0.5,0.7"), else on ','
+        const r = Object.fromEntries(opt.ref.split(opt.ref.includes(";") ? ";" : ",").map((kv) => kv.split("=")));
         a = ["eval", "--base", r.base, "--model", r.model, "--alpha", r.alpha];
         if (r.groups) a.push("--groups", r.groups);
     } else a = ["eval", opt.ref];
