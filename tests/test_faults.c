@@ -330,6 +330,58 @@ static void failing_writes_leave_nothing(void **state) {
     free(dir);
 }
 
+
+/* The same for a GGUF output (issue 13): a merge of the toy GGUF pair whose
+ * writes fail (ENOSPC, EIO) at the header, in the middle and at the end, or
+ * whose fsync fails, leaves no out.gguf and no temporary. */
+static void failing_gguf_writes_leave_nothing(void **state) {
+    (void)state;
+    char *dir = tu_mkdtemp();
+    char *out = tu_join(dir, "out.gguf");
+    char *a = tu_toy_path("base-q8_0.gguf"), *b = tu_toy_path("aligned.gguf");
+    hma_store *in[2];
+    hma_plan *p;
+    assert_int_equal(hma_store_open(&in[0], a, 0), HMA_OK);
+    assert_int_equal(hma_store_open(&in[1], b, 0), HMA_OK);
+    assert_int_equal(hma_plan_create(&p, in, 2), HMA_OK);
+    assert_int_equal(hma_plan_set_ratio(p, 0.375), HMA_OK);
+    assert_int_equal(hma_plan_set_threads(p, 2), HMA_OK);
+    io_reset();
+    assert_int_equal(hma_plan_merge_to(p, out, 0), HMA_OK);
+    int total = atomic_load(&pwrite_calls);
+    assert_true(total >= 3);
+    assert_int_equal(unlink(out), 0);
+    const int errs[2] = {ENOSPC, EIO};
+    const int ats[4] = {1, 2, total / 2, total};
+    for (int e = 0; e < 2; e++) {
+        for (int k = 0; k < 4; k++) {
+            io_reset();
+            atomic_store(&pwrite_errno, errs[e]);
+            atomic_store(&pwrite_fail_at, ats[k]);
+            int rc = hma_plan_merge_to(p, out, 0);
+            io_reset();
+            if (rc != HMA_ERR_IO) fail_msg("GGUF write %d of %d failing: rc %d (%s)", ats[k], total, rc, hma_last_error());
+            assert_non_null(strstr(hma_last_error(), "out.gguf"));
+            assert_nothing_left(dir, "out.gguf");
+            assert_int_equal(tu_count_entries(dir), 0);
+        }
+    }
+    atomic_store(&fsync_fail, 1);
+    assert_int_equal(hma_plan_merge_to(p, out, 0), HMA_ERR_IO);
+    io_reset();
+    assert_int_equal(tu_count_entries(dir), 0);
+    assert_int_equal(hma_plan_merge_to(p, out, 0), HMA_OK);
+    assert_int_equal(tu_count_entries(dir), 1);
+    hma_plan_free(p);
+    hma_store_close(in[0]);
+    hma_store_close(in[1]);
+    free(a);
+    free(b);
+    free(out);
+    tu_rmtree(dir);
+    free(dir);
+}
+
 /* ---- a full disk for the real program: EFBIG under RLIMIT_FSIZE ----------- */
 
 static const char *hma_bin(void) {
@@ -633,6 +685,7 @@ static void allocation_failures_give_no_memory(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(failing_writes_leave_nothing),
+        cmocka_unit_test(failing_gguf_writes_leave_nothing),
         cmocka_unit_test(efbig_hma_merge_reports_an_error),
         cmocka_unit_test(inputs_changed_during_pread_merge),
         cmocka_unit_test(allocation_failures_give_no_memory),

@@ -117,4 +117,45 @@ done
 # The test means something only if kills landed mid-merge.
 [ "$killed" -ge $((RUNS / 4)) ] || fail "only $killed of $((run - 1)) runs were killed before finishing"
 [ "$swept" -ge 1 ] || fail "no kill left a temporary behind: the sweep was never checked"
+
+# A GGUF output (issue 13): the toy Q8_0 base with the BF16 aligned model
+# merged into out.gguf (requantized to Q8_0), killed at moments spread over
+# the merge: out.gguf is absent or byte-identical to an uninterrupted merge.
+TOYD=${HMA_TOY_DIR:-examples/data/toy-llama}
+gmerge() { "$HMA" merge --base "$TOYD/base-q8_0.gguf" --model "$TOYD/aligned.gguf" --alpha 0.3 -q -o "$1"; }
+mkdir "$D/g" || exit 1
+GOUT=$D/g/out.gguf
+gmerge "$GOUT" 2>"$D/err" || { cat "$D/err" >&2; fail "reference GGUF merge failed"; }
+mv "$GOUT" "$D/ref.gguf"
+GT=
+for i in 1 2 3; do
+    t=$(ms); gmerge "$GOUT" 2>/dev/null || fail "GGUF merge failed"; t=$(($(ms) - t)); rm -f "$GOUT"
+    if [ -z "$GT" ] || [ "$t" -lt "$GT" ]; then GT=$t; fi
+done
+gkilled=0; gcomplete=0; grun=1
+while [ "$grun" -le 10 ] || { [ "$gkilled" -lt 2 ] && [ "$grun" -le 40 ]; }; do
+    delay=$(awk -v r="$grun" -v t="$GT" 'BEGIN { srand(r * 104729 + 3); printf "%.3f", rand() * t * 1.5 / 1000 }')
+    "$HMA" merge --base "$TOYD/base-q8_0.gguf" --model "$TOYD/aligned.gguf" --alpha 0.3 -q -o "$GOUT" 2>/dev/null &
+    pid=$!
+    sleep "$delay"
+    kill -KILL "$pid" 2>/dev/null
+    { wait "$pid"; } 2>/dev/null
+    st=$?
+    for f in "$D"/g/* "$D"/g/.[!.]*; do
+        [ -e "$f" ] || continue
+        case ${f##*/} in
+            out.gguf | .hma-tmp-*) ;;
+            *) fail "GGUF run $grun: unexpected file ${f##*/}" ;;
+        esac
+    done
+    if [ -e "$GOUT" ]; then
+        cmp -s "$GOUT" "$D/ref.gguf" || fail "GGUF run $grun (killed after ${delay}s): out.gguf differs from the uninterrupted merge"
+        gcomplete=$((gcomplete + 1))
+    fi
+    if [ "$st" -ne 0 ]; then gkilled=$((gkilled + 1)); else GT=$((GT * 3 / 4 + 1)); fi
+    rm -rf "$D/g" && mkdir "$D/g"
+    grun=$((grun + 1))
+done
+[ "$gkilled" -ge 2 ] || fail "GGUF: only $gkilled of $((grun - 1)) runs were killed before finishing"
+echo "test_kill.sh: GGUF output: $((grun - 1)) runs, $gkilled killed mid-merge, $gcomplete complete, no partial out.gguf: ok"
 echo "test_kill.sh: $((run - 1)) runs (inputs made in $((t0 - tg)) ms, reference merge ${T} ms): $killed killed mid-merge, $complete complete outputs, no partial file, stale temporaries swept after $swept kills: ok"
