@@ -238,21 +238,30 @@ HMA_API unsigned hma_dtype_bits(hma_dtype dtype);
 HMA_API int hma_dtype_is_float(hma_dtype dtype);
 
 /**
- * The ggml tensor types a GGUF output can hold, with ggml's numbers (enum
- * ggml_type). Reading accepts more (hma_tensor_gguf_type()); writing these
- * four only: other types of a base input are written as F16 (see
- * hma_plan_set_output_gguf_type()).
+ * ggml tensor types, with ggml's numbers (enum ggml_type in ggml.h): every
+ * type libhma reads from a GGUF file (hma_tensor_gguf_type()). A GGUF output
+ * holds F32, F16, BF16 or Q8_0 only: other types of a base input are written
+ * as F16 (see hma_plan_set_output_gguf_type()). Values are stable (ABI);
+ * types are added as libhma learns them.
  */
 typedef enum hma_gguf_type {
+    HMA_GGUF_NONE = -2, /* not a tensor of a GGUF file (hma_tensor_gguf_type()) */
     HMA_GGUF_AUTO = -1, /* as the base input (hma_plan_set_output_gguf_type()) */
     HMA_GGUF_F32 = 0,
     HMA_GGUF_F16 = 1,
+    HMA_GGUF_Q4_0 = 2,
+    HMA_GGUF_Q4_1 = 3,
+    HMA_GGUF_Q5_0 = 6,
+    HMA_GGUF_Q5_1 = 7,
     HMA_GGUF_Q8_0 = 8, /* blocks of 32: fp16 scale + 32 int8 (ggml-common.h block_q8_0) */
+    HMA_GGUF_Q4_K = 12,
+    HMA_GGUF_Q5_K = 13,
+    HMA_GGUF_Q6_K = 14,
     HMA_GGUF_BF16 = 30
 } hma_gguf_type;
 
-/** ggml's name of a ggml type number ("q8_0", "q4_K"), NULL if unknown to libhma. Thread-safe. */
-HMA_API const char *hma_gguf_type_name(int type);
+/** ggml's name of a ggml type ("q8_0", "q4_K"), NULL for a value libhma does not know. Thread-safe. */
+HMA_API const char *hma_gguf_type_name(hma_gguf_type type);
 
 /* ======================================================================= */
 /* Tensor store (read side)                                                */
@@ -390,11 +399,12 @@ HMA_API size_t hma_tensor_index(const hma_tensor *t);
 /** Index of the file holding the tensor (see hma_store_file_path()). Thread-safe. */
 HMA_API size_t hma_tensor_file(const hma_tensor *t);
 /**
- * The ggml type number the tensor has in its GGUF file (HMA_GGUF_Q8_0 for a
- * Q8_0 tensor that hma_tensor_dtype() presents as F32, 2 for Q4_0, ...), or
- * -1 when its store is not a GGUF file (or t is NULL). Thread-safe.
+ * The ggml type the tensor has in its GGUF file (HMA_GGUF_Q8_0 for a Q8_0
+ * tensor that hma_tensor_dtype() presents as F32, HMA_GGUF_Q4_0, ...), or
+ * HMA_GGUF_NONE when its store is not a GGUF file (or t is NULL): every
+ * other value is >= 0. Thread-safe.
  */
-HMA_API int hma_tensor_gguf_type(const hma_tensor *t);
+HMA_API hma_gguf_type hma_tensor_gguf_type(const hma_tensor *t);
 
 /* ======================================================================= */
 /* Writer                                                                  */

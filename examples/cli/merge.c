@@ -176,7 +176,7 @@ static void note_gguf_fallback(const hma_plan *plan, const hma_store *base) {
     const char *example = NULL;
     for (size_t i = 0; i < hma_plan_tensor_count(plan); i++) {
         if (hma_plan_tensor_action(plan, i) == HMA_ACTION_SKIP) continue;
-        int gt = hma_tensor_gguf_type(hma_store_find(base, hma_plan_tensor_name(plan, i)));
+        hma_gguf_type gt = hma_tensor_gguf_type(hma_store_find(base, hma_plan_tensor_name(plan, i)));
         if (gt < 0 || gt == HMA_GGUF_F32 || gt == HMA_GGUF_F16 || gt == HMA_GGUF_BF16 || gt == HMA_GGUF_Q8_0) continue;
         if (!n++) example = hma_gguf_type_name(gt);
     }

@@ -14,6 +14,14 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+/* The public enum names ggml's numbers (ggml.h enum ggml_type) for every type the reader admits. */
+_Static_assert((int)HMA_GGUF_F32 == (int)HMA__GGML_F32 && (int)HMA_GGUF_F16 == (int)HMA__GGML_F16 && (int)HMA_GGUF_BF16 == (int)HMA__GGML_BF16 &&
+                   (int)HMA_GGUF_Q4_0 == (int)HMA__GGML_Q4_0 && (int)HMA_GGUF_Q4_1 == (int)HMA__GGML_Q4_1 &&
+                   (int)HMA_GGUF_Q5_0 == (int)HMA__GGML_Q5_0 && (int)HMA_GGUF_Q5_1 == (int)HMA__GGML_Q5_1 &&
+                   (int)HMA_GGUF_Q8_0 == (int)HMA__GGML_Q8_0 && (int)HMA_GGUF_Q4_K == (int)HMA__GGML_Q4_K &&
+                   (int)HMA_GGUF_Q5_K == (int)HMA__GGML_Q5_K && (int)HMA_GGUF_Q6_K == (int)HMA__GGML_Q6_K,
+               "hma_gguf_type and the reader's ggml type numbers disagree");
+
 typedef struct gctx {
     char *path;
     int fd;                   /* pread mode, else -1 */
@@ -170,6 +178,9 @@ int hma__store_gguf_tensor_type(const hma_store *s, size_t i) {
     return c && i < c->g.n ? c->g.tensors[i].type : -1;
 }
 
-int hma_tensor_gguf_type(const hma_tensor *t) { return t ? hma__store_gguf_tensor_type(t->store, t->index) : -1; }
+hma_gguf_type hma_tensor_gguf_type(const hma_tensor *t) {
+    int ty = t ? hma__store_gguf_tensor_type(t->store, t->index) : -1;
+    return ty < 0 ? HMA_GGUF_NONE : (hma_gguf_type)ty; /* the reader admits only types libhma knows */
+}
 
-const char *hma_gguf_type_name(int type) { return type >= 0 ? hma__ggml_type_name(type) : NULL; }
+const char *hma_gguf_type_name(hma_gguf_type type) { return (int)type >= 0 ? hma__ggml_type_name((int)type) : NULL; }

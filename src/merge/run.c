@@ -191,7 +191,7 @@ static int gguf_type(const hma_plan *p, size_t i, hma_writer *w, size_t widx) {
         if (nd >= 2 && sh[nd - 1] % 32 == 0) return hma_writer_set_gguf_type(w, widx, HMA_GGUF_Q8_0);
         return HMA_OK;
     }
-    int gt = hma_tensor_gguf_type(t);
+    hma_gguf_type gt = hma_tensor_gguf_type(t);
     if (p->out_dtype != HMA_DTYPE_COUNT || gt < 0 || gt == HMA_GGUF_F32) return HMA_OK;
     /* A quantized tensor of input 0: Q8_0 again, other types (which libhma
      * cannot write exactly) as F16. */
