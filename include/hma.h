@@ -290,7 +290,16 @@ enum hma_open_flags {
  *     (normally `model.safetensors.index.json`; shards are resolved
  *     relative to the index's folder and must be plain file names);
  *   - a folder (e.g. a Hugging Face model folder) holding either
- *     `model.safetensors.index.json` (preferred) or `model.safetensors`.
+ *     `model.safetensors.index.json` (preferred) or `model.safetensors`;
+ *   - a GGUF file (llama.cpp's format, v2 or v3): any file whose name does
+ *     not end in `.json` and whose first bytes are the magic "GGUF".
+ *     Tensor names are as in the file, shapes in safetensors order (GGUF
+ *     lists them innermost first), metadata values as strings (numbers
+ *     exactly, arrays as JSON). F32, F16 and BF16 tensors are zero-copy;
+ *     quantized ones (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K; see
+ *     hma_tensor_gguf_type()) are presented as F32 and dequantized with
+ *     ggml's formulas by hma_store_read() and the merge engine, in bounded
+ *     memory (hma_tensor_data_get() gives HMA_OK and NULL for them).
  * Every file is validated completely before this returns (see
  * docs/format.md for each rule and the error it maps to); nothing in the
  * file is trusted. By default each file is memory-mapped read-only and

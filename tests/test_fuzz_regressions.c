@@ -93,10 +93,25 @@ static void test_index_shard_path_control_char(void **state) {
     free(ix);
 }
 
+/* fuzz_index, src/io/store.c hma_store_open(): an index file whose bytes start
+ * with GGUF's magic ("GGUF32(") was opened as GGUF when named directly but
+ * parsed as an index through its folder, so the two gave different errors.
+ * Fixed: a ".json" path is always an index; only other files are sniffed. */
+static void test_index_with_gguf_magic(void **state) {
+    (void)state;
+    char *ix = tu_join(tu_dir, "model.safetensors.index.json");
+    static const char bytes[] = "GGUF32(";
+    assert_int_equal(tu_write_file(ix, bytes, strlen(bytes)), 0);
+    expect_open(ix, HMA_ERR_JSON_SYNTAX, 0);
+    expect_open(tu_dir, HMA_ERR_JSON_SYNTAX, 0); /* the folder resolves to the same index */
+    free(ix);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_json_empty_object_first),
         cmocka_unit_test(test_index_shard_path_control_char),
+        cmocka_unit_test(test_index_with_gguf_magic),
     };
     return cmocka_run_group_tests(tests, tu_group_setup, tu_group_teardown);
 }

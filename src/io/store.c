@@ -190,7 +190,10 @@ int hma_store_open(hma_store **out, const char *path, unsigned flags) {
         int e = errno;
         return hma__fail_errno(e == ENOENT || e == ENOTDIR ? HMA_ERR_NOT_FOUND : HMA_ERR_IO, e, path, "cannot open");
     }
-    if (!S_ISDIR(st.st_mode) && is_gguf(path)) return hma__store_open_gguf(out, path, flags);
+    /* A ".json" path is an index whatever its bytes (as when a folder names
+     * it); any other file is GGUF when it starts with GGUF's magic. */
+    if (!S_ISDIR(st.st_mode) && !hma__ends_with(path, ".json") && is_gguf(path))
+        return hma__store_open_gguf(out, path, flags);
     hma_store *s = hma__calloc(1, sizeof *s);
     if (!s) return hma__fail(HMA_ERR_NO_MEMORY, "%.400s: out of memory", path);
     s->flags = flags;
