@@ -262,6 +262,31 @@ int hma__afile_publish(hma__afile *f) {
     return HMA_OK;
 }
 
+int hma__backup_link(const char *path, const char *dir, const char *stem, size_t i, char **backup) {
+    *backup = NULL;
+    char name[160];
+    for (int attempt = 0; attempt < 100; attempt++) {
+        snprintf(name, sizeof name, "%s-old-%zu-%d", stem, i, attempt);
+        char *bp = hma__path_join(dir, name);
+        if (!bp) return hma__fail(HMA_ERR_NO_MEMORY, "%.400s: out of memory", path);
+        if (link(path, bp) == 0) {
+            *backup = bp;
+            return HMA_OK;
+        }
+        int e = errno;
+        hma__free(bp);
+        if (e != EEXIST) break;
+    }
+    return HMA_OK;
+}
+
+int hma__backup_restore(char **backup, const char *path) {
+    if (rename(*backup, path) != 0) return errno;
+    hma__free(*backup);
+    *backup = NULL;
+    return 0;
+}
+
 int hma__afile_commit(hma__afile *f) {
     int rc = hma__afile_sync(f);
     if (!rc) rc = hma__afile_publish(f);

@@ -93,6 +93,20 @@ typedef struct hma__afile {
     int fd;      /* -1 when closed */
 } hma__afile;
 
+/*
+ * Undo support for a set of renames (the writer's commit): before a file at
+ * `path` is replaced or removed, hma__backup_link() hard-links it under a
+ * temporary name "<stem>-old-<i>-<n>" in `dir` (stem: the base name of one
+ * of our own temporaries, so the backup is unique to this process and swept
+ * like a temporary if the process dies). *backup is NULL when the filesystem
+ * has no hard links (the step then cannot be undone; not an error).
+ * hma__backup_restore() puts the backup back at `path` (0, or an errno) and
+ * frees *backup on success. Every rename into place of the library is
+ * hma__afile_publish() or hma__backup_restore(), both here.
+ */
+int hma__backup_link(const char *path, const char *dir, const char *stem, size_t i, char **backup);
+int hma__backup_restore(char **backup, const char *path);
+
 /* Checks of hma__afile_open alone (no file created). */
 int hma__afile_check_target(const char *path, const char *const *inputs, size_t n_inputs);
 int hma__afile_open(hma__afile *f, const char *path, const char *const *inputs, size_t n_inputs);

@@ -22,45 +22,18 @@ typedef struct wstep {
 static void undo_steps(wstep *s, size_t n) {
     for (size_t i = n; i-- > 0;) {
         if (!s[i].done) continue;
-        if (s[i].backup) {
-            if (rename(s[i].backup, s[i].final_path) == 0) {
-                hma__free(s[i].backup);
-                s[i].backup = NULL;
-            }
-        } else if (s[i].af) {
-            unlink(s[i].final_path);
-        }
+        if (s[i].backup) hma__backup_restore(&s[i].backup, s[i].final_path);
+        else if (s[i].af) unlink(s[i].final_path);
         s[i].done = 0;
     }
-}
-
-/* Hard-link the file at step i's final path under a temporary name derived
- * from `stem` (one of our own temporaries' names, so unique to this process
- * and swept like one if the process dies). Without hard links (some
- * filesystems) the replacement simply cannot be undone: no backup, no error. */
-static int backup_old(hma_writer *w, wstep *st, size_t i, const char *stem) {
-    char name[160];
-    if (!stem) return HMA_OK; /* no temporary of ours to name it after: cannot be undone */
-    for (int attempt = 0; attempt < 100 && !st->backup; attempt++) {
-        snprintf(name, sizeof name, "%s-old-%zu-%d", stem, i, attempt);
-        char *bp = hma__path_join(w->dir, name);
-        if (!bp) return hma__fail(HMA_ERR_NO_MEMORY, "%s: out of memory", st->final_path);
-        if (link(st->final_path, bp) == 0) {
-            st->backup = bp;
-        } else {
-            int e = errno;
-            hma__free(bp);
-            if (e != EEXIST) break;
-        }
-    }
-    return HMA_OK;
 }
 
 static int run_steps(hma_writer *w, wstep *s, size_t n, const char *stem) {
     for (size_t i = 0; i < n; i++) {
         struct stat st;
         if (lstat(s[i].final_path, &st) == 0) {
-            int rc = backup_old(w, &s[i], i, stem);
+            /* No temporary of ours to name the backup after: cannot be undone. */
+            int rc = stem ? hma__backup_link(s[i].final_path, w->dir, stem, i, &s[i].backup) : HMA_OK;
             if (rc) {
                 undo_steps(s, i);
                 return rc;

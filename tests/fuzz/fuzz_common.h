@@ -175,6 +175,32 @@ FZ_FN void fz_touch_store(const hma_store *st, int mapped) {
     FZ_CHECK(hma_store_tensor(st, n) == NULL);
 }
 
+/* Open `path` memory-mapped (checked with fz_touch_store(., mapped)) and in
+ * pread mode; both must validate identically (same code, one-line message)
+ * and, when they open, list the same tensors. The caller closes *a and *b
+ * (NULL on failure) and returns the shared result code. */
+FZ_FN int fz_open_both_modes(const char *path, int mapped, hma_store **a, hma_store **b) {
+    *a = *b = NULL;
+    int ra = hma_store_open(a, path, 0);
+    if (ra) {
+        FZ_CHECK(*a == NULL);
+        FZ_CHECK(hma_last_error_code() == ra);
+        FZ_CHECK(hma_last_error()[0] != 0);
+        FZ_CHECK(strchr(hma_last_error(), '\n') == NULL); /* one error = one line */
+    } else {
+        fz_touch_store(*a, mapped);
+    }
+    int rb = hma_store_open(b, path, HMA_OPEN_PREAD);
+    FZ_CHECK(ra == rb); /* the two modes validate identically */
+    if (!rb) {
+        fz_touch_store(*b, 0);
+        FZ_CHECK(hma_store_count(*a) == hma_store_count(*b));
+        for (size_t i = 0; i < hma_store_count(*a); i++)
+            FZ_CHECK(!strcmp(hma_tensor_name(hma_store_tensor(*a, i)), hma_tensor_name(hma_store_tensor(*b, i))));
+    }
+    return ra;
+}
+
 /* ---- fixed synthetic checkpoints ---------------------------------------------- */
 
 /* Deterministic bytes (xorshift) so the base and the seeds never change
