@@ -60,10 +60,6 @@ static inline int hma__mul_overflows(uint64_t a, uint64_t b, uint64_t *r) {
  * overflow; 2 when sub-byte elements do not fill whole bytes. */
 int hma__dtype_nbytes(hma_dtype dt, uint64_t nelem, uint64_t *nbytes);
 
-/* ---- threads (threads.c) ---------------------------------------------- */
-/* Worker threads to use when the caller asked for 0: the online CPUs, at
- * least 1 and at most `cap` (each module's fixed thread table size). */
-unsigned hma__default_threads(unsigned cap);
 
 /* ---- API conventions (core/api.c) -------------------------------------- */
 /*

@@ -43,7 +43,7 @@ int hma__names_reserve(hma__names *t, size_t n) {
 }
 
 int hma__names_add(hma__names *t, const char *name, size_t len, size_t idx) {
-    if (idx == HMA__NPOS) return HMA_ERR_NO_MEMORY;
+    if (idx == HMA_NPOS) return HMA_ERR_NO_MEMORY;
     int rc = hma__names_reserve(t, t->count + 1);
     if (rc) return rc;
     put(t->slot, t->cap, hma__hash_bytes(name, len), idx + 1);
@@ -53,12 +53,12 @@ int hma__names_add(hma__names *t, const char *name, size_t len, size_t idx) {
 
 size_t hma__names_find(const hma__names *t, const char *name, size_t len, hma__name_at at,
                        const void *owner) {
-    if (!t->cap) return HMA__NPOS;
+    if (!t->cap) return HMA_NPOS;
     uint64_t h = hma__hash_bytes(name, len);
     size_t mask = t->cap - 1;
     for (size_t i = (size_t)h & mask;; i = (i + 1) & mask) {
         const hma__nslot *s = &t->slot[i];
-        if (!s->idx1) return HMA__NPOS;
+        if (!s->idx1) return HMA_NPOS;
         if (s->hash != h) continue;
         size_t n;
         const char *k = at(owner, s->idx1 - 1, &n);

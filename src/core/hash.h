@@ -6,11 +6,11 @@
 #ifndef HMA_CORE_HASH_H
 #define HMA_CORE_HASH_H
 
+#include "hma.h" /* HMA_NPOS: "not found" */
+
 #include <stddef.h>
 #include <stdint.h>
 
-/* "Not found" for index lookups (the same value as HMA_NPOS in hma.h). */
-#define HMA__NPOS ((size_t)-1)
 
 typedef struct hma__nslot {
     uint64_t hash;
@@ -40,7 +40,7 @@ int hma__names_reserve(hma__names *t, size_t n);
  * needed. HMA_OK or HMA_ERR_NO_MEMORY (no message set). */
 int hma__names_add(hma__names *t, const char *name, size_t len, size_t idx);
 
-/* The index stored under `name`, or HMA__NPOS. Thread-safe (read-only). */
+/* The index stored under `name`, or HMA_NPOS. Thread-safe (read-only). */
 size_t hma__names_find(const hma__names *t, const char *name, size_t len, hma__name_at at,
                        const void *owner);
 

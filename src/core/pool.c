@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct pool {
     hma__job_fn fn;
@@ -68,7 +69,11 @@ static void *worker_main(void *a) {
 }
 
 unsigned hma__pool_threads(unsigned threads, uint64_t njobs) {
-    unsigned nt = threads ? threads : hma__default_threads(HMA__MAX_THREADS);
+    unsigned nt = threads;
+    if (nt == 0) { /* the online CPUs */
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        nt = n < 1 ? 1 : (unsigned long)n > HMA__MAX_THREADS ? HMA__MAX_THREADS : (unsigned)n;
+    }
     if (nt > HMA__MAX_THREADS) nt = HMA__MAX_THREADS;
     if (njobs < nt) nt = njobs ? (unsigned)njobs : 1;
     return nt;

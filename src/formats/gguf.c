@@ -338,7 +338,7 @@ int hma__gguf_read(int fd, const char *path, uint64_t file_size, hma__gguf *g) {
     for (size_t i = 0; i < (size_t)nkv; i++) {
         if ((rc = read_kv(&c, g, i))) goto out;
         const char *k = g->meta[2 * i];
-        if (hma__names_find(&keys, k, strlen(k), meta_key_at, g) != HMA__NPOS) {
+        if (hma__names_find(&keys, k, strlen(k), meta_key_at, g) != HMA_NPOS) {
             rc = hma__fail(HMA_ERR_DUPLICATE_KEY, "%.300s: metadata key '%.200s' appears twice (expected unique keys)", path, k);
             goto out;
         }
@@ -352,7 +352,7 @@ int hma__gguf_read(int fd, const char *path, uint64_t file_size, hma__gguf *g) {
         if ((rc = read_info(&c, g, i, &running))) goto out;
         hma__gguf_tensor *t = &g->tensors[i];
         size_t len = strlen(t->name);
-        if (hma__names_find(&names, t->name, len, tensor_at, g) != HMA__NPOS) {
+        if (hma__names_find(&names, t->name, len, tensor_at, g) != HMA_NPOS) {
             rc = hma__fail(HMA_ERR_BAD_NAME, "%.300s: tensor '%.200s' appears twice (expected unique names)", path, t->name);
             goto out;
         }

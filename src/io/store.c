@@ -153,7 +153,7 @@ static int finish(hma_store *s, const char *what) {
     if (hma__names_reserve(&s->names, s->n)) return hma__fail(HMA_ERR_NO_MEMORY, "%.400s: out of memory", what);
     for (size_t i = 0; i < s->n; i++) {
         const hma_tensor *t = &s->tensors[i];
-        if (hma__names_find(&s->names, t->name, t->name_len, tensor_name_at, s) != HMA__NPOS) {
+        if (hma__names_find(&s->names, t->name, t->name_len, tensor_name_at, s) != HMA_NPOS) {
             char q[200];
             hma__quote_name(q, sizeof q, t->name, t->name_len);
             return hma__fail(s->custom ? HMA_ERR_BAD_NAME : HMA_ERR_INDEX_MISMATCH,
@@ -337,7 +337,7 @@ const hma_tensor *hma_store_tensor(const hma_store *s, size_t i) {
 const hma_tensor *hma_store_find(const hma_store *s, const char *name) {
     if (!s || !name) return NULL;
     size_t i = hma__names_find(&s->names, name, strlen(name), tensor_name_at, s);
-    return i == HMA__NPOS ? NULL : &s->tensors[i];
+    return i == HMA_NPOS ? NULL : &s->tensors[i];
 }
 
 size_t hma_store_metadata_count(const hma_store *s) { return s ? s->n_meta : 0; }

@@ -192,7 +192,7 @@ static int match_shard(index_ctx *c, size_t k, const char *shard_path) {
         size_t e = hma__names_find(&c->names, nm, nl, wm_name_at, c);
         char q[200], qs[200];
         hma__quote_name(q, sizeof q, nm, nl);
-        if (e == HMA__NPOS)
+        if (e == HMA_NPOS)
             return hma__fail(HMA_ERR_INDEX_MISMATCH,
                              "%.400s: tensor '%s' is in this shard but not in the index %.300s (expected every tensor listed in weight_map)",
                              shard_path, q, c->index);

@@ -183,7 +183,7 @@ int hma_writer_add_tensor(hma_writer *w, const char *name, hma_dtype dtype, unsi
         return hma__fail(HMA_ERR_BAD_NAME, "%s: \"__metadata__\" is reserved and cannot name a tensor", w->path);
     if (!hma__utf8_valid(name, len))
         return hma__fail(HMA_ERR_BAD_NAME, "%s: tensor %zu: name is not valid UTF-8", w->path, w->nt);
-    if (find_name(w, name, len) != HMA__NPOS)
+    if (find_name(w, name, len) != HMA_NPOS)
         return hma__fail(HMA_ERR_BAD_NAME, "%s: tensor '%.200s' declared twice (expected unique names)", w->path, name);
     if (dtype < 0 || dtype >= HMA_DTYPE_COUNT)
         return hma__fail(HMA_ERR_BAD_DTYPE, "%s: tensor '%.200s': dtype %d out of range (expected 0..%d)", w->path, name, (int)dtype, HMA_DTYPE_COUNT - 1);

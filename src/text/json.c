@@ -332,7 +332,7 @@ static int check_duplicates(parser *p, const hma__json_member *m, size_t n) {
     int rc = hma__names_reserve(&t, n);
     for (size_t i = 0; i < n && !rc; i++) {
         size_t j = hma__names_find(&t, m[i].key, m[i].key_len, member_key, m);
-        if (j != HMA__NPOS) rc = dup_error(p, &m[i], &m[j]);
+        if (j != HMA_NPOS) rc = dup_error(p, &m[i], &m[j]);
         else rc = hma__names_add(&t, m[i].key, m[i].key_len, i);
     }
     hma__names_free(&t);
