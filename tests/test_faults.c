@@ -249,8 +249,9 @@ typedef struct toy {
     hma_plan *p;
 } toy;
 
-static void toy_open(toy *t, unsigned flags) {
-    char *a = tu_toy_path("base.safetensors"), *b = tu_toy_path("aligned.safetensors");
+/* Open two files of the toy folder and plan their MA 0.375. */
+static void toy_open_files(toy *t, const char *base, const char *aligned, unsigned flags) {
+    char *a = tu_toy_path(base), *b = tu_toy_path(aligned);
     assert_int_equal(hma_store_open(&t->in[0], a, flags), HMA_OK);
     assert_int_equal(hma_store_open(&t->in[1], b, flags), HMA_OK);
     assert_int_equal(hma_plan_create(&t->p, t->in, 2), HMA_OK);
@@ -258,6 +259,8 @@ static void toy_open(toy *t, unsigned flags) {
     free(a);
     free(b);
 }
+
+static void toy_open(toy *t, unsigned flags) { toy_open_files(t, "base.safetensors", "aligned.safetensors", flags); }
 
 static void toy_close(toy *t) {
     hma_plan_free(t->p);
@@ -338,13 +341,9 @@ static void failing_gguf_writes_leave_nothing(void **state) {
     (void)state;
     char *dir = tu_mkdtemp();
     char *out = tu_join(dir, "out.gguf");
-    char *a = tu_toy_path("base-q8_0.gguf"), *b = tu_toy_path("aligned.gguf");
-    hma_store *in[2];
-    hma_plan *p;
-    assert_int_equal(hma_store_open(&in[0], a, 0), HMA_OK);
-    assert_int_equal(hma_store_open(&in[1], b, 0), HMA_OK);
-    assert_int_equal(hma_plan_create(&p, in, 2), HMA_OK);
-    assert_int_equal(hma_plan_set_ratio(p, 0.375), HMA_OK);
+    toy t;
+    toy_open_files(&t, "base-q8_0.gguf", "aligned.gguf", 0);
+    hma_plan *p = t.p;
     assert_int_equal(hma_plan_set_threads(p, 2), HMA_OK);
     io_reset();
     assert_int_equal(hma_plan_merge_to(p, out, 0), HMA_OK);
@@ -372,11 +371,7 @@ static void failing_gguf_writes_leave_nothing(void **state) {
     assert_int_equal(tu_count_entries(dir), 0);
     assert_int_equal(hma_plan_merge_to(p, out, 0), HMA_OK);
     assert_int_equal(tu_count_entries(dir), 1);
-    hma_plan_free(p);
-    hma_store_close(in[0]);
-    hma_store_close(in[1]);
-    free(a);
-    free(b);
+    toy_close(&t);
     free(out);
     tu_rmtree(dir);
     free(dir);
