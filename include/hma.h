@@ -151,6 +151,7 @@ typedef enum hma_error {
     HMA_ERR_INCOMPLETE = 32,       /* writer commit with bytes never written; finalize: a part's shard missing */
     HMA_ERR_CALLBACK = 33,         /* a user callback reported failure */
     HMA_ERR_EXISTS = 34,           /* the output exists and is not the kind we may replace */
+    HMA_ERR_RECIPE = 35,           /* a merge recipe is malformed or asks for something impossible */
     HMA_ERR_COUNT                  /* number of codes (not an error); grows when codes are added */
 } hma_error;
 
@@ -1121,6 +1122,177 @@ HMA_API const char *hma_simd_name(hma_simd level);
  * structure setter).
  */
 HMA_API int hma_plan_set_simd(hma_plan *plan, hma_simd level);
+
+/* ======================================================================= */
+/* mergekit recipes                                                        */
+/* ======================================================================= */
+/*
+ * A recipe is a mergekit YAML (or JSON) merge configuration: merge_method,
+ * base_model, models or slices, parameters, dtype, out_dtype. libhma runs
+ * mergekit's methods with mergekit's semantics (docs/merging.md, "mergekit
+ * recipes", lists every method, formula and deliberate difference):
+ *   linear, task_arithmetic, ties, dare_linear, dare_ties, breadcrumbs,
+ *   breadcrumbs_ties, della, della_linear, passthrough, slerp, nuslerp,
+ *   multislerp, karcher, model_stock, sce, nearswap, ram, ramplus_tl,
+ *   arcee_fusion.
+ * Models are local paths: a .safetensors file, a sharded index, or a
+ * Hugging Face folder; relative paths are relative to the current
+ * directory (as in mergekit).
+ *
+ *   hma_recipe *r;
+ *   if (hma_recipe_load(&r, "recipe.yml") == HMA_OK &&
+ *       hma_recipe_merge_to(r, "out-folder", NULL) == HMA_OK) ...
+ *   hma_recipe_free(r);
+ *
+ * A recipe handle is not thread-safe: use it from one thread at a time
+ * (hma_recipe_merge_to() runs its own worker threads inside).
+ */
+
+/** A parsed recipe and, once resolved, its models and output tensors. */
+typedef struct hma_recipe hma_recipe;
+
+/**
+ * Parse the recipe file at `path` (YAML 1.1, of which JSON is a subset).
+ * Checks the recipe's own structure and values only: keys, types, method
+ * name, parameter names and ranges, layer ranges; models are not opened
+ * (hma_recipe_resolve() does that). *out gets a handle to free with
+ * hma_recipe_free(), or NULL on error.
+ * Errors: HMA_ERR_INVALID_ARGUMENT (NULL), HMA_ERR_IO, HMA_ERR_NOT_FOUND
+ * (no such file), HMA_ERR_NO_MEMORY, HMA_ERR_RECIPE (the message names the
+ * file, line and key: YAML syntax, an unknown key, a wrong type, an unknown
+ * method or parameter, an impossible value).
+ */
+HMA_API int hma_recipe_load(hma_recipe **out, const char *path);
+
+/**
+ * As hma_recipe_load(), from `len` bytes of text (need not be
+ * NUL-terminated; copied). `source_name` (may be NULL) names the text in
+ * error messages. Errors: as hma_recipe_load(), without HMA_ERR_IO.
+ */
+HMA_API int hma_recipe_parse(hma_recipe **out, const char *text, size_t len,
+                             const char *source_name);
+
+/** Free a recipe and close the models it opened. NULL is a no-op. */
+HMA_API void hma_recipe_free(hma_recipe *r);
+
+/** The recipe's merge_method as written ("ties", ...). Owned by r. */
+HMA_API const char *hma_recipe_method(const hma_recipe *r);
+
+/**
+ * Open every model and plan the output: which input tensors make each
+ * output tensor (slices, layer renumbering), every parameter's value for
+ * every tensor and model, output dtypes and shapes. Checks everything a
+ * merge needs (missing models or tensors, shapes, required parameters,
+ * ranges such as DELLA's density +/- epsilon), so that
+ * hma_recipe_merge_to() fails only on I/O, memory or non-finite values.
+ * Called by hma_recipe_merge_to() when needed; calling it again does
+ * nothing. Errors: HMA_ERR_NOT_FOUND (model path), the store's open
+ * errors (the message names the model), HMA_ERR_MISMATCH (a tensor missing
+ * from a model, shapes that differ), HMA_ERR_RECIPE (a parameter missing
+ * or impossible for a tensor: the message names the tensor, the model and
+ * the recipe line), HMA_ERR_NO_MEMORY.
+ */
+HMA_API int hma_recipe_resolve(hma_recipe *r);
+
+/** Distinct models of a resolved recipe (0 before). */
+HMA_API size_t hma_recipe_model_count(const hma_recipe *r);
+/** Path of model `m` as written in the recipe; NULL out of range. Owned by r. */
+HMA_API const char *hma_recipe_model_path(const hma_recipe *r, size_t m);
+/** The opened store of model `m` (owned by r; valid until hma_recipe_free()); NULL out of range. */
+HMA_API const hma_store *hma_recipe_model_store(const hma_recipe *r, size_t m);
+
+/** Output tensors of a resolved recipe (0 before), in output order. */
+HMA_API size_t hma_recipe_tensor_count(const hma_recipe *r);
+/** Name of output tensor `i`; NULL out of range. Owned by r. */
+HMA_API const char *hma_recipe_tensor_name(const hma_recipe *r, size_t i);
+/** Output dtype of tensor `i`; HMA_DTYPE_COUNT out of range. */
+HMA_API hma_dtype hma_recipe_tensor_dtype(const hma_recipe *r, size_t i);
+/**
+ * Shape of output tensor `i`: *ndim gets the dimension count and the
+ * returned pointer (owned by r) the sizes; NULL out of range.
+ */
+HMA_API const uint64_t *hma_recipe_tensor_shape(const hma_recipe *r, size_t i, unsigned *ndim);
+/**
+ * Position of output tensor `i` in its slice's gradient: t = j / (n - 1)
+ * for layer j of a slice of n layers (1 when n = 1), 0 for the tensors
+ * outside the layers (embeddings, final norm, lm_head: mergekit's rule).
+ * NaN out of range.
+ */
+HMA_API double hma_recipe_tensor_t(const hma_recipe *r, size_t i);
+/** Number of sources (input tensors) of output tensor `i`, in mergekit's order; 0 out of range. */
+HMA_API size_t hma_recipe_tensor_source_count(const hma_recipe *r, size_t i);
+/**
+ * Source `j` of output tensor `i`: *model (may be NULL) gets the model
+ * index (see hma_recipe_model_path()), *input (may be NULL) the input
+ * tensor's name in that model (owned by r). Errors:
+ * HMA_ERR_INVALID_ARGUMENT (out of range, unresolved recipe).
+ */
+HMA_API int hma_recipe_tensor_source(const hma_recipe *r, size_t i, size_t j, size_t *model,
+                                     const char **input);
+/**
+ * The value parameter `name` takes for output tensor `i`: source `j`'s
+ * value for a per-model parameter (weight, density, gamma, epsilon of
+ * DELLA, scale), or the tensor's value for a global one (j = HMA_NPOS:
+ * normalize, lambda, t, ...), after mergekit's lookup (source > slice >
+ * global > the method's default; gradients evaluated at the tensor's t,
+ * filters against the tensor's name). Booleans read as 1 or 0.
+ * Errors: HMA_ERR_NOT_FOUND (the method has no such parameter, or it has
+ * no value here: an optional parameter left unset, or a base model's
+ * weight), HMA_ERR_INVALID_ARGUMENT (NULL, out of range, unresolved).
+ */
+HMA_API int hma_recipe_tensor_param(const hma_recipe *r, size_t i, size_t j, const char *name,
+                                    double *value);
+
+/** Warnings of a resolved or merged recipe (vocabulary rows, tokenizer, dtype notes). */
+HMA_API size_t hma_recipe_note_count(const hma_recipe *r);
+/** Warning `k` (owned by r), or NULL out of range. */
+HMA_API const char *hma_recipe_note(const hma_recipe *r, size_t k);
+
+/**
+ * Merge options. Initialise with hma_recipe_options_init(); struct_size
+ * follows the rule of the conventions.
+ */
+typedef struct hma_recipe_options {
+    size_t struct_size;       /* sizeof(hma_recipe_options) as compiled by the caller */
+    uint64_t seed;            /* key of DARE's and DELLA's random draws; default 0 */
+    unsigned threads;         /* worker threads, 0 = online CPUs (default); results never depend on it */
+    uint64_t shard_size;      /* bytes per shard of a folder output; 0 = one file (default) */
+    hma_progress_fn progress; /* optional: called with output bytes done and total */
+    void *progress_user;
+} hma_recipe_options;
+
+/** The defaults above into the first min(size, sizeof) bytes of `o`; NULL is a no-op. Thread-safe. */
+HMA_API void hma_recipe_options_init_size(hma_recipe_options *o, size_t size);
+/** For C and C++ callers: hma_recipe_options_init_size(o, sizeof *o). */
+static inline void hma_recipe_options_init(hma_recipe_options *o) {
+    hma_recipe_options_init_size(o, sizeof *o);
+}
+
+/**
+ * Add a string to the output's __metadata__ (the CLI records its command
+ * line as "hma_command"). Keys "hma_recipe" and "hma_recipe_text" are the
+ * library's. Errors: HMA_ERR_INVALID_ARGUMENT (NULL, reserved key),
+ * HMA_ERR_NO_MEMORY.
+ */
+HMA_API int hma_recipe_set_metadata(hma_recipe *r, const char *key, const char *value);
+
+/**
+ * Resolve (if needed) and run the merge into `out_path`: a .safetensors
+ * file, or a folder (model.safetensors, or shards and an index when
+ * opts->shard_size > 0) with the base model's config.json (its
+ * num_hidden_layers and vocab_size updated when the merge changes them)
+ * and tokenizer files. __metadata__ holds "hma_recipe" (a JSON summary:
+ * libhma version, method, seed, models) and "hma_recipe_text" (the recipe
+ * as given). One output tensor is merged at a time, spread over the
+ * threads; the output appears complete or not at all. opts NULL = the
+ * defaults. Errors: those of hma_recipe_resolve(), hma_writer_create()
+ * and hma_writer_commit(), HMA_ERR_NONFINITE (a merged tensor holds a
+ * NaN or infinity: from an input, or an overflow; named by tensor),
+ * HMA_ERR_CANCELLED / HMA_ERR_CALLBACK
+ * (progress), HMA_ERR_NO_MEMORY.
+ */
+HMA_API int hma_recipe_merge_to(hma_recipe *r, const char *out_path,
+                                const hma_recipe_options *opts);
 
 /* ======================================================================= */
 /* Ratio search and Pareto fronts                                          */

@@ -44,6 +44,7 @@ static const char *const messages[] = {
     [HMA_ERR_INCOMPLETE] = "output incomplete",
     [HMA_ERR_CALLBACK] = "callback failed",
     [HMA_ERR_EXISTS] = "output path exists with the wrong kind",
+    [HMA_ERR_RECIPE] = "malformed or impossible merge recipe",
 };
 
 const char *hma_strerror(int code) {
