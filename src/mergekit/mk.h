@@ -5,7 +5,7 @@
  * as float32, evaluates the parameters (recipe_params.c) and calls
  * hma__mk_merge(); the methods never see files. docs/merging.md
  * ("mergekit recipes") is the spec, ../shared/mergekit-semantics.md and
- * mergekit itself (arcee-ai/mergekit a6e4028, mergekit/merge_methods/*.py,
+ * mergekit itself (arcee-ai/mergekit a6e4028, mergekit/merge_methods/NAME.py,
  * mergekit/sparsify.py) the reference.
  *
  * Numerics: element-wise arithmetic is float32 in mergekit's operation order

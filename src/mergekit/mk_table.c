@@ -1,7 +1,7 @@
 /*
  * mk_table.c - the names, parameters and defaults of mergekit's methods, as
  * mergekit a6e4028 declares them (parameters() / tensor_parameters() in
- * mergekit/merge_methods/*.py, the registry in merge_methods/registry.py).
+ * mergekit/merge_methods/NAME.py, the registry in merge_methods/registry.py).
  */
 #include "mergekit/mk.h"
 
