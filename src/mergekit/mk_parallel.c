@@ -1,0 +1,39 @@
+/*
+ * mk_parallel.c - the chunked loops of mergekit's methods: [0, n) cut into
+ * fixed chunks of HMA__MK_CHUNK elements, run on the one worker pool.
+ * Chunk boundaries never depend on the thread count, so per-chunk partial
+ * sums added in chunk order give the same double for any thread count.
+ */
+#include "mergekit/mk.h"
+
+#include "core/pool.h"
+
+typedef struct mk_for_arg {
+    uint64_t n;
+    hma__mk_chunk_fn fn;
+    void *arg;
+} mk_for_arg;
+
+static int mk_for_job(void *arg, uint64_t job, unsigned worker) {
+    (void)worker;
+    const mk_for_arg *a = arg;
+    uint64_t e0 = job * HMA__MK_CHUNK;
+    uint64_t e1 = a->n - e0 < HMA__MK_CHUNK ? a->n : e0 + HMA__MK_CHUNK;
+    return a->fn(a->arg, job, e0, e1);
+}
+
+uint64_t hma__mk_chunks(uint64_t n) { return (n + HMA__MK_CHUNK - 1) / HMA__MK_CHUNK; }
+
+int hma__mk_for(unsigned threads, uint64_t n, hma__mk_chunk_fn fn, void *arg) {
+    if (n == 0) return HMA_OK;
+    mk_for_arg a = {n, fn, arg};
+    uint64_t nc = hma__mk_chunks(n);
+    if (nc == 1) return fn(arg, 0, 0, n); /* no thread start for small tensors */
+    return hma__pool_run(nc, threads, mk_for_job, &a, NULL, NULL);
+}
+
+double hma__mk_sum_parts(const double *part, uint64_t nchunks) {
+    double s = 0.0;
+    for (uint64_t c = 0; c < nchunks; c++) s += part[c];
+    return s;
+}
