@@ -200,6 +200,11 @@ int hma__mk_dare(unsigned threads, float *d, uint64_t n, double density, int res
 int hma__mk_della(unsigned threads, float *d, uint64_t rows, uint64_t cols, double density,
                   double epsilon, int rescale, uint64_t key);
 
+/* The checks of hma__mk_validate for the methods of mk_gta.c and mk_sce.c
+ * (hma__mk_validate, in mk_merge.c, calls them; same contract). */
+int hma__mk_validate_gta(const hma__mk_job *job, const char *what);
+int hma__mk_validate_sce(const hma__mk_job *job, const char *what);
+
 /* ---- the methods (job already validated) ---- */
 int hma__mk_run_gta(const hma__mk_job *job);     /* task_arithmetic, ties, dare_*, breadcrumbs*, della* */
 int hma__mk_run_sce(const hma__mk_job *job);
