@@ -57,7 +57,7 @@ WARN := -Wall -Wextra -Werror
 LIBWARN := $(WARN) -Wconversion -Wno-sign-conversion -Wshadow -Wstrict-prototypes
 LIB_CFLAGS := $(BASEFLAGS) $(LIBWARN) -fPIC -fvisibility=hidden -DHMA_BUILDING_LIBRARY -Iinclude -Isrc $(CFLAGS)
 APP_CFLAGS := $(BASEFLAGS) $(WARN) -Iinclude $(CFLAGS)
-LIBS := -lopenblas -lzstd -lpthread -lm
+LIBS := -lopenblas -lzstd -lyaml -lpthread -lm
 LDFLAGS ?=
 
 LIB_SRC := $(sort $(wildcard src/*.c src/*/*.c))
@@ -100,7 +100,7 @@ all: lib $(HMA_BIN)
 lib: $(SHARED) $(LIBOUT)/libhma.so.$(VERSION_MAJOR) $(LIBOUT)/libhma.so $(STATIC)
 
 # ---- dependencies (Debian 12) ----------------------------------------------
-DEB_PKGS := build-essential pkg-config libopenblas-dev libzstd-dev libcmocka-dev \
+DEB_PKGS := build-essential pkg-config libopenblas-dev libzstd-dev libyaml-dev libcmocka-dev \
             python3 python3-numpy python3-pip python3-setuptools valgrind abigail-tools clang libclang-rt-14-dev \
             libopenmpi-dev openmpi-bin
 # make bench also measures the PyTorch merge users run today (Debian's torch).

@@ -38,6 +38,30 @@ typedef struct hma__ynode {
 int hma__yaml_parse(const char *text, size_t len, const char *what, hma__ynode **out);
 void hma__ynode_free(hma__ynode *n);
 
+/* How PyYAML's safe_load (YAML 1.1, what mergekit reads recipes with) types
+ * a scalar. A quoted scalar (or one tagged !!str) is always a string. */
+typedef enum hma__ytype {
+    HMA__YT_STR = 0, /* a string */
+    HMA__YT_NULL,    /* ~ null Null NULL, or nothing */
+    HMA__YT_BOOL,    /* true/false, yes/no, on/off (lower, Capitalised, UPPER) */
+    HMA__YT_INT,     /* 12, +1_000, 0b101, 0x1F, 017 (octal), 1:30 (base 60) */
+    HMA__YT_FLOAT    /* 0.5, 1.e+3, .5, 1:30.5, .inf, -.Inf, .nan */
+} hma__ytype;
+
+typedef struct hma__yscalar {
+    hma__ytype type;
+    double num;     /* BOOL (0 or 1), INT, FLOAT; a STR with numeric = 1 */
+    long long ival; /* INT, when int_ok (it fits) */
+    int int_ok;
+    /* A plain STR that Python's float() reads (1e-5, 1.0e5, -.5: strings to
+     * PyYAML, whose floats need a dot and a signed exponent); mergekit's
+     * pydantic fields turn them into floats where a number goes. */
+    int numeric;
+} hma__yscalar;
+
+/* The type and value of scalar n (a non-scalar gives STR). */
+void hma__yscalar_type(const hma__ynode *n, hma__yscalar *out);
+
 /* ---- recipe_config.c ---- */
 
 /* A parameter setting (mergekit's ParameterSetting). */

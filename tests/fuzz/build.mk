@@ -6,7 +6,7 @@ FUZZ_CC ?= clang
 FZ ?= build/fuzz
 FZSAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FZFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -pthread -ffp-contract=off $(FZSAN) -Iinclude -Isrc
-FZLIBS := -lopenblas -lzstd -lpthread -lm
+FZLIBS := -lopenblas -lzstd -lyaml -lpthread -lm
 
 FZ_LIBSRC := $(sort $(wildcard src/*.c src/*/*.c))
 FZ_LIBOBJ := $(patsubst src/%.c,$(FZ)/obj/%.o,$(FZ_LIBSRC))
