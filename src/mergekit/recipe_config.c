@@ -25,6 +25,7 @@ typedef struct rctx {
     const char *src; /* source name for messages */
     const hma__mk_info *mi;
     size_t notes_cap;
+    int *note_lines; /* to put the notes in line order at the end */
 } rctx;
 
 /* ---- messages --------------------------------------------------------------- */
@@ -79,8 +80,12 @@ static int note(rctx *c, int line, const char *fmt, ...) {
         char **nn = hma__realloc(cfg->notes, nc * sizeof *nn);
         if (!nn) return oom(c);
         cfg->notes = nn;
+        int *nl = hma__realloc(c->note_lines, nc * sizeof *nl);
+        if (!nl) return oom(c);
+        c->note_lines = nl;
         c->notes_cap = nc;
     }
+    c->note_lines[cfg->n_notes] = line;
     if (!(cfg->notes[cfg->n_notes] = hma__strdup(full))) return oom(c);
     cfg->n_notes++;
     return HMA_OK;
@@ -103,6 +108,19 @@ static const char *describe(const hma__ynode *n, char buf[112]) {
 }
 
 /* ---- typed values --------------------------------------------------------------- */
+
+/* " (write numbers without quotes)" when n is quoted text that would be a
+ * number unquoted: mergekit's pydantic converts it, libhma asks for the
+ * number itself. */
+static const char *quote_hint(const hma__ynode *n) {
+    if (n->kind != HMA__Y_SCALAR || !n->quoted) return "";
+    hma__ynode plain = *n;
+    plain.quoted = 0;
+    hma__yscalar v;
+    hma__yscalar_type(&plain, &v);
+    int num = v.type == HMA__YT_INT || v.type == HMA__YT_FLOAT || v.numeric;
+    return num ? " (write numbers without quotes)" : "";
+}
 
 static int is_null(const hma__ynode *n) {
     hma__yscalar v;
@@ -133,7 +151,7 @@ static int get_number(const rctx *c, const hma__ynode *n, const char *path, doub
     hma__yscalar_type(n, &v);
     int ok = n->kind == HMA__Y_SCALAR &&
              (v.type == HMA__YT_INT || v.type == HMA__YT_FLOAT || v.type == HMA__YT_BOOL || v.numeric);
-    if (!ok) return fail(c, n->line, "%s: expected a number, got %s", path, describe(n, d));
+    if (!ok) return fail(c, n->line, "%s: expected a number, got %s%s", path, describe(n, d), quote_hint(n));
     if (!isfinite(v.num)) return fail(c, n->line, "%s: expected a finite number, got %s", path, describe(n, d));
     *out = v.num;
     return HMA_OK;
@@ -210,7 +228,7 @@ static int parse_setting(rctx *c, const hma__ynode *n, const char *path, int all
         hma__yscalar v;
         hma__yscalar_type(n, &v);
         if (!(v.type == HMA__YT_INT || v.type == HMA__YT_FLOAT || v.type == HMA__YT_BOOL || v.numeric))
-            return fail(c, n->line, "%s: expected %s, got %s", path, want, describe(n, d));
+            return fail(c, n->line, "%s: expected %s, got %s%s", path, want, describe(n, d), quote_hint(n));
         s->kind = HMA__RS_NUMBER;
         return get_number(c, n, path, &s->num);
     }
@@ -705,7 +723,7 @@ int hma__rcfg_parse(const char *text, size_t len, const char *source_name, hma__
     hma__rcfg *cfg = hma__calloc(1, sizeof *cfg);
     if (!cfg) return hma__fail(HMA_ERR_NO_MEMORY, "%s: out of memory reading the recipe", source_name);
     cfg->dtype = cfg->out_dtype = HMA_DTYPE_COUNT;
-    rctx c = {cfg, source_name, NULL, 0};
+    rctx c = {cfg, source_name, NULL, 0, NULL};
     int rc = HMA_OK;
     if (!(cfg->source_name = hma__strdup(source_name)) || !(cfg->text = hma__malloc(len + 1))) {
         rc = oom(&c);
@@ -718,6 +736,17 @@ int hma__rcfg_parse(const char *text, size_t len, const char *source_name, hma__
         if (!rc) rc = parse_root(&c, root);
         hma__ynode_free(root);
     }
+    /* notes in the order of their lines (insertion sort: stable, few notes) */
+    for (size_t i = 1; !rc && i < cfg->n_notes; i++)
+        for (size_t j = i; j > 0 && c.note_lines[j - 1] > c.note_lines[j]; j--) {
+            int l = c.note_lines[j];
+            c.note_lines[j] = c.note_lines[j - 1];
+            c.note_lines[j - 1] = l;
+            char *t = cfg->notes[j];
+            cfg->notes[j] = cfg->notes[j - 1];
+            cfg->notes[j - 1] = t;
+        }
+    hma__free(c.note_lines);
     if (rc) {
         hma__rcfg_free(cfg);
         return rc;
