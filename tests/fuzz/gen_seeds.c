@@ -2,7 +2,7 @@
  * gen_seeds.c - writes the seed corpora of the fuzz targets with the current
  * library, so that no binary seed is committed (the pack format may still
  * change). Usage: gen_seeds OUTDIR; creates OUTDIR/<target>/ for each target
- * (safetensors, gguf, index, json, groups, pack, pack_chunk). Exit 0 on success.
+ * (safetensors, gguf, index, json, groups, pack, pack_chunk, recipe). Exit 0 on success.
  */
 #include "fuzz_common.h"
 
@@ -11,6 +11,8 @@
 #include "pack/codec.h"
 
 #include <errno.h>
+
+#include "../mergekit_examples.h"
 
 static const char *g_out;
 static int g_fail;
@@ -311,6 +313,38 @@ static void gen_packs(const char *tmp) {
     hma_store_close(base);
 }
 
+/* fuzz_recipe seeds: mergekit's six examples, the same as JSON, and small
+ * recipes that reach the rarer paths (filters, tags, tokenizer, notes,
+ * errors the fuzzer can mutate into successes and back). */
+static void gen_recipe(void) {
+    for (size_t i = 0; i < MK_N_EXAMPLES; i++)
+        seed("recipe", mk_examples[i].name, mk_examples[i].text, strlen(mk_examples[i].text));
+    static const char *const extra[] = {
+        "{\"models\":[{\"model\":\"a\",\"parameters\":{\"weight\":[0,0.5,1],\"density\":0.5}},"
+        "{\"model\":\"b\",\"parameters\":{\"weight\":[{\"filter\":\"mlp\",\"value\":0.5},{\"value\":1e-5}]}}],"
+        "\"merge_method\":\"dare_ties\",\"base_model\":\"c\",\"parameters\":{\"lambda\":true},\"dtype\":\"float32\","
+        "\"out_dtype\":\"bfloat16\"}",
+        "merge_method: della\nbase_model: b\nslices:\n  - sources:\n      - model: a\n        layer_range: [0, 0x10]\n"
+        "        parameters: {weight: !!float 1, epsilon: .05}\n      - model: b\n        layer_range: [1:00, 76]\n"
+        "    base_model: b\n    parameters:\n      density:\n        - filter: \"*\"\n          value: [yes, off]\n"
+        "parameters:\n  normalize: On\n  weight: 0.3\n",
+        "merge_method: slerp\nbase_model: a\nmodels:\n  - model: a\n  - model: 'b'\n    parameters:\n      weight: 1\n"
+        "parameters:\n  t: [0, 1]\ntokenizer:\n  source: base\n  tokens:\n    <x>: {source: a, force: true}\n"
+        "  pad_to_multiple_of: 64\nchat_template: |\n  {{ bos }}\n",
+        "merge_method: model_stock\nbase_model: a\nmodels:\n  - model: b\n    parameters:\n      filter_wise: true\n"
+        "tokenizer_source: union\n",
+        "merge_method: linear\nmodels:\n  - model: a\n    parameters:\n      weight: [1, {filter: x, value: 2}]\n",
+        "merge_method: linear\nmodels:\n  - &m {model: a}\n  - *m\n",
+        "---\nmerge_method: nuslerp\nmodels: [{model: a, parameters: {weight: 1}}, {model: b, parameters: {weight: 2}}]\n"
+        "parameters: {nuslerp_flatten: false}\n...\n",
+    };
+    for (size_t i = 0; i < sizeof extra / sizeof extra[0]; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "extra%zu", i);
+        seed("recipe", name, extra[i], strlen(extra[i]));
+    }
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: gen_seeds OUTDIR\n");
@@ -324,6 +358,7 @@ int main(int argc, char **argv) {
     gen_index();
     gen_groups();
     gen_packs(tmp);
+    gen_recipe();
     if (!g_fail) printf("gen_seeds: %u seeds in %s\n", g_count, g_out);
     return g_fail;
 }
