@@ -519,6 +519,15 @@ HMA_API int hma_writer_copy_metadata(hma_writer *w, const hma_store *src);
 HMA_API int hma_writer_add_file(hma_writer *w, const char *name, const char *src_path);
 
 /**
+ * Name `i` of the files a merge into a folder copies from a model folder
+ * (config.json, generation_config.json, tokenizer.json,
+ * tokenizer_config.json, special_tokens_map.json, tokenizer.model, ...;
+ * `hma merge` and hma_recipe_merge_to() copy those that exist), or NULL
+ * for i past the last. Static strings. Thread-safe.
+ */
+HMA_API const char *hma_side_file_name(size_t i);
+
+/**
  * Make this writer part `part` of `nparts` of a partitioned output: several
  * processes (or machines, over a shared filesystem) each write a share of
  * one output, and a last step (hma_writer_set_finalize()) checks them and

@@ -139,24 +139,21 @@ static char *input_folder(const char *path) {
 
 /* ---- copying the config and tokenizer files ------------------------------ */
 
-static const char *const side_files[] = {
-    "config.json",          "generation_config.json", "tokenizer.json",     "tokenizer_config.json",
-    "special_tokens_map.json", "tokenizer.model",     "added_tokens.json",  "vocab.json",
-    "vocab.txt",            "merges.txt",             "spiece.model",       "chat_template.jinja"};
-
-/* Declare the side files of folder `from` to the writer: each is copied by
+/* Declare the side files of folder `from` (hma_side_file_name(), the one
+ * list, shared with recipes) to the writer: each is copied by
  * the library into a temporary at begin and renamed into place by
  * hma_writer_commit() together with the shards, so it appears whole, with
  * the weights, or not at all. *count receives the number declared.
  * Returns HMA_OK or the library's error code. */
 static int add_side_files(hma_writer *w, const char *from, int *count) {
     *count = 0;
-    for (size_t i = 0; i < sizeof side_files / sizeof side_files[0]; i++) {
+    const char *name;
+    for (size_t i = 0; (name = hma_side_file_name(i)) != NULL; i++) {
         char src[PATH_MAX];
         struct stat st;
-        if (snprintf(src, sizeof src, "%s/%s", from, side_files[i]) >= (int)sizeof src) continue;
+        if (snprintf(src, sizeof src, "%s/%s", from, name) >= (int)sizeof src) continue;
         if (stat(src, &st) != 0 || !S_ISREG(st.st_mode)) continue;
-        int rc = hma_writer_add_file(w, side_files[i], src);
+        int rc = hma_writer_add_file(w, name, src);
         if (rc) return rc;
         ++*count;
     }

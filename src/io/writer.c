@@ -358,6 +358,17 @@ int hma__writer_add_file_data(hma_writer *w, const char *name, const void *data,
     return add_file_entry(w, name, NULL, data, len);
 }
 
+/* The config and tokenizer files of a Hugging Face folder that a merge
+ * copies: one list for `hma merge` and for recipes. */
+static const char *const k_side_files[] = {
+    "config.json",          "generation_config.json", "tokenizer.json",     "tokenizer_config.json",
+    "special_tokens_map.json", "tokenizer.model",     "added_tokens.json",  "vocab.json",
+    "vocab.txt",            "merges.txt",             "spiece.model",       "chat_template.jinja"};
+
+const char *hma_side_file_name(size_t i) {
+    return i < sizeof k_side_files / sizeof k_side_files[0] ? k_side_files[i] : NULL;
+}
+
 /* ---- begin --------------------------------------------------------------- */
 
 /* Close and delete every temporary, and remove the folders begin created
