@@ -588,13 +588,40 @@ static void errors_no_output(void **state) {
     hma_recipe_free(r);
 }
 
+/* `hma merge --config R --dry-run` prints one line per output tensor and
+ * writes nothing; the real run writes the output (needs HMA_BIN). */
+static void cli_dry_run(void **state) {
+    (void)state;
+    const char *bin = getenv("HMA_BIN");
+    if (!bin || !*bin) skip();
+    char *rp = tu_join(tu_dir, "cli.yml"), *out = tu_join(tu_dir, "cli-out"), *lst = tu_join(tu_dir, "cli.txt");
+    char text[1024], cmd[4096];
+    int n = snprintf(text, sizeof text,
+                     "merge_method: passthrough\nslices:\n  - sources:\n      - model: %s\n        layer_range: [0, 2]\n"
+                     "        parameters: {scale: 0.5}\n",
+                     A);
+    assert_int_equal(tu_write_file(rp, text, (size_t)n), 0);
+    snprintf(cmd, sizeof cmd, "%s merge --config %s -o %s --dry-run > %s", bin, rp, out, lst);
+    assert_int_equal(system(cmd), 0);
+    assert_false(exists(out));
+    size_t len;
+    char *txt = (char *)tu_read_file(lst, &len);
+    assert_non_null(txt);
+    assert_non_null(strstr(txt, "model.layers.1.self_attn.q_proj.weight [4,4] F32 t=1 0:model.layers.1.self_attn.q_proj.weight(scale=0.5)"));
+    free(txt);
+    snprintf(cmd, sizeof cmd, "%s merge --config %s -o %s -q --threads 2", bin, rp, out);
+    assert_int_equal(system(cmd), 0);
+    assert_true(exists(out));
+    free(rp), free(out), free(lst);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(gradient_anchors),   cmocka_unit_test(slices_restart),
         cmocka_unit_test(filters_and_precedence), cmocka_unit_test(passthrough_renumbers),
         cmocka_unit_test(linear_bytes),       cmocka_unit_test(vocab_rows),
         cmocka_unit_test(seed_and_threads),   cmocka_unit_test(errors_name_line),
-        cmocka_unit_test(errors_no_output),
+        cmocka_unit_test(errors_no_output),   cmocka_unit_test(cli_dry_run),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
