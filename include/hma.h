@@ -519,6 +519,15 @@ HMA_API int hma_writer_copy_metadata(hma_writer *w, const hma_store *src);
 HMA_API int hma_writer_add_file(hma_writer *w, const char *name, const char *src_path);
 
 /**
+ * Name `i` of the files a merge into a folder copies from a model folder
+ * (config.json, generation_config.json, tokenizer.json,
+ * tokenizer_config.json, special_tokens_map.json, tokenizer.model, ...;
+ * `hma merge` and hma_recipe_merge_to() copy those that exist), or NULL
+ * for i past the last. Static strings. Thread-safe.
+ */
+HMA_API const char *hma_side_file_name(size_t i);
+
+/**
  * Make this writer part `part` of `nparts` of a partitioned output: several
  * processes (or machines, over a shared filesystem) each write a share of
  * one output, and a last step (hma_writer_set_finalize()) checks them and
@@ -1187,10 +1196,15 @@ HMA_API const char *hma_recipe_method(const hma_recipe *r);
  * hma_recipe_merge_to() fails only on I/O, memory or non-finite values.
  * Called by hma_recipe_merge_to() when needed; calling it again does
  * nothing. Errors: HMA_ERR_NOT_FOUND (model path), the store's open
- * errors (the message names the model), HMA_ERR_MISMATCH (a tensor missing
- * from a model, shapes that differ), HMA_ERR_RECIPE (a parameter missing
- * or impossible for a tensor: the message names the tensor, the model and
- * the recipe line), HMA_ERR_NO_MEMORY.
+ * errors (the message names the model), HMA_ERR_UNSUPPORTED (a GGUF
+ * model: recipes need Hugging Face tensor names), HMA_ERR_MISMATCH (a
+ * tensor missing from a model, shapes that differ, models of a `models:`
+ * recipe with different layer counts), HMA_ERR_UNSUPPORTED_DTYPE (an input
+ * tensor that is not F16, BF16, F32 or F64), HMA_ERR_RECIPE (a parameter
+ * missing or impossible for a tensor, a layer_range beyond a model, a
+ * slice's base_model not among its sources, mergekit's MODEL+LORA syntax:
+ * the message names the tensor, the model and the recipe line),
+ * HMA_ERR_NO_MEMORY. On error the recipe stays unresolved.
  */
 HMA_API int hma_recipe_resolve(hma_recipe *r);
 
@@ -1285,7 +1299,9 @@ HMA_API int hma_recipe_set_metadata(hma_recipe *r, const char *key, const char *
  * libhma version, method, seed, models) and "hma_recipe_text" (the recipe
  * as given). One output tensor is merged at a time, spread over the
  * threads; the output appears complete or not at all. opts NULL = the
- * defaults. Errors: those of hma_recipe_resolve(), hma_writer_create()
+ * defaults. A path ending in ".gguf" is refused (HMA_ERR_INVALID_ARGUMENT:
+ * recipe outputs keep Hugging Face names). Errors: those of
+ * hma_recipe_resolve(), hma_writer_create()
  * and hma_writer_commit(), HMA_ERR_NONFINITE (a merged tensor holds a
  * NaN or infinity: from an input, or an overflow; named by tensor),
  * HMA_ERR_CANCELLED / HMA_ERR_CALLBACK

@@ -114,5 +114,8 @@ int hma__writer_has_metadata(const hma_writer *w, const char *key);
 int hma__writer_tensor_owned(const hma_writer *w, size_t index);
 /* 1 if w writes a GGUF file (its path ends in ".gguf"). */
 int hma__writer_is_gguf(const hma_writer *w);
+/* As hma_writer_add_file(), with the file's bytes given in memory (copied
+ * now): the recipe layer writes an edited config.json this way. */
+int hma__writer_add_file_data(hma_writer *w, const char *name, const void *data, size_t len);
 
 #endif /* HMA_INTERNAL_H */

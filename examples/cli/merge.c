@@ -27,6 +27,14 @@
 static void merge_usage(FILE *f) {
     fprintf(f,
             "usage: hma merge [--base B] --model M [--model M2 ...] [WEIGHTS] [OPTIONS] -o OUT\n"
+            "       hma merge --config RECIPE.yml -o OUT [--seed N] [--threads T] [--shard-size S] [--dry-run]\n"
+            "Recipes (mergekit YAML or JSON: merge_method, base_model, models or slices,\n"
+            "parameters, dtype, out_dtype; every method of docs/merging.md):\n"
+            "  --config RECIPE    run the recipe; models are local paths (relative to the\n"
+            "                     current folder); notes go to stderr\n"
+            "  --seed N           key of DARE's and DELLA's random draws (default 0)\n"
+            "  --dry-run          with --config: one line per output tensor (name, shape,\n"
+            "                     dtype, t, sources model:input, parameters); writes nothing\n"
             "Inputs (files, model.safetensors.index.json, or model folders), in order:\n"
             "  --base B           input 0: the base (pre-RLHF) model; the base of --method task\n"
             "  --model M, M       further inputs (repeatable; bare paths are models too)\n"
@@ -139,24 +147,21 @@ static char *input_folder(const char *path) {
 
 /* ---- copying the config and tokenizer files ------------------------------ */
 
-static const char *const side_files[] = {
-    "config.json",          "generation_config.json", "tokenizer.json",     "tokenizer_config.json",
-    "special_tokens_map.json", "tokenizer.model",     "added_tokens.json",  "vocab.json",
-    "vocab.txt",            "merges.txt",             "spiece.model",       "chat_template.jinja"};
-
-/* Declare the side files of folder `from` to the writer: each is copied by
+/* Declare the side files of folder `from` (hma_side_file_name(), the one
+ * list, shared with recipes) to the writer: each is copied by
  * the library into a temporary at begin and renamed into place by
  * hma_writer_commit() together with the shards, so it appears whole, with
  * the weights, or not at all. *count receives the number declared.
  * Returns HMA_OK or the library's error code. */
 static int add_side_files(hma_writer *w, const char *from, int *count) {
     *count = 0;
-    for (size_t i = 0; i < sizeof side_files / sizeof side_files[0]; i++) {
+    const char *name;
+    for (size_t i = 0; (name = hma_side_file_name(i)) != NULL; i++) {
         char src[PATH_MAX];
         struct stat st;
-        if (snprintf(src, sizeof src, "%s/%s", from, side_files[i]) >= (int)sizeof src) continue;
+        if (snprintf(src, sizeof src, "%s/%s", from, name) >= (int)sizeof src) continue;
         if (stat(src, &st) != 0 || !S_ISREG(st.st_mode)) continue;
-        int rc = hma_writer_add_file(w, side_files[i], src);
+        int rc = hma_writer_add_file(w, name, src);
         if (rc) return rc;
         ++*count;
     }
@@ -389,6 +394,7 @@ typedef struct opts {
     size_t n;
     int has_base;
     const char *out, *method, *groups, *dtype, *copy_unmatched, *simd, *shard;
+    const char *config, *seed; /* --config RECIPE, --seed N */
     const char *alpha, *gradient, *weights;
     const char *rules[256];
     size_t n_rules;
@@ -469,7 +475,11 @@ static int parse_args(int argc, char **argv, opts *o) {
             if (!v) return cli_usage(CMD, "-o needs a path");
             if (o->out) return cli_usage(CMD, "-o given twice");
             o->out = v;
-        } else if (cli_args_value(A, "--method", &v)) o->method = v;
+        } else if (cli_args_value(A, "--config", &v)) {
+            if (v && o->config) return cli_usage(CMD, "--config given twice");
+            o->config = v;
+        } else if (cli_args_value(A, "--seed", &v)) o->seed = v;
+        else if (cli_args_value(A, "--method", &v)) o->method = v;
         else if (cli_args_value(A, "--groups", &v)) o->groups = v;
         else if (cli_args_value(A, "--dtype", &v)) o->dtype = v;
         else if (cli_args_value(A, "--copy-unmatched", &v)) o->copy_unmatched = v;
@@ -559,6 +569,7 @@ static int resolve_partition(opts *o) {
 }
 
 static int run_merge(int argc, char **argv, opts *op);
+static int run_recipe(int argc, char **argv, const opts *o);
 
 int cli_cmd_merge(int argc, char **argv) {
     opts o;
@@ -586,6 +597,8 @@ int cli_merge_partition(int argc, char **argv, long rank, long world, int finali
 static int run_merge(int argc, char **argv, opts *op) {
     opts o = *op;
     int rc = 0;
+    if (o.config) return run_recipe(argc, argv, &o);
+    if (o.seed) return cli_usage(CMD, "--seed applies to --config recipes");
 
     /* ---- check the combination before opening anything ---- */
     hma_method method = HMA_METHOD_LINEAR;
@@ -841,5 +854,116 @@ done:
     free(alpha);
     free(list);
     free(side_from);
+    return rc;
+}
+
+/* ---- recipes (--config) ----------------------------------------------------- */
+
+/* Every parameter name a method may take (hma_recipe_tensor_param() says
+ * which ones this recipe's method takes). */
+static const char *const recipe_params[] = {"weight",    "density",          "gamma",    "epsilon",
+                                            "scale",     "normalize",        "rescale",  "lambda",
+                                            "int8_mask", "t",                "filter_wise", "nuslerp_flatten",
+                                            "nuslerp_row_wise", "max_iter",  "tol",      "normalize_weights",
+                                            "eps",       "select_topk",      "r",        "alpha"};
+
+/* One line per output tensor: name, shape, dtype, t, sources model:input
+ * (with their per-model values), then the global values. */
+static int print_recipe(const hma_recipe *r) {
+    FILE *o = stdout;
+    size_t R = hma_recipe_tensor_count(r), M = hma_recipe_model_count(r);
+    fprintf(o, "recipe: method %s, %zu models, %zu tensors\n", hma_recipe_method(r), M, R);
+    for (size_t m = 0; m < M; m++) fprintf(o, "  model %zu: %s\n", m, hma_recipe_model_path(r, m));
+    for (size_t i = 0; i < R; i++) {
+        unsigned nd = 0;
+        const uint64_t *sh = hma_recipe_tensor_shape(r, i, &nd);
+        fprintf(o, "%s [", hma_recipe_tensor_name(r, i));
+        for (unsigned d = 0; d < nd; d++) fprintf(o, "%s%" PRIu64, d ? "," : "", sh[d]);
+        fprintf(o, "] %s t=%.6g", hma_dtype_name(hma_recipe_tensor_dtype(r, i)), hma_recipe_tensor_t(r, i));
+        for (size_t j = 0; j < hma_recipe_tensor_source_count(r, i); j++) {
+            size_t m;
+            const char *in;
+            int rc = hma_recipe_tensor_source(r, i, j, &m, &in);
+            if (rc != HMA_OK) return cli_fail(CMD, rc);
+            fprintf(o, " %zu:%s", m, in);
+            const char *sep = "(";
+            for (size_t p = 0; p < sizeof recipe_params / sizeof recipe_params[0]; p++) {
+                double v;
+                if (hma_recipe_tensor_param(r, i, j, recipe_params[p], &v) != HMA_OK) continue;
+                fprintf(o, "%s%s=%.6g", sep, recipe_params[p], v);
+                sep = ",";
+            }
+            if (*sep == ',') fputc(')', o);
+        }
+        for (size_t p = 0; p < sizeof recipe_params / sizeof recipe_params[0]; p++) {
+            double v;
+            if (hma_recipe_tensor_param(r, i, HMA_NPOS, recipe_params[p], &v) == HMA_OK)
+                fprintf(o, " %s=%.6g", recipe_params[p], v);
+        }
+        fputc('\n', o);
+    }
+    if (fflush(o) != 0) {
+        fprintf(stderr, "hma merge: cannot write output\n");
+        return 1;
+    }
+    return 0;
+}
+
+static int run_recipe(int argc, char **argv, const opts *o) {
+    if (o->n || o->method || o->groups || o->dtype || o->alpha || o->gradient || o->weights || o->n_rules ||
+        o->copy_unmatched || o->simd || o->normalize >= 0 || o->allow_nonfinite || o->pmode)
+        return cli_usage(CMD, "--config takes models, method and weights from the recipe: give only -o, --seed, "
+                              "--threads, --shard-size, --dry-run and -q");
+    if (!o->out && !o->dry_run) return cli_usage(CMD, "missing -o OUT (or --dry-run)");
+    uint64_t seed = 0, shard = 0;
+    if (o->seed) {
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(o->seed, &end, 10);
+        if (end == o->seed || *end || errno || o->seed[0] == '-') return cli_usage(CMD, "--seed needs an integer 0..2^64-1");
+        seed = v;
+    }
+    if (o->shard) {
+        if (parse_size(o->shard, &shard)) return cli_usage(CMD, "--shard-size needs a size such as 5GB or 500MiB");
+        if (o->out && (ends_with(o->out, ".safetensors") || ends_with(o->out, ".gguf")))
+            return cli_usage(CMD, "--shard-size needs a folder output (-o DIR)");
+    }
+    hma_recipe *r = NULL;
+    int rc = hma_recipe_load(&r, o->config);
+    if (!rc) rc = hma_recipe_resolve(r);
+    for (size_t k = 0; r && k < hma_recipe_note_count(r); k++) {
+        fputs("note: ", stderr);
+        cli_put_one_line(stderr, hma_recipe_note(r, k));
+        fputc('\n', stderr);
+    }
+    if (rc) {
+        rc = cli_fail(CMD, rc);
+        hma_recipe_free(r);
+        return rc;
+    }
+    if (o->dry_run) {
+        rc = print_recipe(r);
+        hma_recipe_free(r);
+        return rc;
+    }
+    char *cmdline = command_line(argc, argv, o->skip, o->nskip);
+    rc = cmdline ? hma_recipe_set_metadata(r, COMMAND_KEY, cmdline) : HMA_ERR_NO_MEMORY;
+    free(cmdline);
+    cli_progress pr;
+    cli_progress_init(&pr, o->quiet);
+    hma_recipe_options opt;
+    hma_recipe_options_init(&opt);
+    opt.seed = seed;
+    opt.threads = (unsigned)o->threads;
+    opt.shard_size = shard;
+    opt.progress = cli_progress_cb;
+    opt.progress_user = &pr;
+    if (!rc) rc = hma_recipe_merge_to(r, o->out, &opt);
+    double secs = cli_progress_finish(&pr);
+    if (rc) rc = cli_fail(CMD, rc);
+    else if (!o->quiet)
+        fprintf(stderr, "merged %zu tensors (%s, %zu models), %.3f GB in %.2f s\n", hma_recipe_tensor_count(r),
+                hma_recipe_method(r), hma_recipe_model_count(r), (double)pr.total / 1e9, secs);
+    hma_recipe_free(r);
     return rc;
 }

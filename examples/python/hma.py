@@ -49,6 +49,7 @@ __all__ = [
     "ratios_from_logits", "ratios_jacobian", "logits_gradient", "logits_from_ratios",
     "delta_dot", "search", "sweep", "project_ratios", "pareto_front",
     "pack_create", "pack_open", "pack_unpack", "pack_verify", "pack_needs_base",
+    "Recipe", "RecipeTensor", "RecipeError", "side_file_names",
 ]
 
 #: The C header version this binding was written for (include/hma.h 1.0.0).
@@ -148,6 +149,11 @@ class _SweepOptions(ctypes.Structure):
 
 class _PackOptions(ctypes.Structure):
     _fields_ = [("struct_size", c_size_t), ("level", c_int), ("threads", c_uint), ("chunk_size", c_u64)]
+
+
+class _RecipeOptions(ctypes.Structure):
+    _fields_ = [("struct_size", c_size_t), ("seed", c_u64), ("threads", c_uint), ("shard_size", c_u64),
+                ("progress", PROGRESS_FN), ("progress_user", c_void_p)]
 
 
 class _PackStats(ctypes.Structure):
@@ -297,6 +303,28 @@ _SIGNATURES = {
     "hma_pack_unpack": (c_int, [c_char_p, c_void_p, c_char_p, P(_PackOptions), P(_PackStats)]),
     "hma_pack_verify": (c_int, [c_char_p, c_void_p, c_char_p, P(_PackOptions), P(_PackStats)]),
     "hma_pack_needs_base": (c_int, [c_char_p, P(c_int)]),
+    # recipes
+    "hma_side_file_name": (c_char_p, [c_size_t]),
+    "hma_recipe_load": (c_int, [P(c_void_p), c_char_p]),
+    "hma_recipe_parse": (c_int, [P(c_void_p), c_char_p, c_size_t, c_char_p]),
+    "hma_recipe_free": (None, [c_void_p]),
+    "hma_recipe_method": (c_char_p, [c_void_p]),
+    "hma_recipe_resolve": (c_int, [c_void_p]),
+    "hma_recipe_model_count": (c_size_t, [c_void_p]),
+    "hma_recipe_model_path": (c_char_p, [c_void_p, c_size_t]),
+    "hma_recipe_tensor_count": (c_size_t, [c_void_p]),
+    "hma_recipe_tensor_name": (c_char_p, [c_void_p, c_size_t]),
+    "hma_recipe_tensor_dtype": (c_int, [c_void_p, c_size_t]),
+    "hma_recipe_tensor_shape": (P(c_u64), [c_void_p, c_size_t, P(c_uint)]),
+    "hma_recipe_tensor_t": (c_double, [c_void_p, c_size_t]),
+    "hma_recipe_tensor_source_count": (c_size_t, [c_void_p, c_size_t]),
+    "hma_recipe_tensor_source": (c_int, [c_void_p, c_size_t, c_size_t, P(c_size_t), P(c_char_p)]),
+    "hma_recipe_tensor_param": (c_int, [c_void_p, c_size_t, c_size_t, c_char_p, P(c_double)]),
+    "hma_recipe_note_count": (c_size_t, [c_void_p]),
+    "hma_recipe_note": (c_char_p, [c_void_p, c_size_t]),
+    "hma_recipe_options_init_size": (None, [P(_RecipeOptions), c_size_t]),
+    "hma_recipe_set_metadata": (c_int, [c_void_p, c_char_p, c_char_p]),
+    "hma_recipe_merge_to": (c_int, [c_void_p, c_char_p, P(_RecipeOptions)]),
 }
 
 
@@ -340,7 +368,7 @@ _CODE_NAMES = [
     "HMA_ERR_OVERFLOW", "HMA_ERR_STATE", "HMA_ERR_OVERWRITES_INPUT", "HMA_ERR_CANCELLED",
     "HMA_ERR_MISMATCH", "HMA_ERR_UNSUPPORTED_DTYPE", "HMA_ERR_NONFINITE", "HMA_ERR_CORRUPT",
     "HMA_ERR_WRONG_BASE", "HMA_ERR_UNSUPPORTED", "HMA_ERR_THREAD", "HMA_ERR_INCOMPLETE",
-    "HMA_ERR_CALLBACK", "HMA_ERR_EXISTS",
+    "HMA_ERR_CALLBACK", "HMA_ERR_EXISTS", "HMA_ERR_RECIPE",
 ]
 # The codes as module constants: hma.ERR_IO == 3, ...
 for _i, _n in enumerate(_CODE_NAMES):
@@ -439,11 +467,15 @@ class ExistsError(HmaError):
     """HMA_ERR_EXISTS."""
 
 
+class RecipeError(HmaError, ValueError):
+    """HMA_ERR_RECIPE: a merge recipe is malformed or asks for something impossible."""
+
+
 _CLASS_OF = {1: InvalidArgumentError, 2: OutOfMemoryError, 3: HmaIOError, 4: NotFoundError,
              22: StateError, 23: OverwritesInputError, 24: CancelledError, 25: MismatchError,
              26: UnsupportedError, 27: NonFiniteError, 28: CorruptError, 29: WrongBaseError,
              30: UnsupportedError, 31: ThreadError, 32: IncompleteError, 33: CallbackError,
-             34: ExistsError}
+             34: ExistsError, 35: RecipeError}
 for _c in range(5, 22):
     _CLASS_OF[_c] = FormatError
 
@@ -2132,3 +2164,139 @@ def pack_needs_base(path):
     v = c_int()
     _check(C.pack_needs_base(_cstr(path, "path"), ctypes.byref(v)))
     return bool(v.value)
+
+
+# ---------------------------------------------------------------------------
+# mergekit recipes
+# ---------------------------------------------------------------------------
+
+
+def side_file_names():
+    """The config and tokenizer files a merge into a folder copies from a model folder."""
+    out, i = [], 0
+    while True:
+        n = C.side_file_name(i)
+        if n is None:
+            return out
+        out.append(_s(n))
+        i += 1
+
+
+#: One output tensor of a resolved recipe: sources are (model path, input name) pairs.
+RecipeTensor = namedtuple("RecipeTensor", "name shape dtype t sources")
+
+
+class Recipe(_Handle):
+    """A mergekit YAML (or JSON) recipe: Recipe.load(path) or Recipe.parse(text),
+    then merge_to(out). resolve() opens the models and plans the output
+    (tensors, param()); merge_to() resolves when needed. Not thread-safe."""
+
+    _kind = "recipe"
+
+    def _release(self, ptr):
+        C.recipe_free(ptr)
+
+    @classmethod
+    def _new(cls, call):
+        ptr = c_void_p()
+        _check(call(ctypes.byref(ptr)))
+        r = cls()
+        r._adopt(ptr.value)
+        return r
+
+    @classmethod
+    def load(cls, path):
+        """Parse the recipe file at `path`."""
+        return cls._new(lambda out: C.recipe_load(out, _cstr(path, "path")))
+
+    @classmethod
+    def parse(cls, text, name=None):
+        """Parse recipe text (str or bytes); `name` names it in error messages."""
+        b = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+        nm = None if name is None else _cstr(name, "name")
+        return cls._new(lambda out: C.recipe_parse(out, b, len(b), nm))
+
+    @property
+    def method(self):
+        with self._use() as p:
+            return _s(C.recipe_method(p))
+
+    def resolve(self):
+        """Open the models and plan every output tensor and parameter (idempotent)."""
+        with self._use() as p:
+            _check(C.recipe_resolve(p))
+        return self
+
+    @property
+    def models(self):
+        """Paths of the distinct models (after resolve())."""
+        with self._use() as p:
+            return [_s(C.recipe_model_path(p, m)) for m in range(C.recipe_model_count(p))]
+
+    @property
+    def tensors(self):
+        """The output tensors (after resolve()), as RecipeTensor tuples."""
+        out = []
+        with self._use() as p:
+            models = [_s(C.recipe_model_path(p, m)) for m in range(C.recipe_model_count(p))]
+            for i in range(C.recipe_tensor_count(p)):
+                nd = c_uint()
+                sh = C.recipe_tensor_shape(p, i, ctypes.byref(nd))
+                srcs = []
+                for j in range(C.recipe_tensor_source_count(p, i)):
+                    m, inp = c_size_t(), c_char_p()
+                    _check(C.recipe_tensor_source(p, i, j, ctypes.byref(m), ctypes.byref(inp)))
+                    srcs.append((models[m.value], _s(inp.value)))
+                out.append(RecipeTensor(_s(C.recipe_tensor_name(p, i)), tuple(sh[d] for d in range(nd.value)),
+                                        Dtype(C.recipe_tensor_dtype(p, i)), C.recipe_tensor_t(p, i), srcs))
+        return out
+
+    def param(self, i, j, name):
+        """Value of parameter `name` for output tensor i (index or name): source j's
+        for a per-model parameter, the tensor's for a global one (j None). None when
+        the method does not take it or it has no value here."""
+        with self._use() as p:
+            if not isinstance(i, numbers.Integral):
+                names = [_s(C.recipe_tensor_name(p, k)) for k in range(C.recipe_tensor_count(p))]
+                if i not in names:
+                    raise NotFoundError(4, "no output tensor %r" % (i,))
+                i = names.index(i)
+            v = c_double()
+            rc = C.recipe_tensor_param(p, int(i), NPOS if j is None else int(j), _cstr(name, "name"),
+                                       ctypes.byref(v))
+            if rc == 4:  # HMA_ERR_NOT_FOUND: not taken by the method, or no value
+                return None
+            _check(rc)
+            return v.value
+
+    @property
+    def notes(self):
+        """Warnings: vocabulary rows, tokenizer, dtype notes."""
+        with self._use() as p:
+            return [_s(C.recipe_note(p, k)) for k in range(C.recipe_note_count(p))]
+
+    def set_metadata(self, key, value):
+        """Add a string to the output's __metadata__."""
+        with self._use() as p:
+            _check(C.recipe_set_metadata(p, _cstr(key, "key"), _cstr(value, "value")))
+
+    def merge_to(self, out, seed=0, threads=0, shard_size=0, progress=None):
+        """Resolve if needed and write the merge to `out` (a .safetensors file or a
+        folder). progress(done, total) may return False to cancel."""
+        o = _RecipeOptions()
+        C.recipe_options_init_size(ctypes.byref(o), ctypes.sizeof(o))
+        o.seed, o.threads, o.shard_size = int(seed), int(threads), int(shard_size)
+        guard = _CallbackGuard(CANCEL)
+
+        def cb(user, done, total):
+            r = guard.run(progress, done, total)
+            return CANCEL if r is False or r == CANCEL else 0
+
+        keep = None
+        if progress is not None:
+            keep = o.progress = PROGRESS_FN(cb)
+        with self._use() as p:
+            rc = C.recipe_merge_to(p, _cstr(out, "out"), ctypes.byref(o))
+        del keep
+        guard.raise_pending()
+        _check(rc)

@@ -295,8 +295,9 @@ static const char *bad_file_name(const char *name) {
     return NULL;
 }
 
-int hma_writer_add_file(hma_writer *w, const char *name, const char *src_path) {
-    if (!w || !name || !src_path) return hma__fail(HMA_ERR_INVALID_ARGUMENT, "hma_writer_add_file: NULL argument");
+/* Declare copied file `name`: from the file src_path, or (src_path NULL)
+ * the bytes data[0..len), copied now. */
+static int add_file_entry(hma_writer *w, const char *name, const char *src_path, const char *data, size_t len) {
     if (w->state != W_DECLARING)
         return hma__fail(HMA_ERR_STATE, "%s: file \"%.200s\" added after hma_writer_begin() (expected before)", w->path,
                          name);
@@ -309,30 +310,63 @@ int hma_writer_add_file(hma_writer *w, const char *name, const char *src_path) {
     for (size_t i = 0; i < w->nx; i++)
         if (strcmp(w->xnames[i], name) == 0)
             return hma__fail(HMA_ERR_BAD_NAME, "%s: file \"%.200s\" added twice (expected unique names)", w->path, name);
-    int fd;
-    struct stat st;
-    int rc = hma__open_read(src_path, &fd, &st); /* fail now rather than at begin */
-    if (rc) return rc;
-    close(fd);
+    if (src_path) {
+        int fd;
+        struct stat st;
+        int rc = hma__open_read(src_path, &fd, &st); /* fail now rather than at begin */
+        if (rc) return rc;
+        close(fd);
+    }
     if (w->nx == w->capx) {
         size_t ncap = w->capx ? w->capx * 2 : 4;
         char **nn = hma__realloc(w->xnames, ncap * sizeof *nn);
         if (nn) w->xnames = nn;
         char **ns = nn ? hma__realloc(w->xsrcs, ncap * sizeof *ns) : NULL;
         if (ns) w->xsrcs = ns;
-        if (!nn || !ns) return hma__fail(HMA_ERR_NO_MEMORY, "%s: file \"%.200s\": out of memory", w->path, name);
+        char **nd = ns ? hma__realloc(w->xdata, ncap * sizeof *nd) : NULL;
+        if (nd) w->xdata = nd;
+        size_t *nl = nd ? hma__realloc(w->xdlen, ncap * sizeof *nl) : NULL;
+        if (nl) w->xdlen = nl;
+        if (!nl) return hma__fail(HMA_ERR_NO_MEMORY, "%s: file \"%.200s\": out of memory", w->path, name);
         w->capx = ncap;
     }
-    char *n = hma__strdup(name), *src = hma__strdup(src_path);
-    if (!n || !src) {
+    char *n = hma__strdup(name), *src = src_path ? hma__strdup(src_path) : NULL;
+    char *d = src_path ? NULL : hma__malloc(len ? len : 1);
+    if (!n || (src_path ? !src : !d)) {
         hma__free(n);
         hma__free(src);
+        hma__free(d);
         return hma__fail(HMA_ERR_NO_MEMORY, "%s: file \"%.200s\": out of memory", w->path, name);
     }
+    if (d && len) memcpy(d, data, len);
     w->xnames[w->nx] = n;
     w->xsrcs[w->nx] = src;
+    w->xdata[w->nx] = d;
+    w->xdlen[w->nx] = src_path ? 0 : len;
     w->nx++;
     return HMA_OK;
+}
+
+int hma_writer_add_file(hma_writer *w, const char *name, const char *src_path) {
+    if (!w || !name || !src_path) return hma__fail(HMA_ERR_INVALID_ARGUMENT, "hma_writer_add_file: NULL argument");
+    return add_file_entry(w, name, src_path, NULL, 0);
+}
+
+int hma__writer_add_file_data(hma_writer *w, const char *name, const void *data, size_t len) {
+    if (!w || !name || (!data && len))
+        return hma__fail(HMA_ERR_INVALID_ARGUMENT, "hma__writer_add_file_data: NULL argument");
+    return add_file_entry(w, name, NULL, data, len);
+}
+
+/* The config and tokenizer files of a Hugging Face folder that a merge
+ * copies: one list for `hma merge` and for recipes. */
+static const char *const k_side_files[] = {
+    "config.json",          "generation_config.json", "tokenizer.json",     "tokenizer_config.json",
+    "special_tokens_map.json", "tokenizer.model",     "added_tokens.json",  "vocab.json",
+    "vocab.txt",            "merges.txt",             "spiece.model",       "chat_template.jinja"};
+
+const char *hma_side_file_name(size_t i) {
+    return i < sizeof k_side_files / sizeof k_side_files[0] ? k_side_files[i] : NULL;
 }
 
 /* ---- begin --------------------------------------------------------------- */
@@ -440,8 +474,12 @@ static int write_file_start(hma__wfile *f, const char *bytes, size_t len) {
  * itself nor an input open in this process. */
 static int copy_file_start(hma__wfile *f) {
     const char *inputs[1] = {f->src};
-    int rc = hma__afile_open(&f->af, f->final_path, inputs, 1);
+    int rc = hma__afile_open(&f->af, f->final_path, inputs, f->src ? 1 : 0);
     if (rc) return rc;
+    if (!f->src) { /* bytes given in memory */
+        f->size = f->mem_len;
+        return f->mem_len ? hma__pwrite_full(f->af.fd, f->af.tmp, f->mem, f->mem_len, 0) : HMA_OK;
+    }
     int fd;
     struct stat st;
     if ((rc = hma__open_read(f->src, &fd, &st))) return rc;
@@ -622,9 +660,12 @@ void hma_writer_free(hma_writer *w) {
     for (size_t i = 0; i < w->nx; i++) {
         hma__free(w->xnames[i]);
         hma__free(w->xsrcs[i]);
+        hma__free(w->xdata[i]);
     }
     hma__free(w->xnames);
     hma__free(w->xsrcs);
+    hma__free(w->xdata);
+    hma__free(w->xdlen);
     hma__free(w->dir);
     hma__free(w->path);
     pthread_mutex_destroy(&w->lock);

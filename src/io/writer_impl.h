@@ -58,7 +58,9 @@ typedef struct hma__wtensor {
 typedef struct hma__wfile {
     char *final_path;
     hma__afile af;       /* its temporary, from begin until commit */
-    const char *src;     /* copied files: the source (owned by the writer) */
+    const char *src;     /* copied files: the source (owned by the writer), or NULL: */
+    const char *mem;     /* the bytes given in memory (hma__writer_add_file_data) */
+    size_t mem_len;
     uint64_t data_off;   /* where tensor data starts: 8 + header length */
     uint64_t size;       /* final file size */
     size_t first, count; /* tensors (shards only) */
@@ -74,7 +76,9 @@ struct hma_writer {
     char **mkeys, **mvals;
     size_t nmeta, capmeta;
 
-    char **xnames, **xsrcs; /* files to copy (hma_writer_add_file) */
+    char **xnames, **xsrcs; /* files to copy (hma_writer_add_file); xsrcs[i] NULL: */
+    char **xdata;           /* the file's bytes, xdlen[i] of them (hma__writer_add_file_data) */
+    size_t *xdlen;
     size_t nx, capx;
 
     hma__wtensor *t;

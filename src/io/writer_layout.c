@@ -108,6 +108,8 @@ int hma__writer_layout(hma_writer *w) {
             f->final_path = hma__strdup(w->path);
         } else if (i >= n && i < n + w->nx) {
             f->src = w->xsrcs[i - n];
+            f->mem = w->xdata[i - n];
+            f->mem_len = w->xdlen[i - n];
             f->final_path = hma__path_join(w->dir, w->xnames[i - n]);
         } else {
             if (!w->sharded) snprintf(name, sizeof name, HMA__SINGLE_NAME);

@@ -28,10 +28,12 @@ static long parse_layer_number(const char *p) {
     return v;
 }
 
-long hma_layer_from_name(const char *name) {
+long hma_layer_from_name(const char *name) { return hma__layer_span(name, NULL, NULL); }
+
+long hma__layer_span(const char *name, size_t *pos, size_t *len) {
     if (!name) return -1;
     long best = -1;
-    size_t best_pos = (size_t)-1;
+    size_t best_pos = (size_t)-1, best_len = 0;
     /* The leftmost family occurrence that starts the name or follows a '.'
      * wins, so "model.decoder.layers.3." is never read as something else. */
     for (size_t f = 0; f < sizeof k_layer_families / sizeof k_layer_families[0]; f++) {
@@ -41,13 +43,22 @@ long hma_layer_from_name(const char *name) {
             if (p != name && p[-1] != '.') continue;
             long v = parse_layer_number(p + fl);
             if (v < 0) continue;
-            size_t pos = (size_t)(p - name);
-            if (pos < best_pos) {
-                best_pos = pos;
+            size_t at = (size_t)(p - name);
+            if (at < best_pos) {
+                best_pos = at;
                 best = v;
+                best_len = fl;
             }
             break;
         }
+    }
+    if (best >= 0) {
+        /* the digits start right after the family; parse_layer_number
+         * accepted 1..9 of them */
+        size_t d = best_pos + best_len, nd = 0;
+        while (name[d + nd] >= '0' && name[d + nd] <= '9') nd++;
+        if (pos) *pos = d;
+        if (len) *len = nd;
     }
     return best;
 }

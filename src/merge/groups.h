@@ -23,6 +23,10 @@ typedef struct hma__groupspec {
 
 /* Parse `spec`; on success *gs owns new memory (free with hma__groupspec_free).
  * Returns HMA_ERR_INVALID_ARGUMENT with a message naming the spec. */
+/* hma_layer_from_name(), and where the number is: name[*pos, *pos + *len)
+ * holds its digits (pos, len may be NULL; set only when the result is >= 0).
+ * The recipe layer renumbers output layers with it. */
+long hma__layer_span(const char *name, size_t *pos, size_t *len);
 int hma__groupspec_parse(const char *spec, hma__groupspec *gs);
 void hma__groupspec_free(hma__groupspec *gs);
 /* Number of groups for L layers (>= 1). */
