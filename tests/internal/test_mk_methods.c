@@ -479,20 +479,20 @@ static void test_nearswap(void **state) {
     tj_free(&t);
 }
 
-/* torch's `t / absdiff` is reciprocal(absdiff) * t: values where that and a
- * true division differ (found with torch: (0.7 / x) != float32(0.7) / x). */
+/* torch's `t / absdiff` is reciprocal(absdiff) * t: a value where that and
+ * a true division differ (found by a scan over multiples of 1/8).
+ * mergekit: nearswap_merge([tensor([1.125])], tensor([0.0]), 0.7) is
+ * 0x1.666668p-1; float32(0.7) / 1.125 * 1.125 would give 0x1.666664p-1. */
 static void test_nearswap_reciprocal(void **state) {
     (void)state;
     tjob t;
-    float a[1] = {0.0f}, b[1] = {3.0f};
+    float a[1] = {0.0f}, b[1] = {1.125f};
     const float *s2[2] = {a, b};
     const uint64_t one = 1;
     tj_init(&t, HMA__MK_NEARSWAP, s2, 2, 0, 1, &one);
     pv_set(&t.global, HMA__P_T, 0.7);
     run_ok(&t);
-    volatile float r = 1.0f / 3.0f;
-    float w = r * 0.7f;
-    assert_int_equal(bits(t.job.out[0]), bits(w * 3.0f + (1.0f - w) * 0.0f));
+    assert_int_equal(bits(t.job.out[0]), bits(0x1.666668p-1f));
     tj_free(&t);
 }
 
