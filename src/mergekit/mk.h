@@ -16,7 +16,8 @@
  *
  * Files:
  *   mk_table.c     method and parameter names, defaults, hma__mk_validate
- *   mk_merge.c     hma__mk_merge: the dispatch
+ *   mk_merge.c     hma__mk_merge: the dispatch; hma__mk_validate; hma__mk_get
+ *   mk_reduce.c    chunked double reductions, per-vector Gram sums
  *   mk_parallel.c  hma__mk_for / hma__mk_sum: chunked loops on the pool
  *   mk_select.c    exact, stable top-k selection (radix select on |x| bits)
  *   mk_rng.c       the counter-based generator of DARE and DELLA
@@ -218,5 +219,75 @@ int hma__mk_run_multislerp(const hma__mk_job *job);
 int hma__mk_run_karcher(const hma__mk_job *job);
 int hma__mk_run_model_stock(const hma__mk_job *job);
 int hma__mk_run_arcee_fusion(const hma__mk_job *job);
+
+/* ---- mk_merge.c ---- */
+/* Parameter p of one model (pv = &job->model[i]) or of the globals
+ * (pv = job->global): its evaluated value when set, else the method's
+ * default from the table (0 when it has none). */
+double hma__mk_get(const hma__mk_job *job, const hma__mk_pv *pv, hma__mk_param p);
+/* 1 when p is set in pv or has a default for job's method. */
+int hma__mk_has(const hma__mk_job *job, const hma__mk_pv *pv, hma__mk_param p);
+
+/* ---- mk_reduce.c: reductions in double on fixed chunks ---- */
+/* fn adds the k sums of elements [e0, e1) (one chunk) to acc[0..k), which
+ * starts at 0. */
+typedef void (*hma__mk_reduce_fn)(void *arg, uint64_t e0, uint64_t e1, double *acc);
+/* sum[j] = the chunks' acc[j] added in chunk order (HMA__MK_CHUNK elements
+ * per chunk; chunks run in parallel). HMA_OK or HMA_ERR_NO_MEMORY / pool error. */
+int hma__mk_reduce(unsigned threads, uint64_t n, size_t k, hma__mk_reduce_fn fn, void *arg,
+                   double *sum);
+
+/* A tensor seen as m vectors of len elements: element i of vector v sits at
+ * flat index v * vstride + i * estride. */
+typedef struct hma__mk_vecs {
+    uint64_t m, len, vstride, estride;
+} hma__mk_vecs;
+/* One vector (the flattened tensor). */
+hma__mk_vecs hma__mk_vecs_flat(uint64_t n);
+/* Rows of the last dimension (mergekit's dim=-1); ndim <= 1: one vector. */
+hma__mk_vecs hma__mk_vecs_rows(const hma__mk_job *job);
+/* Vectors along dimension 0 (what mergekit's transpose(0, -1) puts last):
+ * for a 2-D tensor, its columns. ndim <= 1: one vector. */
+hma__mk_vecs hma__mk_vecs_dim0(const hma__mk_job *job);
+
+/* Index of the pair (i, j), i <= j, among k vectors' k (k + 1) / 2 pairs. */
+static inline size_t hma__mk_tri(size_t i, size_t j, size_t k) { return i * k - i * (i + 1) / 2 + j; }
+
+/*
+ * Gram sums per vector of vs: g[v * P + hma__mk_tri(i, j, k)] = sum over the
+ * vector's elements of a_i * a_j (i <= j; P = k (k + 1) / 2), in double,
+ * with a_i = src[i][e], or float32 (src[i][e] - sub[e]) when sub != NULL.
+ * Each vector is summed per HMA__MK_CHUNK of its elements, chunks added in
+ * order, so g never depends on the thread count.
+ */
+int hma__mk_gram(unsigned threads, const hma__mk_vecs *vs, const float *const *src, size_t k,
+                 const float *sub, double *g);
+
+/* Walk flat indices e0, e0 + 1, ... and know each one's vector. */
+typedef struct hma__mk_vit {
+    uint64_t v, rem, m;
+    int strided;
+} hma__mk_vit;
+static inline hma__mk_vit hma__mk_vit_at(const hma__mk_vecs *vs, uint64_t e) {
+    hma__mk_vit it;
+    it.m = vs->m;
+    it.strided = vs->m > 1 && vs->estride != 1;
+    if (it.strided) {
+        it.v = e % vs->m; /* vstride == 1, estride == m */
+        it.rem = 0;
+    } else {
+        it.v = e / vs->len;
+        it.rem = vs->len - e % vs->len;
+    }
+    return it;
+}
+static inline void hma__mk_vit_next(hma__mk_vit *it, uint64_t len) {
+    if (it->strided) {
+        if (++it->v == it->m) it->v = 0;
+    } else if (--it->rem == 0) {
+        it->v++;
+        it->rem = len;
+    }
+}
 
 #endif /* HMA_MERGEKIT_MK_H */
