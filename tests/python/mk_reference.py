@@ -150,14 +150,12 @@ def della_probs(d, density, epsilon):
     rank by index as in a descending stable order (the lower index ranks higher);
     p = (density - epsilon) + 2 epsilon (r - 1) / (n - 1)."""
     rows = d.reshape(1, -1) if d.ndim < 2 else d.reshape(d.shape[0], -1)
-    n = rows.shape[1]
-    p = np.empty(rows.shape, dtype=np.float64)
-    for i in range(rows.shape[0]):
-        order = order_desc_stable(np.abs(rows[i]))
-        rank = np.empty(n, dtype=np.float64)
-        rank[order] = n - np.arange(n, dtype=np.float64)  # position q -> rank n - q
-        rank_norm = (rank - 1) / (n - 1) if n > 1 else np.zeros(n)
-        p[i] = (density - epsilon) + rank_norm * 2 * epsilon
+    R, n = rows.shape
+    order = np.argsort(-np.abs(rows), axis=1, kind="stable")  # descending, ties by index
+    rank = np.empty((R, n), dtype=np.float64)
+    np.put_along_axis(rank, order, np.broadcast_to(n - np.arange(n, dtype=np.float64), (R, n)), axis=1)
+    rank_norm = (rank - 1) / (n - 1) if n > 1 else np.zeros((R, n))
+    p = (density - epsilon) + rank_norm * 2 * epsilon
     return p.reshape(d.shape)
 
 
@@ -318,19 +316,30 @@ def slerp(xs, base, gp):
     return f32(s0) * v0 + f32(s1) * v1
 
 
+def _rows_dot(a, b):
+    """Row-wise dot products in double (a row lies inside one chunk of the contract)."""
+    return np.sum(a.astype(np.float64) * b.astype(np.float64), axis=1)
+
+
 def _nuslerp_vecs(v0, v1, t):
     """nuslerp over the rows of 2-D float32 arrays (one row: flattened)."""
+    if v0.shape[0] == 1:
+        na, nb, dab = dnorm(v0), dnorm(v1), ddot(v0, v1)
+        na, nb, dab = np.array([na]), np.array([nb]), np.array([dab])
+    else:
+        na, nb, dab = np.sqrt(_rows_dot(v0, v0)), np.sqrt(_rows_dot(v1, v1)), _rows_dot(v0, v1)
+    c = dab / (np.maximum(na, 1e-7) * np.maximum(nb, 1e-7))
+    theta = np.arccos(np.clip(c, -1.0, 1.0))
+    st = np.sin(theta)
     out = np.empty_like(v0)
-    for i in range(v0.shape[0]):
-        a, b = v0[i], v1[i]
-        na, nb = max(dnorm(a), 1e-7), max(dnorm(b), 1e-7)
-        c = ddot(a, b) / (na * nb)
-        theta = math.acos(min(1.0, max(-1.0, c)))
-        st = math.sin(theta)
-        if abs(st) < 1e-8:
-            out[i] = f32(1 - t) * a + f32(t) * b
-        else:
-            out[i] = (f32(math.sin((1 - t) * theta)) * a + f32(math.sin(t * theta)) * b) / f32(st)
+    lin = np.abs(st) < 1e-8
+    sp = ~lin
+    if sp.any():
+        a0 = np.sin((1 - t) * theta[sp]).astype(F32)[:, None]
+        a1 = np.sin(t * theta[sp]).astype(F32)[:, None]
+        out[sp] = (a0 * v0[sp] + a1 * v1[sp]) / st[sp].astype(F32)[:, None]
+    if lin.any():
+        out[lin] = f32(1 - t) * v0[lin] + f32(t) * v1[lin]
     return out
 
 
@@ -450,18 +459,19 @@ def model_stock(xs, base, gp):
         rows = lambda a: a.reshape(1, -1)  # noqa: E731
     W0 = rows(w0)
     offs = [rows(w) - W0 for w in ws]
-    R = W0.shape[0]
     N = len(ws)
-    t = np.empty(R, dtype=np.float64)
-    for r in range(R):
-        cs = []
-        for i in range(N):
-            for j in range(i + 1, N):
-                a, b = offs[i][r], offs[j][r]
-                c = ddot(a, b) / max(dnorm(a) * dnorm(b), 1e-6)
-                cs.append(min(1.0, max(-1.0, c)))
-        c = sum(cs) / len(cs)
-        t[r] = N * c / (1 + (N - 1) * c)
+
+    def dots(a, b):
+        return np.array([ddot(a, b)]) if a.shape[0] == 1 else _rows_dot(a, b)
+
+    cs = []
+    for i in range(N):
+        for j in range(i + 1, N):
+            a, b = offs[i], offs[j]
+            c = dots(a, b) / np.maximum(np.sqrt(dots(a, a)) * np.sqrt(dots(b, b)), 1e-6)
+            cs.append(np.clip(c, -1.0, 1.0))
+    c = sum(cs) / len(cs)
+    t = N * c / (1 + (N - 1) * c)
     avg = model_sum(ws)
     avg = avg / f32(N)
     tf = t.astype(F32)[:, None]
@@ -739,3 +749,119 @@ def plan(cfg, model_names):
         ms = [s["model"] for s in last["sources"]][:len(first["sources"])]
         tensor(n, [n] * len(ms), ms, last, 0.0)
     return out
+
+
+# ---------------------------------------------------------------- recipe text
+def _scalar(tok):
+    tok = tok.strip()
+    if len(tok) >= 2 and tok[0] == tok[-1] and tok[0] in "'\"":
+        return tok[1:-1]
+    low = tok.lower()
+    if low in ("true", "yes", "on"):
+        return True
+    if low in ("false", "no", "off"):
+        return False
+    if low in ("null", "~", ""):
+        return None
+    try:
+        return int(tok)
+    except ValueError:
+        pass
+    try:
+        return float(tok)
+    except ValueError:
+        return tok
+
+
+def _strip_comment(line):
+    q = None
+    for i, ch in enumerate(line):
+        if q:
+            if ch == q:
+                q = None
+        elif ch in "'\"":
+            q = ch
+        elif ch == "#" and (i == 0 or line[i - 1] in " \t"):
+            return line[:i].rstrip()
+    return line.rstrip()
+
+
+def _value(tok):
+    tok = tok.strip()
+    if tok.startswith("[") and tok.endswith("]"):
+        inner = tok[1:-1].strip()
+        return [_scalar(x) for x in inner.split(",")] if inner else []
+    return _scalar(tok)
+
+
+def parse_yaml_subset(text):
+    """The block YAML that mergekit recipes use: maps, '- ' lists (of scalars or maps),
+    flow lists of scalars, scalars, comments. Enough for tests/recipes/*.yml."""
+    lines = []
+    for raw in text.splitlines():
+        s = _strip_comment(raw)
+        if s.strip() and s.strip() != "---":
+            lines.append((len(s) - len(s.lstrip(" ")), s.strip()))
+    pos = [0]
+
+    def block(indent):
+        ind, s = lines[pos[0]]
+        if s.startswith("- ") or s == "-":
+            out = []
+            while pos[0] < len(lines) and lines[pos[0]][0] == ind and lines[pos[0]][1].startswith("-"):
+                _, s = lines[pos[0]]
+                rest = s[1:].strip()
+                if not rest:
+                    pos[0] += 1
+                    out.append(block(lines[pos[0]][0]))
+                elif ":" in rest and not rest.startswith("[") and _key_split(rest):
+                    # "- key: value" opens a map at the column of "key"
+                    lines[pos[0]] = (ind + 2, rest)
+                    out.append(block(ind + 2))
+                else:
+                    out.append(_value(rest))
+                    pos[0] += 1
+            return out
+        out = {}
+        while pos[0] < len(lines) and lines[pos[0]][0] == ind and not lines[pos[0]][1].startswith("- "):
+            _, s = lines[pos[0]]
+            k, v = _key_split(s)
+            pos[0] += 1
+            if v == "":
+                if pos[0] < len(lines) and (lines[pos[0]][0] > ind or
+                                            (lines[pos[0]][0] == ind and lines[pos[0]][1].startswith("- "))):
+                    out[k] = block(lines[pos[0]][0])
+                else:
+                    out[k] = None
+            else:
+                out[k] = _value(v)
+        return out
+
+    return block(lines[0][0]) if lines else None
+
+
+def _key_split(s):
+    q = None
+    for i, ch in enumerate(s):
+        if q:
+            if ch == q:
+                q = None
+        elif ch in "'\"":
+            q = ch
+        elif ch == ":" and (i + 1 == len(s) or s[i + 1] == " "):
+            return _scalar(s[:i]), s[i + 1:].strip()
+    return None
+
+
+def load_recipe(text):
+    """A recipe's text as Python data: PyYAML when it imports (checked against the subset
+    parser), else the subset parser."""
+    mine = parse_yaml_subset(text)
+    try:
+        import yaml
+    except ImportError:
+        return mine
+    theirs = yaml.safe_load(text)
+    if theirs != mine:
+        raise ValueError("the YAML subset parser disagrees with PyYAML:\n%r\n%r" % (mine, theirs))
+    return theirs
