@@ -251,6 +251,8 @@ def main():
         # of noise over thousands of elements), the reference in double
         cases.append((m, m, 3, 0, mp, defaults(m, **{"lambda": 0.9}), 8 if resc else 0))
         cases.append((m + " rescale", m, 3, 0, mp, defaults(m, rescale=1.0, normalize=1.0), 8))
+        if resc:  # the random masks alone: exact
+            cases.append((m + " no rescale", m, 3, 0, mp, defaults(m, rescale=0.0), 0))
     cases += [
         ("linear", "linear", 3, -1, [{"weight": 1.0}, {"weight": 0.3}, {"weight": 0.5}], defaults("linear"), 0),
         ("linear raw", "linear", 2, -1, [{"weight": 0.6}, {"weight": 0.3}], defaults("linear", normalize=0.0), 0),

@@ -60,29 +60,60 @@ def model_sum(arrs):
 
 
 # ---------------------------------------------------------------- randomness
-# DARE / DELLA draws: libhma's counter-based generator (src/mergekit/mk_rng.c),
-# keyed by (seed, output tensor name, source position in mergekit's order) and
-# the flat element index. RNG_IS_LIBHMA tells the tests whether rng_uniform()
-# below is libhma's formula (bit-exact comparison) or a stand-in.
-RNG_IS_LIBHMA = False
+# DARE / DELLA draws: libhma's counter-based generator (src/mergekit/mk_rng.c, written
+# down there and in docs/merging.md), keyed by (seed, output tensor name, source position
+# in mergekit's order, the base counted) and the flat element index:
+#   fmix = splitmix64's finaliser; fnv = 64-bit FNV-1a of the name's bytes;
+#   key = fmix(fmix(seed ^ fnv(name)) + G (source + 1)), G = 0x9E3779B97F4A7C15;
+#   uniform(key, i) = (fmix(key + G (i + 1)) >> 40) * 2^-24  (all arithmetic mod 2^64).
+# An element survives a draw with probability p iff uniform < (float)p.
+RNG_IS_LIBHMA = True
+_G = np.uint64(0x9E3779B97F4A7C15)
+_M64 = (1 << 64) - 1
+
+
+def _fmix_int(z):
+    z &= _M64
+    z ^= z >> 30
+    z = (z * 0xBF58476D1CE4E5B9) & _M64
+    z ^= z >> 27
+    z = (z * 0x94D049BB133111EB) & _M64
+    z ^= z >> 31
+    return z
+
+
+def _fmix_arr(z):
+    z = z ^ (z >> np.uint64(30))
+    z = z * np.uint64(0xBF58476D1CE4E5B9)
+    z = z ^ (z >> np.uint64(27))
+    z = z * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def rng_key(seed, name, source):
+    h = 0xCBF29CE484222325
+    for c in name.encode():
+        h ^= c
+        h = (h * 0x100000001B3) & _M64
+    return (_fmix_int(_fmix_int((int(seed) & _M64) ^ h) + 0x9E3779B97F4A7C15 * (source + 1))) & _M64
 
 
 def rng_uniform(seed, name, source, n):
-    """n uniform float32 draws in [0, 1) for elements 0..n-1 of tensor `name`, source `source`.
-    Stand-in until mk_rng.c's formula is transcribed here (then set RNG_IS_LIBHMA)."""
-    h = np.frombuffer(name.encode(), dtype=np.uint8).astype(np.uint64)
-    key = int((int(seed) * 1000003 + int(h.sum()) * 31 + len(name) * 7 + source) % (1 << 63))
-    g = np.random.Generator(np.random.Philox(key=key))
-    return (g.integers(0, 1 << 24, size=n, dtype=np.uint32).astype(np.float64) * 2.0 ** -24).astype(F32)
+    """n uniform float32 draws in [0, 1) (multiples of 2^-24) for elements 0..n-1."""
+    key = np.uint64(rng_key(seed, name, source))
+    with np.errstate(over="ignore"):
+        i = np.arange(1, n + 1, dtype=np.uint64)
+        z = _fmix_arr(key + _G * i)
+    return (z >> np.uint64(40)).astype(np.float32) * F32(2.0 ** -24)
 
 
 def dare_keep(u, density):
-    """Entry kept when its draw is below the keep probability."""
-    return u < np.float64(density)
+    """Entry kept when its draw is below the keep probability, compared in float32."""
+    return u < f32(density)
 
 
 def della_keep(u, p):
-    return u.astype(np.float64) < p
+    return u < p
 
 
 # ---------------------------------------------------------------- sparsify
@@ -146,16 +177,18 @@ def dare(d, density, rescale, u):
 
 
 def della_probs(d, density, epsilon):
-    """Per-row keep probabilities (double): rank r = 1..n by |d| ascending, where equal |d|
-    rank by index as in a descending stable order (the lower index ranks higher);
-    p = (density - epsilon) + 2 epsilon (r - 1) / (n - 1)."""
+    """Per-row keep probabilities, float32 as torch computes them: rank r = 1..n by |d|
+    ascending, where equal |d| rank by index as in a descending stable order (the lower
+    index ranks higher); rank_norm = (r - 1) / (n - 1);
+    p = f32(density - epsilon) + (rank_norm * 2) * f32(epsilon). Rows: dim 0 of a 2-D
+    tensor; a 1-D tensor is one row."""
     rows = d.reshape(1, -1) if d.ndim < 2 else d.reshape(d.shape[0], -1)
     R, n = rows.shape
     order = np.argsort(-np.abs(rows), axis=1, kind="stable")  # descending, ties by index
-    rank = np.empty((R, n), dtype=np.float64)
-    np.put_along_axis(rank, order, np.broadcast_to(n - np.arange(n, dtype=np.float64), (R, n)), axis=1)
-    rank_norm = (rank - 1) / (n - 1) if n > 1 else np.zeros((R, n))
-    p = (density - epsilon) + rank_norm * 2 * epsilon
+    rank = np.empty((R, n), dtype=F32)
+    np.put_along_axis(rank, order, np.broadcast_to(n - np.arange(n, dtype=F32), (R, n)), axis=1)
+    rank_norm = np.clip((rank - F32(1)) / F32(n - 1), F32(0), F32(1)) if n > 1 else np.zeros((R, n), F32)
+    p = f32(density - epsilon) + (rank_norm * F32(2)) * f32(epsilon)
     return p.reshape(d.shape)
 
 
