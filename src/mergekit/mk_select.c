@@ -1,0 +1,308 @@
+/*
+ * mk_select.c - exact, stable selection of the first k elements of an
+ * order (key descending or ascending, equal keys by ascending flat index)
+ * in O(n): a radix select on the float bits, never a sort of the tensor.
+ *
+ * Why not torch's way: mergekit's argsort/topk leave equal keys in an
+ * unspecified order, and BF16 deltas tie a lot at a threshold (issue 12,
+ * item 5); a flat-index tie rule makes the selected set unique.
+ *
+ * How: keys are float bits with the sign bit cleared (non-negative floats
+ * order like their integer bits). Level 1 histograms the top 15 bits
+ * (u >> 16) per part, the parts' counts are added (integers: exact, any
+ * order), the bucket holding the wanted rank is found; level 2 histograms
+ * the low 16 bits of the keys in that bucket, per part, which gives the
+ * threshold and, per part, how many keys equal it. An exclusive prefix of
+ * those counts over the parts (in index order) tells each part how many
+ * equal keys lie before it, so masks split the ties by flat index without
+ * any further pass and whatever the number of parts.
+ */
+#include "mergekit/mk_sparse.h"
+
+#include "core/pool.h"
+
+#include <math.h>
+
+/* ---- parts ------------------------------------------------------------ */
+
+void hma__mk_parts_init(hma__mk_parts *pt, uint64_t n, unsigned threads) {
+    pt->n = n;
+    pt->nchunks = hma__mk_chunks(n);
+    pt->threads = threads;
+    unsigned c = hma__pool_threads(threads, pt->nchunks ? pt->nchunks : 1);
+    if (c > HMA__MK_MAX_PARTS) c = HMA__MK_MAX_PARTS;
+    /* Per-part histograms count in uint32: a part stays under 2^32 elements. */
+    uint64_t need = (pt->nchunks + 65534) / 65535;
+    if (need > c) c = (unsigned)(need < UINT32_MAX ? need : UINT32_MAX);
+    if (pt->nchunks && c > pt->nchunks) c = (unsigned)pt->nchunks;
+    pt->count = c ? c : 1;
+}
+
+unsigned hma__mk_parts_workers(const hma__mk_parts *pt) {
+    return pt->count == 1 ? 1 : hma__pool_threads(pt->threads, pt->count);
+}
+
+typedef struct parts_arg {
+    hma__mk_part_fn fn;
+    void *arg;
+} parts_arg;
+
+static int parts_job(void *arg, uint64_t job, unsigned worker) {
+    const parts_arg *a = arg;
+    return a->fn(a->arg, (unsigned)job, worker);
+}
+
+int hma__mk_parts_run(const hma__mk_parts *pt, hma__mk_part_fn fn, void *arg) {
+    if (pt->n == 0) return HMA_OK;
+    if (pt->count == 1) return fn(arg, 0, 0);
+    parts_arg a = {fn, arg};
+    return hma__pool_run(pt->count, pt->threads, parts_job, &a, NULL, NULL);
+}
+
+/* ---- the selection engine --------------------------------------------- */
+
+int hma__mk_sel_init(hma__mk_sel *s, const hma__mk_parts *pt) {
+    memset(s, 0, sizeof *s);
+    s->pt = pt;
+    s->h1 = hma__calloc((size_t)pt->count * HMA__MK_H1, sizeof *s->h1);
+    s->h1sum = hma__calloc(HMA__MK_H1, sizeof *s->h1sum);
+    s->h2 = hma__malloc((size_t)pt->count * HMA__MK_H2 * sizeof *s->h2);
+    s->h2sum = hma__malloc(HMA__MK_H2 * sizeof *s->h2sum);
+    if (!s->h1 || !s->h1sum || !s->h2 || !s->h2sum) {
+        hma__mk_sel_free(s);
+        return hma__fail(HMA_ERR_NO_MEMORY, "out of memory (selection histograms)");
+    }
+    return HMA_OK;
+}
+
+void hma__mk_sel_free(hma__mk_sel *s) {
+    hma__free(s->h1);
+    hma__free(s->h1sum);
+    hma__free(s->h2);
+    hma__free(s->h2sum);
+    memset(s, 0, sizeof *s);
+}
+
+void hma__mk_cut_free(hma__mk_cut *c) {
+    hma__free(c->eq_before);
+    c->eq_before = NULL;
+}
+
+typedef struct count_arg {
+    hma__mk_sel *s;
+    const hma__mk_keys *keys;
+    double *chunk_l1;
+} count_arg;
+
+static int count_part(void *arg, unsigned p, unsigned worker) {
+    (void)worker;
+    const count_arg *a = arg;
+    const hma__mk_parts *pt = a->s->pt;
+    uint32_t *h = hma__mk_sel_h1(a->s, p);
+    const float *x = a->keys->a, *b = a->keys->b;
+    uint64_t c0, c1;
+    hma__mk_part_chunks(pt, p, &c0, &c1);
+    for (uint64_t c = c0; c < c1; c++) {
+        uint64_t e0, e1;
+        hma__mk_chunk_range(pt->n, c, &e0, &e1);
+        double l1 = 0.0;
+        if (b) {
+            for (uint64_t e = e0; e < e1; e++) {
+                float d = x[e] - b[e];
+                h[hma__mk_key_bits(d) >> 16]++;
+                l1 += fabs((double)d);
+            }
+        } else {
+            for (uint64_t e = e0; e < e1; e++) {
+                h[hma__mk_key_bits(x[e]) >> 16]++;
+                l1 += fabs((double)x[e]);
+            }
+        }
+        if (a->chunk_l1) a->chunk_l1[c] = l1;
+    }
+    return HMA_OK;
+}
+
+int hma__mk_sel_count(hma__mk_sel *s, const hma__mk_keys *keys, double *chunk_l1) {
+    count_arg a = {s, keys, chunk_l1};
+    return hma__mk_parts_run(s->pt, count_part, &a);
+}
+
+typedef struct level2_arg {
+    hma__mk_sel *s;
+    const hma__mk_keys *keys;
+    uint32_t hi;
+} level2_arg;
+
+static int level2_part(void *arg, unsigned p, unsigned worker) {
+    (void)worker;
+    const level2_arg *a = arg;
+    const hma__mk_parts *pt = a->s->pt;
+    uint32_t *h = a->s->h2 + (size_t)p * HMA__MK_H2;
+    memset(h, 0, HMA__MK_H2 * sizeof *h);
+    const float *x = a->keys->a, *b = a->keys->b;
+    uint32_t hi = a->hi;
+    uint64_t c0, c1, e0, e1, tmp;
+    hma__mk_part_chunks(pt, p, &c0, &c1);
+    hma__mk_chunk_range(pt->n, c0, &e0, &tmp);
+    hma__mk_chunk_range(pt->n, c1 - 1, &tmp, &e1);
+    if (b) {
+        for (uint64_t e = e0; e < e1; e++) {
+            uint32_t u = hma__mk_key_bits(x[e] - b[e]);
+            if ((u >> 16) == hi) h[u & 0xffffu]++;
+        }
+    } else {
+        for (uint64_t e = e0; e < e1; e++) {
+            uint32_t u = hma__mk_key_bits(x[e]);
+            if ((u >> 16) == hi) h[u & 0xffffu]++;
+        }
+    }
+    return HMA_OK;
+}
+
+/* m == 0 or m >= n: no pass needed. */
+static int cut_trivial(const hma__mk_parts *pt, uint64_t m, uint64_t n, int desc, hma__mk_cut *out) {
+    out->desc = desc;
+    out->eq_before = hma__calloc(pt->count, sizeof *out->eq_before);
+    if (!out->eq_before) return hma__fail(HMA_ERR_NO_MEMORY, "out of memory (selection)");
+    if (m == 0) {
+        /* desc: nothing is above or equal to UINT32_MAX; asc: nothing below 0. */
+        out->thr = desc ? UINT32_MAX : 0;
+        out->n_first = 0;
+    } else {
+        (void)n;
+        /* desc: everything >= 0; asc: everything below UINT32_MAX. */
+        out->thr = desc ? 0 : UINT32_MAX;
+        out->n_first = UINT64_MAX;
+    }
+    return HMA_OK;
+}
+
+int hma__mk_sel_cut(hma__mk_sel *s, const hma__mk_keys *keys, uint64_t m, int desc, hma__mk_cut *out) {
+    const hma__mk_parts *pt = s->pt;
+    uint64_t n = pt->n;
+    memset(out, 0, sizeof *out);
+    if (m == 0 || m >= n) return cut_trivial(pt, m, n, desc, out);
+    if (!s->merged) {
+        for (unsigned p = 0; p < pt->count; p++) {
+            const uint32_t *h = hma__mk_sel_h1(s, p);
+            for (uint32_t i = 0; i < HMA__MK_H1; i++) s->h1sum[i] += h[i];
+        }
+        s->merged = 1;
+    }
+    /* r: the 0-based rank, in the key-descending order of the values, of the
+     * key at the group's boundary (desc: the m-th largest; asc: the m-th
+     * smallest, which is rank n - m from the top). */
+    uint64_t r = desc ? m - 1 : n - m;
+    uint64_t above = 0; /* keys in higher buckets */
+    uint32_t hi = HMA__MK_H1 - 1;
+    for (;;) {
+        if (r < above + s->h1sum[hi]) break;
+        above += s->h1sum[hi];
+        if (hi == 0) return hma__fail(HMA_ERR_STATE, "selection: the keys changed between passes (internal error)");
+        hi--;
+    }
+    level2_arg a2 = {s, keys, hi};
+    int rc = hma__mk_parts_run(pt, level2_part, &a2);
+    if (rc != HMA_OK) return rc;
+    memset(s->h2sum, 0, HMA__MK_H2 * sizeof *s->h2sum);
+    for (unsigned p = 0; p < pt->count; p++) {
+        const uint32_t *h = s->h2 + (size_t)p * HMA__MK_H2;
+        for (uint32_t i = 0; i < HMA__MK_H2; i++) s->h2sum[i] += h[i];
+    }
+    uint32_t lo = HMA__MK_H2 - 1;
+    for (;;) {
+        if (r < above + s->h2sum[lo]) break;
+        above += s->h2sum[lo];
+        if (lo == 0) return hma__fail(HMA_ERR_STATE, "selection: the keys changed between passes (internal error)");
+        lo--;
+    }
+    uint64_t eq = s->h2sum[lo]; /* keys equal to the threshold; `above` keys are greater */
+    out->thr = (hi << 16) | lo;
+    out->desc = desc;
+    /* desc: the group is the `above` greater keys and the first m - above
+     * equal ones; asc: the n - above - eq smaller keys and the first rest. */
+    out->n_first = desc ? m - above : m - (n - above - eq);
+    out->eq_before = hma__malloc(pt->count * sizeof *out->eq_before);
+    if (!out->eq_before) return hma__fail(HMA_ERR_NO_MEMORY, "out of memory (selection)");
+    uint64_t before = 0;
+    for (unsigned p = 0; p < pt->count; p++) {
+        out->eq_before[p] = before;
+        before += s->h2[(size_t)p * HMA__MK_H2 + lo];
+    }
+    return HMA_OK;
+}
+
+/* ---- the interface of mk.h -------------------------------------------- */
+
+int hma__mk_select(unsigned threads, const float *key, uint64_t n, uint64_t k, int abs_of, float *thr,
+                   uint64_t *n_eq_keep) {
+    /* The sign bit is ignored either way: keys are non-negative by contract,
+     * so only -0 is affected, and -0 == +0 as floats. */
+    (void)abs_of;
+    if (k == 0 || n == 0) {
+        *thr = INFINITY;
+        *n_eq_keep = 0;
+        return HMA_OK;
+    }
+    if (k > n) k = n;
+    hma__mk_parts pt;
+    hma__mk_parts_init(&pt, n, threads);
+    hma__mk_sel s;
+    int rc = hma__mk_sel_init(&s, &pt);
+    if (rc != HMA_OK) return rc;
+    hma__mk_keys keys = {key, NULL};
+    hma__mk_cut cut;
+    rc = hma__mk_sel_count(&s, &keys, NULL);
+    if (rc == HMA_OK) rc = hma__mk_sel_cut(&s, &keys, k, 1, &cut);
+    hma__mk_sel_free(&s);
+    if (rc != HMA_OK) return rc;
+    uint32_t u = cut.thr;
+    memcpy(thr, &u, sizeof *thr);
+    *n_eq_keep = cut.n_first;
+    hma__mk_cut_free(&cut);
+    return HMA_OK;
+}
+
+typedef struct keep_arg {
+    const hma__mk_parts *pt;
+    float *x;
+    const hma__mk_cut *cut;
+} keep_arg;
+
+static int keep_part(void *arg, unsigned p, unsigned worker) {
+    (void)worker;
+    const keep_arg *a = arg;
+    uint64_t c0, c1, e0, e1, tmp;
+    hma__mk_part_chunks(a->pt, p, &c0, &c1);
+    hma__mk_chunk_range(a->pt->n, c0, &e0, &tmp);
+    hma__mk_chunk_range(a->pt->n, c1 - 1, &tmp, &e1);
+    uint64_t budget = hma__mk_cut_budget(a->cut, p);
+    for (uint64_t e = e0; e < e1; e++)
+        if (!hma__mk_cut_in(a->cut, hma__mk_key_bits(a->x[e]), &budget)) a->x[e] = 0.0f;
+    return HMA_OK;
+}
+
+int hma__mk_keep_topk_abs(unsigned threads, float *x, uint64_t n, uint64_t k) {
+    if (k >= n) return HMA_OK;
+    if (k == 0) {
+        memset(x, 0, n * sizeof *x);
+        return HMA_OK;
+    }
+    hma__mk_parts pt;
+    hma__mk_parts_init(&pt, n, threads);
+    hma__mk_sel s;
+    int rc = hma__mk_sel_init(&s, &pt);
+    if (rc != HMA_OK) return rc;
+    hma__mk_keys keys = {x, NULL};
+    hma__mk_cut cut = {0};
+    rc = hma__mk_sel_count(&s, &keys, NULL);
+    if (rc == HMA_OK) rc = hma__mk_sel_cut(&s, &keys, k, 1, &cut);
+    hma__mk_sel_free(&s);
+    if (rc == HMA_OK) {
+        keep_arg a = {&pt, x, &cut};
+        rc = hma__mk_parts_run(&pt, keep_part, &a);
+    }
+    hma__mk_cut_free(&cut);
+    return rc;
+}
