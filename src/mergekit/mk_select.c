@@ -178,11 +178,13 @@ static int cut_trivial(const hma__mk_parts *pt, uint64_t m, uint64_t n, int desc
     return HMA_OK;
 }
 
-int hma__mk_sel_cut(hma__mk_sel *s, const hma__mk_keys *keys, uint64_t m, int desc, hma__mk_cut *out) {
+/* exact: the threshold is the boundary key even when m == n (hma__mk_select
+ * reports it); masks take the trivial cut then, with no pass. */
+static int sel_cut(hma__mk_sel *s, const hma__mk_keys *keys, uint64_t m, int desc, int exact, hma__mk_cut *out) {
     const hma__mk_parts *pt = s->pt;
     uint64_t n = pt->n;
     memset(out, 0, sizeof *out);
-    if (m == 0 || m >= n) return cut_trivial(pt, m, n, desc, out);
+    if (m == 0 || m > n || (m == n && !exact)) return cut_trivial(pt, m, n, desc, out);
     if (!s->merged) {
         for (unsigned p = 0; p < pt->count; p++) {
             const uint32_t *h = hma__mk_sel_h1(s, p);
@@ -233,6 +235,10 @@ int hma__mk_sel_cut(hma__mk_sel *s, const hma__mk_keys *keys, uint64_t m, int de
     return HMA_OK;
 }
 
+int hma__mk_sel_cut(hma__mk_sel *s, const hma__mk_keys *keys, uint64_t m, int desc, hma__mk_cut *out) {
+    return sel_cut(s, keys, m, desc, 0, out);
+}
+
 /* ---- the interface of mk.h -------------------------------------------- */
 
 int hma__mk_select(unsigned threads, const float *key, uint64_t n, uint64_t k, int abs_of, float *thr,
@@ -254,7 +260,7 @@ int hma__mk_select(unsigned threads, const float *key, uint64_t n, uint64_t k, i
     hma__mk_keys keys = {key, NULL};
     hma__mk_cut cut;
     rc = hma__mk_sel_count(&s, &keys, NULL);
-    if (rc == HMA_OK) rc = hma__mk_sel_cut(&s, &keys, k, 1, &cut);
+    if (rc == HMA_OK) rc = sel_cut(&s, &keys, k, 1, 1, &cut);
     hma__mk_sel_free(&s);
     if (rc != HMA_OK) return rc;
     uint32_t u = cut.thr;
