@@ -123,50 +123,90 @@ typedef struct gta_arg {
     float lambda;      /* applied when apply_lambda */
     int apply_lambda;
     float divisor;     /* without consensus: sum w_i, already 1 when tiny */
-    float *scratch;    /* per worker: (nsrc + 3) * GTA_BLOCK floats */
+    float *scratch;    /* per worker: nsrc * GTA_BLOCK floats */
 } gta_arg;
 
+/*
+ * The block loops run on 4-float vectors (GCC/Clang vector extensions,
+ * SSE2 on x86-64): gcc's -O2 does not vectorize loops of unknown trip
+ * count, and a data-dependent branch per element and source costs more
+ * than the memory traffic. Vector lanes do exactly the scalar float32
+ * operations, so the results are the scalar ones; a scalar loop finishes
+ * the last len % 4 elements.
+ */
+typedef float mk_v4f __attribute__((vector_size(16)));
+typedef uint32_t mk_v4u __attribute__((vector_size(16)));
+typedef int32_t mk_v4i __attribute__((vector_size(16)));
+
+static inline mk_v4f mk_ld(const float *p) {
+    mk_v4f v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+static inline void mk_st(float *p, mk_v4f v) { memcpy(p, &v, sizeof v); }
+static inline mk_v4f mk_splat(float f) { return (mk_v4f){f, f, f, f}; }
+/* lanes of v where m is all ones, +0 elsewhere */
+static inline mk_v4f mk_and(mk_v4f v, mk_v4i m) { return (mk_v4f)((mk_v4i)v & m); }
+
 /* wd_i of one source over [e, e + len) into o. */
-static void gta_weighted(const gta_src *s, const float *base, uint64_t e, size_t len, float *o,
-                         hma__mk_mask_cur *cur) {
+static inline void gta_weighted(const gta_src *s, const float *base, uint64_t e, size_t len, float *o,
+                                hma__mk_mask_cur *cur) {
     const float *x = s->x + e, *b = base + e;
     float f = s->factor, w = s->w;
+    mk_v4f vf = mk_splat(f), vw = mk_splat(w);
+    size_t lv = len & ~(size_t)3, j;
     if (s->stored) {
-        for (size_t j = 0; j < len; j++) o[j] = x[j] * f * w;
+        for (j = 0; j < lv; j += 4) mk_st(o + j, mk_ld(x + j) * vf * vw);
+        for (; j < len; j++) o[j] = x[j] * f * w;
         return;
     }
     switch (s->mask.kind) {
     case HMA__MK_KEEP_ALL:
-        for (size_t j = 0; j < len; j++) o[j] = (x[j] - b[j]) * f * w;
+        for (j = 0; j < lv; j += 4) mk_st(o + j, (mk_ld(x + j) - mk_ld(b + j)) * vf * vw);
+        for (; j < len; j++) o[j] = (x[j] - b[j]) * f * w;
         return;
     case HMA__MK_KEEP_NONE:
-        for (size_t j = 0; j < len; j++) o[j] = 0.0f;
+        for (j = 0; j < len; j++) o[j] = 0.0f;
         return;
     case HMA__MK_KEEP_TOP: {
-        /* The common case first: strictly above the threshold (no state);
-         * the elements equal to it, rare, then take the part's budget in
-         * index order. */
+        /* Elements equal to the threshold are kept while the part's budget
+         * lasts (index order). Count them first: a block whose equal
+         * elements all fit in the budget keeps u >= thr, a block after the
+         * budget ran out keeps u > thr, both vectorized; only the one block
+         * where the budget runs out goes element by element. */
         uint32_t thr = s->mask.a.thr;
-        size_t neq = 0;
-        for (size_t j = 0; j < len; j++) {
-            float d = x[j] - b[j];
-            uint32_t u = hma__mk_key_bits(d);
-            neq += u == thr;
-            o[j] = u > thr ? d : 0.0f;
+        const mk_v4u vthr = {thr, thr, thr, thr}, vabs = {0x7fffffffu, 0x7fffffffu, 0x7fffffffu, 0x7fffffffu};
+        uint64_t neq = 0;
+        if (cur->ba) {
+            mk_v4i veq = {0, 0, 0, 0};
+            for (j = 0; j < lv; j += 4) veq -= (mk_v4i)(((mk_v4u)(mk_ld(x + j) - mk_ld(b + j)) & vabs) == vthr);
+            neq = (uint64_t)(veq[0] + veq[1]) + (uint64_t)(veq[2] + veq[3]);
+            for (; j < len; j++) neq += hma__mk_key_bits(x[j] - b[j]) == thr;
         }
-        if (neq)
-            for (size_t j = 0; j < len; j++) {
+        if (neq > cur->ba) {
+            for (j = 0; j < len; j++) {
                 float d = x[j] - b[j];
-                if (hma__mk_key_bits(d) == thr && cur->ba) {
-                    cur->ba--;
-                    o[j] = d;
-                }
+                o[j] = hma__mk_cut_in(&s->mask.a, hma__mk_key_bits(d), &cur->ba) ? d * f * w : 0.0f;
             }
-        for (size_t j = 0; j < len; j++) o[j] = o[j] * f * w;
+            return;
+        }
+        cur->ba -= neq;
+        /* neq > 0 here: every equal element is kept (u >= thr); else none
+         * is in the block or none may be kept (u > thr) */
+        mk_v4u vlim = neq ? vthr : vthr + 1u;
+        uint32_t lim = neq ? thr : thr + 1u; /* keep u >= lim; thr < 2^31, no wrap */
+        for (j = 0; j < lv; j += 4) {
+            mk_v4f d = mk_ld(x + j) - mk_ld(b + j);
+            mk_st(o + j, mk_and(d, (mk_v4i)(((mk_v4u)d & vabs) >= vlim)) * vf * vw);
+        }
+        for (; j < len; j++) {
+            float d = x[j] - b[j];
+            o[j] = (hma__mk_key_bits(d) >= lim ? d : 0.0f) * f * w;
+        }
         return;
     }
     default:
-        for (size_t j = 0; j < len; j++) {
+        for (j = 0; j < len; j++) {
             float d = x[j] - b[j];
             o[j] = hma__mk_mask_keep(&s->mask, hma__mk_key_bits(d), cur) ? d * f * w : 0.0f;
         }
@@ -174,11 +214,78 @@ static void gta_weighted(const gta_src *s, const float *base, uint64_t e, size_t
     }
 }
 
+/* get_mask("sum"): majority +1 where sum_i wd_i >= 0 (else -1, NaN
+ * included); wd_i counts when its sign is the majority's. mixed and the
+ * divisor are float32 sums in source order. */
+static inline void gta_consensus(const gta_arg *a, const float *wd, const float *b, float *o, size_t len) {
+    size_t T = a->nsrc, lv = len & ~(size_t)3, j;
+    const mk_v4f zero = mk_splat(0.0f), one = mk_splat(1.0f), vl = mk_splat(a->lambda);
+    for (j = 0; j < lv; j += 4) {
+        mk_v4f acc = zero;
+        for (size_t s = 0; s < T; s++) acc += mk_ld(wd + s * GTA_BLOCK + j);
+        mk_v4i pos = (mk_v4i)(acc >= zero);
+        mk_v4f mixed = zero, div = zero;
+        for (size_t s = 0; s < T; s++) {
+            mk_v4f v = mk_ld(wd + s * GTA_BLOCK + j);
+            mk_v4i counted = (pos & (mk_v4i)(v > zero)) | (~pos & (mk_v4i)(v < zero));
+            mixed += mk_and(v, counted);
+            div += mk_and(mk_splat(a->src[s].w), counted);
+        }
+        if (a->normalize) {
+            mk_v4i dz = (mk_v4i)(div == zero);
+            mixed /= (mk_v4f)((dz & (mk_v4i)one) | (~dz & (mk_v4i)div));
+        }
+        if (a->apply_lambda) mixed *= vl;
+        mk_st(o + j, mk_ld(b + j) + mixed);
+    }
+    for (; j < len; j++) {
+        float acc = 0.0f;
+        for (size_t s = 0; s < T; s++) acc += wd[s * GTA_BLOCK + j];
+        int pos = acc >= 0.0f;
+        float mixed = 0.0f, div = 0.0f;
+        for (size_t s = 0; s < T; s++) {
+            float v = wd[s * GTA_BLOCK + j];
+            int counted = pos ? v > 0.0f : v < 0.0f;
+            mixed += counted ? v : 0.0f;
+            div += counted ? a->src[s].w : 0.0f;
+        }
+        if (a->normalize) mixed /= div == 0.0f ? 1.0f : div;
+        if (a->apply_lambda) mixed *= a->lambda;
+        o[j] = b[j] + mixed;
+    }
+}
+
+static inline void gta_plain(const gta_arg *a, const float *wd, const float *b, float *o, size_t len) {
+    size_t T = a->nsrc, lv = len & ~(size_t)3, j;
+    const mk_v4f zero = mk_splat(0.0f), vd = mk_splat(a->divisor), vl = mk_splat(a->lambda);
+    for (j = 0; j < lv; j += 4) {
+        mk_v4f mixed = zero;
+        for (size_t s = 0; s < T; s++) mixed += mk_ld(wd + s * GTA_BLOCK + j);
+        if (a->normalize) mixed /= vd;
+        if (a->apply_lambda) mixed *= vl;
+        mk_st(o + j, mk_ld(b + j) + mixed);
+    }
+    for (; j < len; j++) {
+        float mixed = 0.0f;
+        for (size_t s = 0; s < T; s++) mixed += wd[s * GTA_BLOCK + j];
+        if (a->normalize) mixed /= a->divisor;
+        if (a->apply_lambda) mixed *= a->lambda;
+        o[j] = b[j] + mixed;
+    }
+}
+
+static inline void gta_block(const gta_arg *a, uint64_t e, size_t len, float *wd, hma__mk_mask_cur *curs) {
+    for (size_t s = 0; s < a->nsrc; s++) gta_weighted(&a->src[s], a->base, e, len, wd + s * GTA_BLOCK, &curs[s]);
+    if (a->consensus)
+        gta_consensus(a, wd, a->base + e, a->out + e, len);
+    else
+        gta_plain(a, wd, a->base + e, a->out + e, len);
+}
+
 static int gta_part(void *arg, unsigned p, unsigned worker) {
     const gta_arg *a = arg;
     size_t T = a->nsrc;
-    float *wd = a->scratch + (size_t)worker * (T + 3) * GTA_BLOCK;
-    float *acc = wd + T * GTA_BLOCK, *mixed = acc + GTA_BLOCK, *div = mixed + GTA_BLOCK;
+    float *wd = a->scratch + (size_t)worker * T * GTA_BLOCK;
     hma__mk_mask_cur cur[64];
     hma__mk_mask_cur *curs = T <= 64 ? cur : hma__malloc(T * sizeof *curs);
     if (!curs) return hma__fail(HMA_ERR_NO_MEMORY, "out of memory (merge)");
@@ -187,44 +294,9 @@ static int gta_part(void *arg, unsigned p, unsigned worker) {
     hma__mk_part_chunks(a->pt, p, &c0, &c1);
     hma__mk_chunk_range(a->pt->n, c0, &e0, &tmp);
     hma__mk_chunk_range(a->pt->n, c1 - 1, &tmp, &e1);
-    for (uint64_t e = e0; e < e1; e += GTA_BLOCK) {
-        size_t len = e1 - e < GTA_BLOCK ? (size_t)(e1 - e) : GTA_BLOCK;
-        for (size_t s = 0; s < T; s++) gta_weighted(&a->src[s], a->base, e, len, wd + s * GTA_BLOCK, &curs[s]);
-        const float *b = a->base + e;
-        float *o = a->out + e;
-        if (a->consensus) {
-            for (size_t j = 0; j < len; j++) acc[j] = 0.0f;
-            for (size_t s = 0; s < T; s++)
-                for (size_t j = 0; j < len; j++) acc[j] += wd[s * GTA_BLOCK + j];
-            for (size_t j = 0; j < len; j++) mixed[j] = div[j] = 0.0f;
-            for (size_t s = 0; s < T; s++) {
-                const float *v = wd + s * GTA_BLOCK;
-                float w = a->src[s].w;
-                for (size_t j = 0; j < len; j++) {
-                    /* get_mask("sum"): majority +1 where the sum is >= 0 */
-                    int counted = acc[j] >= 0.0f ? v[j] > 0.0f : v[j] < 0.0f;
-                    mixed[j] += counted ? v[j] : 0.0f;
-                    div[j] += counted ? w : 0.0f;
-                }
-            }
-            for (size_t j = 0; j < len; j++) {
-                float m = mixed[j];
-                if (a->normalize) m /= div[j] == 0.0f ? 1.0f : div[j];
-                if (a->apply_lambda) m *= a->lambda;
-                o[j] = b[j] + m;
-            }
-        } else {
-            for (size_t j = 0; j < len; j++) mixed[j] = 0.0f;
-            for (size_t s = 0; s < T; s++)
-                for (size_t j = 0; j < len; j++) mixed[j] += wd[s * GTA_BLOCK + j];
-            for (size_t j = 0; j < len; j++) {
-                float m = mixed[j];
-                if (a->normalize) m /= a->divisor;
-                if (a->apply_lambda) m *= a->lambda;
-                o[j] = b[j] + m;
-            }
-        }
-    }
+    uint64_t e = e0;
+    for (; e1 - e >= GTA_BLOCK; e += GTA_BLOCK) gta_block(a, e, GTA_BLOCK, wd, curs);
+    if (e < e1) gta_block(a, e, (size_t)(e1 - e), wd, curs);
     if (curs != cur) hma__free(curs);
     return HMA_OK;
 }
@@ -305,7 +377,7 @@ int hma__mk_run_gta(const hma__mk_job *job) {
     float *scratch = NULL;
     if (rc == HMA_OK) {
         unsigned workers = hma__mk_parts_workers(&pt);
-        scratch = hma__malloc((size_t)workers * (T + 3) * GTA_BLOCK * sizeof *scratch);
+        scratch = hma__malloc((size_t)workers * T * GTA_BLOCK * sizeof *scratch);
         if (!scratch) rc = hma__fail(HMA_ERR_NO_MEMORY, "tensor '%s': out of memory", job->name);
     }
     if (rc == HMA_OK) {

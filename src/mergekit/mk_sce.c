@@ -155,7 +155,7 @@ int hma__mk_run_sce(const hma__mk_job *job) {
                 hma__mk_keys keys = {job->scratch, NULL};
                 rc = hma__mk_sel_init(&s, &pt);
                 if (rc == HMA_OK) {
-                    rc = hma__mk_sel_count(&s, &keys, NULL);
+                    rc = hma__mk_sel_count(&s, &keys, NULL, k, 1);
                     if (rc == HMA_OK) rc = hma__mk_sel_cut(&s, &keys, k, 1, &mask.a);
                     hma__mk_sel_free(&s);
                 }

@@ -61,13 +61,18 @@ int hma__mk_parts_run(const hma__mk_parts *pt, hma__mk_part_fn fn, void *arg) {
 
 /* ---- the selection engine --------------------------------------------- */
 
+/* A part's level-2 histogram, then spare counters (count_part) and padding
+ * so that parts never share a cache line. */
+#define MK_H2_STRIDE (HMA__MK_H2 + 16u)
+
 int hma__mk_sel_init(hma__mk_sel *s, const hma__mk_parts *pt) {
     memset(s, 0, sizeof *s);
     s->pt = pt;
-    s->h1 = hma__calloc((size_t)pt->count * HMA__MK_H1, sizeof *s->h1);
+    s->h1 = hma__calloc((size_t)pt->count * HMA__MK_H1_WAYS * HMA__MK_H1, sizeof *s->h1);
     s->h1sum = hma__calloc(HMA__MK_H1, sizeof *s->h1sum);
-    s->h2 = hma__malloc((size_t)pt->count * HMA__MK_H2 * sizeof *s->h2);
+    s->h2 = hma__malloc((size_t)pt->count * MK_H2_STRIDE * sizeof *s->h2);
     s->h2sum = hma__malloc(HMA__MK_H2 * sizeof *s->h2sum);
+    s->pred_hi = s->h2_hi = UINT32_MAX;
     if (!s->h1 || !s->h1sum || !s->h2 || !s->h2sum) {
         hma__mk_sel_free(s);
         return hma__fail(HMA_ERR_NO_MEMORY, "out of memory (selection histograms)");
@@ -94,38 +99,115 @@ typedef struct count_arg {
     double *chunk_l1;
 } count_arg;
 
+/* Keys of a block: u[j] = bits of |a - b| (or |a|) for [e, e + len). */
+#define MK_BLK 1024u
+typedef uint32_t mk_v4u __attribute__((vector_size(16)));
+typedef float mk_v4f __attribute__((vector_size(16)));
+static inline void key_block(const hma__mk_keys *k, uint64_t e, size_t len, uint32_t *u) {
+    const float *x = k->a + e, *b = k->b ? k->b + e : NULL;
+    const mk_v4u mask = {0x7fffffffu, 0x7fffffffu, 0x7fffffffu, 0x7fffffffu};
+    size_t lv = len & ~(size_t)3, j;
+    for (j = 0; j < lv; j += 4) {
+        mk_v4f v, w;
+        memcpy(&v, x + j, sizeof v);
+        if (b) {
+            memcpy(&w, b + j, sizeof w);
+            v -= w;
+        }
+        mk_v4u r = (mk_v4u)v & mask;
+        memcpy(u + j, &r, sizeof r);
+    }
+    for (; j < len; j++) u[j] = hma__mk_key_bits(b ? x[j] - b[j] : x[j]);
+}
+
 static int count_part(void *arg, unsigned p, unsigned worker) {
     (void)worker;
     const count_arg *a = arg;
     const hma__mk_parts *pt = a->s->pt;
-    uint32_t *h = hma__mk_sel_h1(a->s, p);
+    uint32_t *h = a->s->h1 + (size_t)p * HMA__MK_H1_WAYS * HMA__MK_H1;
+    uint32_t *h2 = a->s->h2 + (size_t)p * MK_H2_STRIDE, hp = a->s->pred_hi;
+    if (hp != UINT32_MAX) memset(h2, 0, MK_H2_STRIDE * sizeof *h2);
     const float *x = a->keys->a, *b = a->keys->b;
+    uint32_t u[MK_BLK];
     uint64_t c0, c1;
     hma__mk_part_chunks(pt, p, &c0, &c1);
     for (uint64_t c = c0; c < c1; c++) {
         uint64_t e0, e1;
         hma__mk_chunk_range(pt->n, c, &e0, &e1);
-        double l1 = 0.0;
-        if (b) {
-            for (uint64_t e = e0; e < e1; e++) {
-                float d = x[e] - b[e];
-                h[hma__mk_key_bits(d) >> 16]++;
-                l1 += fabs((double)d);
+        for (uint64_t e = e0; e < e1; e += MK_BLK) {
+            size_t len = e1 - e < MK_BLK ? (size_t)(e1 - e) : MK_BLK, j = 0;
+            key_block(a->keys, e, len, u);
+            /* four interleaved histograms: equal neighbours hit different
+             * counters instead of waiting for each other's increment */
+            if (hp == UINT32_MAX) {
+                for (; j + 4 <= len; j += 4) {
+                    h[u[j] >> 16]++;
+                    h[HMA__MK_H1 + (u[j + 1] >> 16)]++;
+                    h[2 * HMA__MK_H1 + (u[j + 2] >> 16)]++;
+                    h[3 * HMA__MK_H1 + (u[j + 3] >> 16)]++;
+                }
+            } else {
+                /* branch-free: keys outside the bucket count in spare
+                 * slots past the histogram (one per way) */
+                for (; j + 4 <= len; j += 4) {
+                    for (unsigned t = 0; t < 4; t++) {
+                        uint32_t v = u[j + t];
+                        h[t * HMA__MK_H1 + (v >> 16)]++;
+                        h2[(v >> 16) == hp ? (v & 0xffffu) : HMA__MK_H2 + t]++;
+                    }
+                }
             }
-        } else {
-            for (uint64_t e = e0; e < e1; e++) {
-                h[hma__mk_key_bits(x[e]) >> 16]++;
-                l1 += fabs((double)x[e]);
+            for (; j < len; j++) {
+                h[u[j] >> 16]++;
+                if ((u[j] >> 16) == hp) h2[u[j] & 0xffffu]++;
             }
         }
-        if (a->chunk_l1) a->chunk_l1[c] = l1;
+        if (a->chunk_l1) { /* the L1 "before" sum, only when a rescale needs it */
+            double l1 = 0.0;
+            if (b)
+                for (uint64_t e = e0; e < e1; e++) l1 += fabs((double)(x[e] - b[e]));
+            else
+                for (uint64_t e = e0; e < e1; e++) l1 += fabs((double)x[e]);
+            a->chunk_l1[c] = l1;
+        }
     }
     return HMA_OK;
 }
 
-int hma__mk_sel_count(hma__mk_sel *s, const hma__mk_keys *keys, double *chunk_l1) {
+/* The 0-based rank, in the key-descending order of the values, of the key
+ * at the boundary of the first m (desc: the m-th largest; asc: the m-th
+ * smallest, rank n - m from the top). */
+static uint64_t boundary_rank(uint64_t n, uint64_t m, int desc) { return desc ? m - 1 : n - m; }
+
+#define MK_SAMPLE 16384u
+
+/* The level-1 bucket of the boundary key among MK_SAMPLE evenly spaced keys. */
+static uint32_t predict_bucket(const hma__mk_keys *keys, uint64_t n, uint64_t m, int desc) {
+    uint16_t hb[MK_SAMPLE];
+    uint32_t cnt[256] = {0}, cnt2[256] = {0};
+    for (uint64_t i = 0; i < MK_SAMPLE; i++) {
+        uint64_t e = i * n / MK_SAMPLE;
+        hb[i] = (uint16_t)(hma__mk_key_bits(keys->b ? keys->a[e] - keys->b[e] : keys->a[e]) >> 16);
+        cnt[hb[i] >> 8]++;
+    }
+    uint64_t r = boundary_rank(n, m, desc) * MK_SAMPLE / n, above = 0;
+    unsigned top = 255;
+    while (top > 0 && r >= above + cnt[top]) above += cnt[top--];
+    for (uint64_t i = 0; i < MK_SAMPLE; i++)
+        if ((unsigned)(hb[i] >> 8) == top) cnt2[hb[i] & 0xffu]++;
+    unsigned low = 255;
+    while (low > 0 && r >= above + cnt2[low]) above += cnt2[low--];
+    return (uint32_t)(top << 8 | low);
+}
+
+int hma__mk_sel_count(hma__mk_sel *s, const hma__mk_keys *keys, double *chunk_l1, uint64_t m, int desc) {
+    uint64_t n = s->pt->n;
+    /* Small tensors are in cache: a second pass costs less than a sample. */
+    s->pred_hi = m > 0 && m <= n && n >= 8 * (uint64_t)MK_SAMPLE ? predict_bucket(keys, n, m, desc) : UINT32_MAX;
     count_arg a = {s, keys, chunk_l1};
-    return hma__mk_parts_run(s->pt, count_part, &a);
+    int rc = hma__mk_parts_run(s->pt, count_part, &a);
+    s->h2_hi = s->pred_hi;
+    return rc;
 }
 
 typedef struct level2_arg {
@@ -138,24 +220,18 @@ static int level2_part(void *arg, unsigned p, unsigned worker) {
     (void)worker;
     const level2_arg *a = arg;
     const hma__mk_parts *pt = a->s->pt;
-    uint32_t *h = a->s->h2 + (size_t)p * HMA__MK_H2;
+    uint32_t *h = a->s->h2 + (size_t)p * MK_H2_STRIDE;
     memset(h, 0, HMA__MK_H2 * sizeof *h);
-    const float *x = a->keys->a, *b = a->keys->b;
-    uint32_t hi = a->hi;
+    uint32_t hi = a->hi, u[MK_BLK];
     uint64_t c0, c1, e0, e1, tmp;
     hma__mk_part_chunks(pt, p, &c0, &c1);
     hma__mk_chunk_range(pt->n, c0, &e0, &tmp);
     hma__mk_chunk_range(pt->n, c1 - 1, &tmp, &e1);
-    if (b) {
-        for (uint64_t e = e0; e < e1; e++) {
-            uint32_t u = hma__mk_key_bits(x[e] - b[e]);
-            if ((u >> 16) == hi) h[u & 0xffffu]++;
-        }
-    } else {
-        for (uint64_t e = e0; e < e1; e++) {
-            uint32_t u = hma__mk_key_bits(x[e]);
-            if ((u >> 16) == hi) h[u & 0xffffu]++;
-        }
+    for (uint64_t e = e0; e < e1; e += MK_BLK) {
+        size_t len = e1 - e < MK_BLK ? (size_t)(e1 - e) : MK_BLK;
+        key_block(a->keys, e, len, u);
+        for (size_t j = 0; j < len; j++)
+            if ((u[j] >> 16) == hi) h[u[j] & 0xffffu]++;
     }
     return HMA_OK;
 }
@@ -186,16 +262,15 @@ static int sel_cut(hma__mk_sel *s, const hma__mk_keys *keys, uint64_t m, int des
     memset(out, 0, sizeof *out);
     if (m == 0 || m > n || (m == n && !exact)) return cut_trivial(pt, m, n, desc, out);
     if (!s->merged) {
-        for (unsigned p = 0; p < pt->count; p++) {
-            const uint32_t *h = hma__mk_sel_h1(s, p);
+        const uint32_t *h = s->h1;
+        for (size_t t = 0; t < (size_t)pt->count * HMA__MK_H1_WAYS; t++, h += HMA__MK_H1)
             for (uint32_t i = 0; i < HMA__MK_H1; i++) s->h1sum[i] += h[i];
-        }
         s->merged = 1;
     }
     /* r: the 0-based rank, in the key-descending order of the values, of the
      * key at the group's boundary (desc: the m-th largest; asc: the m-th
      * smallest, which is rank n - m from the top). */
-    uint64_t r = desc ? m - 1 : n - m;
+    uint64_t r = boundary_rank(n, m, desc);
     uint64_t above = 0; /* keys in higher buckets */
     uint32_t hi = HMA__MK_H1 - 1;
     for (;;) {
@@ -204,12 +279,16 @@ static int sel_cut(hma__mk_sel *s, const hma__mk_keys *keys, uint64_t m, int des
         if (hi == 0) return hma__fail(HMA_ERR_STATE, "selection: the keys changed between passes (internal error)");
         hi--;
     }
-    level2_arg a2 = {s, keys, hi};
-    int rc = hma__mk_parts_run(pt, level2_part, &a2);
-    if (rc != HMA_OK) return rc;
+    if (hi != s->h2_hi) { /* not predicted: one more pass */
+        level2_arg a2 = {s, keys, hi};
+        s->h2_hi = UINT32_MAX;
+        int rc = hma__mk_parts_run(pt, level2_part, &a2);
+        if (rc != HMA_OK) return rc;
+        s->h2_hi = hi;
+    }
     memset(s->h2sum, 0, HMA__MK_H2 * sizeof *s->h2sum);
     for (unsigned p = 0; p < pt->count; p++) {
-        const uint32_t *h = s->h2 + (size_t)p * HMA__MK_H2;
+        const uint32_t *h = s->h2 + (size_t)p * MK_H2_STRIDE;
         for (uint32_t i = 0; i < HMA__MK_H2; i++) s->h2sum[i] += h[i];
     }
     uint32_t lo = HMA__MK_H2 - 1;
@@ -230,7 +309,7 @@ static int sel_cut(hma__mk_sel *s, const hma__mk_keys *keys, uint64_t m, int des
     uint64_t before = 0;
     for (unsigned p = 0; p < pt->count; p++) {
         out->eq_before[p] = before;
-        before += s->h2[(size_t)p * HMA__MK_H2 + lo];
+        before += s->h2[(size_t)p * MK_H2_STRIDE + lo];
     }
     return HMA_OK;
 }
@@ -259,7 +338,7 @@ int hma__mk_select(unsigned threads, const float *key, uint64_t n, uint64_t k, i
     if (rc != HMA_OK) return rc;
     hma__mk_keys keys = {key, NULL};
     hma__mk_cut cut;
-    rc = hma__mk_sel_count(&s, &keys, NULL);
+    rc = hma__mk_sel_count(&s, &keys, NULL, k, 1);
     if (rc == HMA_OK) rc = sel_cut(&s, &keys, k, 1, 1, &cut);
     hma__mk_sel_free(&s);
     if (rc != HMA_OK) return rc;
@@ -302,7 +381,7 @@ int hma__mk_keep_topk_abs(unsigned threads, float *x, uint64_t n, uint64_t k) {
     if (rc != HMA_OK) return rc;
     hma__mk_keys keys = {x, NULL};
     hma__mk_cut cut = {0};
-    rc = hma__mk_sel_count(&s, &keys, NULL);
+    rc = hma__mk_sel_count(&s, &keys, NULL, k, 1);
     if (rc == HMA_OK) rc = hma__mk_sel_cut(&s, &keys, k, 1, &cut);
     hma__mk_sel_free(&s);
     if (rc == HMA_OK) {

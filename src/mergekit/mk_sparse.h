@@ -16,8 +16,8 @@
 
 #include <string.h>
 
-/* At most this many parts (each holds 384 KiB of histograms at most). */
-#define HMA__MK_MAX_PARTS 64u
+/* At most this many parts (each holds 768 KiB of histograms at most). */
+#define HMA__MK_MAX_PARTS 32u
 
 typedef struct hma__mk_parts {
     uint64_t n, nchunks;
@@ -89,33 +89,37 @@ typedef struct hma__mk_keys {
 } hma__mk_keys;
 
 /*
- * Radix selection in two 16-bit levels over the key bits. The caller fills
- * the per-part level-1 histograms (hma__mk_sel_h1: h1[u >> 16]++ for every
- * element of the part), usually in a pass it makes anyway (the one that
- * computes the delta); hma__mk_sel_cut then finds a cut with one more read
- * pass over the keys.
+ * Radix selection in two 16-bit levels over the key bits: hma__mk_sel_count
+ * fills the per-part level-1 histograms (HMA__MK_H1_WAYS interleaved copies
+ * per part, so that runs of equal keys, common in BF16 deltas, do not make
+ * every increment wait for the previous one), hma__mk_sel_cut then finds a
+ * cut with one more read pass over the keys.
  */
 typedef struct hma__mk_sel {
     const hma__mk_parts *pt;
-    uint32_t *h1;    /* count x 32768 */
+    uint32_t *h1;    /* count x HMA__MK_H1_WAYS x 32768 */
     uint64_t *h1sum; /* 32768, after the merge */
     uint32_t *h2;    /* count x 65536 */
     uint64_t *h2sum; /* 65536 */
     int merged;
+    uint32_t pred_hi; /* level-1 bucket whose level-2 counts the count pass also takes */
+    uint32_t h2_hi;   /* the bucket h2 holds (UINT32_MAX: none) */
 } hma__mk_sel;
 
 #define HMA__MK_H1 32768u
+#define HMA__MK_H1_WAYS 4u
 #define HMA__MK_H2 65536u
 
 int hma__mk_sel_init(hma__mk_sel *s, const hma__mk_parts *pt); /* HMA_OK / HMA_ERR_NO_MEMORY */
 void hma__mk_sel_free(hma__mk_sel *s);
-static inline uint32_t *hma__mk_sel_h1(hma__mk_sel *s, unsigned part) {
-    return s->h1 + (size_t)part * HMA__MK_H1;
-}
-/* Pass A when the caller has none to fuse it into: the level-1 histograms
- * of all keys, and (chunk_l1 not NULL) the sum of the keys of every chunk
- * in double (nchunks entries: mergekit's L1 "before" norm). */
-int hma__mk_sel_count(hma__mk_sel *s, const hma__mk_keys *keys, double *chunk_l1);
+/* The level-1 histograms of all keys, and (chunk_l1 not NULL) the sum of
+ * the keys of every chunk in double (nchunks entries: mergekit's L1
+ * "before" norm). `m`, `desc`: the cut that will be asked for first: a
+ * sample of the keys predicts its level-1 bucket, and the pass also takes
+ * that bucket's level-2 counts, which saves the second pass whenever the
+ * prediction is right (the result never depends on it). m == 0: no
+ * prediction. */
+int hma__mk_sel_count(hma__mk_sel *s, const hma__mk_keys *keys, double *chunk_l1, uint64_t m, int desc);
 /* The cut of the first m elements (m may be 0 or >= n). */
 int hma__mk_sel_cut(hma__mk_sel *s, const hma__mk_keys *keys, uint64_t m, int desc, hma__mk_cut *out);
 

@@ -113,7 +113,7 @@ int hma__mk_plan_magnitude(const hma__mk_parts *pt, const hma__mk_keys *keys, do
     hma__mk_sel s;
     int rc = hma__mk_sel_init(&s, pt);
     if (rc == HMA_OK) {
-        rc = hma__mk_sel_count(&s, keys, chunk);
+        rc = hma__mk_sel_count(&s, keys, chunk, k, 1);
         if (rc == HMA_OK) rc = hma__mk_sel_cut(&s, keys, k, 1, &mask->a);
         hma__mk_sel_free(&s);
     }
@@ -156,7 +156,7 @@ int hma__mk_plan_breadcrumbs(const hma__mk_parts *pt, const hma__mk_keys *keys, 
     hma__mk_sel s;
     int rc = hma__mk_sel_init(&s, pt);
     if (rc == HMA_OK) {
-        rc = hma__mk_sel_count(&s, keys, chunk);
+        rc = hma__mk_sel_count(&s, keys, chunk, lo ? lo : hi, 0);
         if (rc == HMA_OK) rc = hma__mk_sel_cut(&s, keys, lo, 0, &mask->a);
         if (rc == HMA_OK) rc = hma__mk_sel_cut(&s, keys, hi, 0, &mask->b);
         hma__mk_sel_free(&s);
