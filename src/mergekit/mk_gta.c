@@ -1,0 +1,397 @@
+/*
+ * mk_gta.c - mergekit's GeneralizedTaskArithmeticMerge (GTATask.execute in
+ * mergekit/merge_methods/generalized_task_arithmetic.py): task_arithmetic,
+ * ties, dare_linear, dare_ties, breadcrumbs, breadcrumbs_ties, della,
+ * della_linear.
+ *
+ * For each source i other than the base, in order: d_i = x_i - base
+ * (float32); sparsify it with that source's density / gamma / epsilon and
+ * the global rescale (mk_sparsify.c); wd_i = d_i * (float)w_i. With sign
+ * consensus (ties, dare_ties, breadcrumbs_ties, della; mergekit's "sum"):
+ * majority = +1 where sum_i wd_i >= 0, else -1; wd_i counts when
+ * sign(wd_i) == majority (zeros never count); mixed = sum of the counted
+ * wd_i, divisor = sum of their w_i, 0 -> 1. Without: mixed = sum wd_i,
+ * divisor = sum w_i, |divisor| < 1e-8 -> 1. Sums are float32 in source
+ * order. mixed /= divisor if normalize; mixed *= (float)lambda if lambda
+ * != 1; out = base + mixed. int8_mask changes only mergekit's mask dtype.
+ *
+ * Passes: magnitude and breadcrumbs never store the delta: a histogram
+ * pass and a threshold pass read x_i and the base (plus one for the L1
+ * rescale when asked), and the final pass recomputes d_i and applies the
+ * mask on the fly. DARE writes the masked delta into x_i in one pass,
+ * DELLA writes the delta, masks it per row and sums it. The final pass
+ * reads every source once, in blocks, and writes out.
+ */
+#include "mergekit/mk_sparse.h"
+
+#include <inttypes.h>
+#include <math.h>
+
+typedef enum { SP_NONE, SP_MAGNITUDE, SP_RANDOM, SP_OUTLIERS, SP_DELLA } mk_sparsifier;
+
+static mk_sparsifier sparsifier_of(hma__mk_method m) {
+    switch (m) {
+    case HMA__MK_TIES: return SP_MAGNITUDE;
+    case HMA__MK_DARE_LINEAR:
+    case HMA__MK_DARE_TIES: return SP_RANDOM;
+    case HMA__MK_BREADCRUMBS:
+    case HMA__MK_BREADCRUMBS_TIES: return SP_OUTLIERS;
+    case HMA__MK_DELLA:
+    case HMA__MK_DELLA_LINEAR: return SP_DELLA;
+    default: return SP_NONE;
+    }
+}
+
+static int has_consensus(hma__mk_method m) {
+    return m == HMA__MK_TIES || m == HMA__MK_DARE_TIES || m == HMA__MK_BREADCRUMBS_TIES || m == HMA__MK_DELLA;
+}
+
+/* A value as the job gives it, else the method's default (0 if none). */
+static double mk_param(const hma__mk_job *job, const hma__mk_pv *pv, hma__mk_param p) {
+    if (pv && pv->set[p]) return pv->v[p];
+    const hma__mk_pdef *d = hma__mk_pdef_of(hma__mk_info_of(job->method), p);
+    return d && d->has_default ? d->def : 0.0;
+}
+
+/* ---- validation ------------------------------------------------------- */
+
+int hma__mk_validate_gta(const hma__mk_job *job, const char *what) {
+    const hma__mk_info *mi = hma__mk_info_of(job->method);
+    const char *mname = mi ? mi->name : "?";
+    mk_sparsifier sp = sparsifier_of(job->method);
+    if (job->base < 0 || (size_t)job->base >= job->n_in)
+        return hma__fail(HMA_ERR_RECIPE, "%s: merge_method %s needs a base_model", what, mname);
+    for (size_t i = 0; i < job->n_in; i++) {
+        if ((long)i == job->base) continue;
+        const hma__mk_pv *pv = &job->model[i];
+        if (!pv->set[HMA__P_WEIGHT])
+            return hma__fail(HMA_ERR_RECIPE, "%s: model #%zu: merge_method %s needs a 'weight'", what, i, mname);
+        double density = mk_param(job, pv, HMA__P_DENSITY);
+        if (!(density >= 0.0))
+            return hma__fail(HMA_ERR_RECIPE, "%s: model #%zu: density %g is not a number >= 0", what, i, density);
+        if (sp == SP_MAGNITUDE && density < 1.0) {
+            double k = floor(density * (double)job->n);
+            if (k < 1.0)
+                return hma__fail(HMA_ERR_RECIPE,
+                                 "%s: model #%zu: density %g keeps no element of %" PRIu64
+                                 " (ties keeps int(density x %" PRIu64 ") elements, and mergekit refuses to "
+                                 "zero a whole tensor)",
+                                 what, i, density, job->n, job->n);
+        }
+        if (sp == SP_OUTLIERS) {
+            double gamma = mk_param(job, pv, HMA__P_GAMMA);
+            if (!(gamma >= 0.0 && gamma <= 1.0))
+                return hma__fail(HMA_ERR_RECIPE, "%s: model #%zu: gamma %g is not in [0, 1]", what, i, gamma);
+        }
+        if (sp == SP_DELLA && density > 0.0 && density < 1.0) {
+            double eps = mk_param(job, pv, HMA__P_EPSILON);
+            /* sparsify.della_magprune raises on the same condition */
+            if (!(density - eps > 0.0) || !(density + eps < 1.0))
+                return hma__fail(HMA_ERR_RECIPE,
+                                 "%s: model #%zu: density %g and epsilon %g: della needs 0 < density - epsilon "
+                                 "and density + epsilon < 1",
+                                 what, i, density, eps);
+            if (job->ndim > 2)
+                return hma__fail(HMA_ERR_RECIPE,
+                                 "%s: model #%zu: %s ranks magnitudes per row, and libhma ranks rows of 1-D "
+                                 "and 2-D tensors only (this tensor has %u dimensions)",
+                                 what, i, mname, job->ndim);
+        }
+    }
+    return HMA_OK;
+}
+
+/* ---- the combining pass ---------------------------------------------- */
+
+#define GTA_BLOCK 1024u
+
+typedef struct gta_src {
+    float *x;          /* x_i, or the stored (masked) delta when `stored` */
+    int stored;
+    hma__mk_mask mask; /* applied on the fly when not stored */
+    float factor;      /* L1 rescale factor (1: none) */
+    float w;
+} gta_src;
+
+typedef struct gta_arg {
+    const hma__mk_parts *pt;
+    const float *base;
+    float *out;
+    gta_src *src;
+    size_t nsrc;
+    int consensus, normalize;
+    float lambda;      /* applied when apply_lambda */
+    int apply_lambda;
+    float divisor;     /* without consensus: sum w_i, already 1 when tiny */
+    float *scratch;    /* per worker: nsrc * GTA_BLOCK floats */
+} gta_arg;
+
+/*
+ * The block loops run on 4-float vectors (GCC/Clang vector extensions,
+ * SSE2 on x86-64): gcc's -O2 does not vectorize loops of unknown trip
+ * count, and a data-dependent branch per element and source costs more
+ * than the memory traffic. Vector lanes do exactly the scalar float32
+ * operations, so the results are the scalar ones; a scalar loop finishes
+ * the last len % 4 elements.
+ */
+typedef float mk_v4f __attribute__((vector_size(16)));
+typedef uint32_t mk_v4u __attribute__((vector_size(16)));
+typedef int32_t mk_v4i __attribute__((vector_size(16)));
+
+static inline mk_v4f mk_ld(const float *p) {
+    mk_v4f v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+static inline void mk_st(float *p, mk_v4f v) { memcpy(p, &v, sizeof v); }
+static inline mk_v4f mk_splat(float f) { return (mk_v4f){f, f, f, f}; }
+/* lanes of v where m is all ones, +0 elsewhere */
+static inline mk_v4f mk_and(mk_v4f v, mk_v4i m) { return (mk_v4f)((mk_v4i)v & m); }
+
+/* wd_i of one source over [e, e + len) into o. */
+static inline void gta_weighted(const gta_src *s, const float *base, uint64_t e, size_t len, float *o,
+                                hma__mk_mask_cur *cur) {
+    const float *x = s->x + e, *b = base + e;
+    float f = s->factor, w = s->w;
+    mk_v4f vf = mk_splat(f), vw = mk_splat(w);
+    size_t lv = len & ~(size_t)3, j;
+    if (s->stored) {
+        for (j = 0; j < lv; j += 4) mk_st(o + j, mk_ld(x + j) * vf * vw);
+        for (; j < len; j++) o[j] = x[j] * f * w;
+        return;
+    }
+    switch (s->mask.kind) {
+    case HMA__MK_KEEP_ALL:
+        for (j = 0; j < lv; j += 4) mk_st(o + j, (mk_ld(x + j) - mk_ld(b + j)) * vf * vw);
+        for (; j < len; j++) o[j] = (x[j] - b[j]) * f * w;
+        return;
+    case HMA__MK_KEEP_NONE:
+        for (j = 0; j < len; j++) o[j] = 0.0f;
+        return;
+    case HMA__MK_KEEP_TOP: {
+        /* Elements equal to the threshold are kept while the part's budget
+         * lasts (index order). Count them first: a block whose equal
+         * elements all fit in the budget keeps u >= thr, a block after the
+         * budget ran out keeps u > thr, both vectorized; only the one block
+         * where the budget runs out goes element by element. */
+        uint32_t thr = s->mask.a.thr;
+        const mk_v4u vthr = {thr, thr, thr, thr}, vabs = {0x7fffffffu, 0x7fffffffu, 0x7fffffffu, 0x7fffffffu};
+        uint64_t neq = 0;
+        if (cur->ba) {
+            mk_v4i veq = {0, 0, 0, 0};
+            for (j = 0; j < lv; j += 4) veq -= (mk_v4i)(((mk_v4u)(mk_ld(x + j) - mk_ld(b + j)) & vabs) == vthr);
+            neq = (uint64_t)(veq[0] + veq[1]) + (uint64_t)(veq[2] + veq[3]);
+            for (; j < len; j++) neq += hma__mk_key_bits(x[j] - b[j]) == thr;
+        }
+        if (neq > cur->ba) {
+            for (j = 0; j < len; j++) {
+                float d = x[j] - b[j];
+                o[j] = hma__mk_cut_in(&s->mask.a, hma__mk_key_bits(d), &cur->ba) ? d * f * w : 0.0f;
+            }
+            return;
+        }
+        cur->ba -= neq;
+        /* neq > 0 here: every equal element is kept (u >= thr); else none
+         * is in the block or none may be kept (u > thr) */
+        mk_v4u vlim = neq ? vthr : vthr + 1u;
+        uint32_t lim = neq ? thr : thr + 1u; /* keep u >= lim; thr < 2^31, no wrap */
+        for (j = 0; j < lv; j += 4) {
+            mk_v4f d = mk_ld(x + j) - mk_ld(b + j);
+            mk_st(o + j, mk_and(d, (mk_v4i)(((mk_v4u)d & vabs) >= vlim)) * vf * vw);
+        }
+        for (; j < len; j++) {
+            float d = x[j] - b[j];
+            o[j] = (hma__mk_key_bits(d) >= lim ? d : 0.0f) * f * w;
+        }
+        return;
+    }
+    default:
+        for (j = 0; j < len; j++) {
+            float d = x[j] - b[j];
+            o[j] = hma__mk_mask_keep(&s->mask, hma__mk_key_bits(d), cur) ? d * f * w : 0.0f;
+        }
+        return;
+    }
+}
+
+/* get_mask("sum"): majority +1 where sum_i wd_i >= 0 (else -1, NaN
+ * included); wd_i counts when its sign is the majority's. mixed and the
+ * divisor are float32 sums in source order. */
+static inline void gta_consensus(const gta_arg *a, const float *wd, const float *b, float *o, size_t len) {
+    size_t T = a->nsrc, lv = len & ~(size_t)3, j;
+    const mk_v4f zero = mk_splat(0.0f), one = mk_splat(1.0f), vl = mk_splat(a->lambda);
+    for (j = 0; j < lv; j += 4) {
+        mk_v4f acc = zero;
+        for (size_t s = 0; s < T; s++) acc += mk_ld(wd + s * GTA_BLOCK + j);
+        mk_v4i pos = (mk_v4i)(acc >= zero);
+        mk_v4f mixed = zero, div = zero;
+        for (size_t s = 0; s < T; s++) {
+            mk_v4f v = mk_ld(wd + s * GTA_BLOCK + j);
+            mk_v4i counted = (pos & (mk_v4i)(v > zero)) | (~pos & (mk_v4i)(v < zero));
+            mixed += mk_and(v, counted);
+            div += mk_and(mk_splat(a->src[s].w), counted);
+        }
+        if (a->normalize) {
+            mk_v4i dz = (mk_v4i)(div == zero);
+            mixed /= (mk_v4f)((dz & (mk_v4i)one) | (~dz & (mk_v4i)div));
+        }
+        if (a->apply_lambda) mixed *= vl;
+        mk_st(o + j, mk_ld(b + j) + mixed);
+    }
+    for (; j < len; j++) {
+        float acc = 0.0f;
+        for (size_t s = 0; s < T; s++) acc += wd[s * GTA_BLOCK + j];
+        int pos = acc >= 0.0f;
+        float mixed = 0.0f, div = 0.0f;
+        for (size_t s = 0; s < T; s++) {
+            float v = wd[s * GTA_BLOCK + j];
+            int counted = pos ? v > 0.0f : v < 0.0f;
+            mixed += counted ? v : 0.0f;
+            div += counted ? a->src[s].w : 0.0f;
+        }
+        if (a->normalize) mixed /= div == 0.0f ? 1.0f : div;
+        if (a->apply_lambda) mixed *= a->lambda;
+        o[j] = b[j] + mixed;
+    }
+}
+
+static inline void gta_plain(const gta_arg *a, const float *wd, const float *b, float *o, size_t len) {
+    size_t T = a->nsrc, lv = len & ~(size_t)3, j;
+    const mk_v4f zero = mk_splat(0.0f), vd = mk_splat(a->divisor), vl = mk_splat(a->lambda);
+    for (j = 0; j < lv; j += 4) {
+        mk_v4f mixed = zero;
+        for (size_t s = 0; s < T; s++) mixed += mk_ld(wd + s * GTA_BLOCK + j);
+        if (a->normalize) mixed /= vd;
+        if (a->apply_lambda) mixed *= vl;
+        mk_st(o + j, mk_ld(b + j) + mixed);
+    }
+    for (; j < len; j++) {
+        float mixed = 0.0f;
+        for (size_t s = 0; s < T; s++) mixed += wd[s * GTA_BLOCK + j];
+        if (a->normalize) mixed /= a->divisor;
+        if (a->apply_lambda) mixed *= a->lambda;
+        o[j] = b[j] + mixed;
+    }
+}
+
+static inline void gta_block(const gta_arg *a, uint64_t e, size_t len, float *wd, hma__mk_mask_cur *curs) {
+    for (size_t s = 0; s < a->nsrc; s++) gta_weighted(&a->src[s], a->base, e, len, wd + s * GTA_BLOCK, &curs[s]);
+    if (a->consensus)
+        gta_consensus(a, wd, a->base + e, a->out + e, len);
+    else
+        gta_plain(a, wd, a->base + e, a->out + e, len);
+}
+
+static int gta_part(void *arg, unsigned p, unsigned worker) {
+    const gta_arg *a = arg;
+    size_t T = a->nsrc;
+    float *wd = a->scratch + (size_t)worker * T * GTA_BLOCK;
+    hma__mk_mask_cur cur[64];
+    hma__mk_mask_cur *curs = T <= 64 ? cur : hma__malloc(T * sizeof *curs);
+    if (!curs) return hma__fail(HMA_ERR_NO_MEMORY, "out of memory (merge)");
+    for (size_t s = 0; s < T; s++) curs[s] = hma__mk_mask_start(&a->src[s].mask, p);
+    uint64_t c0, c1, e0, e1, tmp;
+    hma__mk_part_chunks(a->pt, p, &c0, &c1);
+    hma__mk_chunk_range(a->pt->n, c0, &e0, &tmp);
+    hma__mk_chunk_range(a->pt->n, c1 - 1, &tmp, &e1);
+    uint64_t e = e0;
+    for (; e1 - e >= GTA_BLOCK; e += GTA_BLOCK) gta_block(a, e, GTA_BLOCK, wd, curs);
+    if (e < e1) gta_block(a, e, (size_t)(e1 - e), wd, curs);
+    if (curs != cur) hma__free(curs);
+    return HMA_OK;
+}
+
+/* ---- the method ------------------------------------------------------- */
+
+typedef struct delta_arg {
+    float *x;
+    const float *b;
+} delta_arg;
+
+static int delta_chunk(void *arg, uint64_t c, uint64_t e0, uint64_t e1) {
+    (void)c;
+    const delta_arg *a = arg;
+    for (uint64_t e = e0; e < e1; e++) a->x[e] -= a->b[e];
+    return HMA_OK;
+}
+
+int hma__mk_run_gta(const hma__mk_job *job) {
+    const float *base = job->x[job->base];
+    uint64_t n = job->n;
+    size_t T = job->n_in - 1;
+    if (T == 0 || n == 0) { /* get_task_vectors found nothing: the base */
+        if (n) memcpy(job->out, base, n * sizeof *job->out);
+        return HMA_OK;
+    }
+    mk_sparsifier sp = sparsifier_of(job->method);
+    int rescale = mk_param(job, job->global, HMA__P_RESCALE) != 0.0;
+    double lambda = mk_param(job, job->global, HMA__P_LAMBDA);
+    hma__mk_parts pt;
+    hma__mk_parts_init(&pt, n, job->threads);
+    gta_src *src = hma__calloc(T, sizeof *src);
+    if (!src) return hma__fail(HMA_ERR_NO_MEMORY, "tensor '%s': out of memory", job->name);
+    int rc = HMA_OK;
+    size_t t = 0;
+    for (size_t i = 0; i < job->n_in && rc == HMA_OK; i++) {
+        if ((long)i == job->base) continue;
+        const hma__mk_pv *pv = &job->model[i];
+        gta_src *s = &src[t++];
+        double density = mk_param(job, pv, HMA__P_DENSITY);
+        s->x = job->x[i];
+        s->w = (float)mk_param(job, pv, HMA__P_WEIGHT);
+        s->factor = 1.0f;
+        hma__mk_keys keys = {job->x[i], base};
+        switch (sp) {
+        case SP_NONE: break;
+        case SP_MAGNITUDE: rc = hma__mk_plan_magnitude(&pt, &keys, density, rescale, &s->mask, &s->factor); break;
+        case SP_OUTLIERS:
+            rc = hma__mk_plan_breadcrumbs(&pt, &keys, density, mk_param(job, pv, HMA__P_GAMMA), rescale, &s->mask,
+                                          &s->factor);
+            break;
+        case SP_RANDOM:
+            rc = hma__mk_dare_core(job->threads, job->x[i], base, n, density, rescale,
+                                   hma__mk_rng_key(job->seed, job->name, i), &s->factor);
+            s->stored = 1;
+            break;
+        case SP_DELLA: {
+            uint64_t rows = 1, cols = n;
+            if (job->ndim == 2) {
+                rows = job->shape[0];
+                cols = job->shape[1];
+            } else if (job->ndim > 2 && density > 0.0 && density < 1.0) {
+                rc = hma__fail(HMA_ERR_RECIPE, "tensor '%s': della ranks rows of 1-D and 2-D tensors only",
+                               job->name);
+                break;
+            }
+            delta_arg da = {job->x[i], base};
+            rc = hma__mk_for(job->threads, n, delta_chunk, &da);
+            if (rc == HMA_OK)
+                rc = hma__mk_della_core(job->threads, job->x[i], rows, cols, density,
+                                        mk_param(job, pv, HMA__P_EPSILON), rescale,
+                                        hma__mk_rng_key(job->seed, job->name, i), &s->factor);
+            s->stored = 1;
+            break;
+        }
+        }
+    }
+    float *scratch = NULL;
+    if (rc == HMA_OK) {
+        unsigned workers = hma__mk_parts_workers(&pt);
+        scratch = hma__malloc((size_t)workers * T * GTA_BLOCK * sizeof *scratch);
+        if (!scratch) rc = hma__fail(HMA_ERR_NO_MEMORY, "tensor '%s': out of memory", job->name);
+    }
+    if (rc == HMA_OK) {
+        gta_arg a = {&pt, base, job->out, src, T, has_consensus(job->method),
+                     mk_param(job, job->global, HMA__P_NORMALIZE) != 0.0, (float)lambda, lambda != 1.0, 1.0f,
+                     scratch};
+        /* weights.sum(dim=0) in float32, source order */
+        float dv = 0.0f;
+        for (size_t s = 0; s < T; s++) dv += src[s].w;
+        a.divisor = fabsf(dv) < 1e-8f ? 1.0f : dv;
+        rc = hma__mk_parts_run(&pt, gta_part, &a);
+    }
+    hma__free(scratch);
+    for (size_t s = 0; s < T; s++) hma__mk_mask_free(&src[s].mask);
+    hma__free(src);
+    return rc;
+}

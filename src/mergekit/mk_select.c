@@ -1,0 +1,393 @@
+/*
+ * mk_select.c - exact, stable selection of the first k elements of an
+ * order (key descending or ascending, equal keys by ascending flat index)
+ * in O(n): a radix select on the float bits, never a sort of the tensor.
+ *
+ * Why not torch's way: mergekit's argsort/topk leave equal keys in an
+ * unspecified order, and BF16 deltas tie a lot at a threshold (issue 12,
+ * item 5); a flat-index tie rule makes the selected set unique.
+ *
+ * How: keys are float bits with the sign bit cleared (non-negative floats
+ * order like their integer bits). Level 1 histograms the top 15 bits
+ * (u >> 16) per part, the parts' counts are added (integers: exact, any
+ * order), the bucket holding the wanted rank is found; level 2 histograms
+ * the low 16 bits of the keys in that bucket, per part, which gives the
+ * threshold and, per part, how many keys equal it. An exclusive prefix of
+ * those counts over the parts (in index order) tells each part how many
+ * equal keys lie before it, so masks split the ties by flat index without
+ * any further pass and whatever the number of parts.
+ */
+#include "mergekit/mk_sparse.h"
+
+#include "core/pool.h"
+
+#include <math.h>
+
+/* ---- parts ------------------------------------------------------------ */
+
+void hma__mk_parts_init(hma__mk_parts *pt, uint64_t n, unsigned threads) {
+    pt->n = n;
+    pt->nchunks = hma__mk_chunks(n);
+    pt->threads = threads;
+    unsigned c = hma__pool_threads(threads, pt->nchunks ? pt->nchunks : 1);
+    if (c > HMA__MK_MAX_PARTS) c = HMA__MK_MAX_PARTS;
+    /* Per-part histograms count in uint32: a part stays under 2^32 elements. */
+    uint64_t need = (pt->nchunks + 65534) / 65535;
+    if (need > c) c = (unsigned)(need < UINT32_MAX ? need : UINT32_MAX);
+    if (pt->nchunks && c > pt->nchunks) c = (unsigned)pt->nchunks;
+    pt->count = c ? c : 1;
+}
+
+unsigned hma__mk_parts_workers(const hma__mk_parts *pt) {
+    return pt->count == 1 ? 1 : hma__pool_threads(pt->threads, pt->count);
+}
+
+typedef struct parts_arg {
+    hma__mk_part_fn fn;
+    void *arg;
+} parts_arg;
+
+static int parts_job(void *arg, uint64_t job, unsigned worker) {
+    const parts_arg *a = arg;
+    return a->fn(a->arg, (unsigned)job, worker);
+}
+
+int hma__mk_parts_run(const hma__mk_parts *pt, hma__mk_part_fn fn, void *arg) {
+    if (pt->n == 0) return HMA_OK;
+    if (pt->count == 1) return fn(arg, 0, 0);
+    parts_arg a = {fn, arg};
+    return hma__pool_run(pt->count, pt->threads, parts_job, &a, NULL, NULL);
+}
+
+/* ---- the selection engine --------------------------------------------- */
+
+/* A part's level-2 histogram, then spare counters (count_part) and padding
+ * so that parts never share a cache line. */
+#define MK_H2_STRIDE (HMA__MK_H2 + 16u)
+
+int hma__mk_sel_init(hma__mk_sel *s, const hma__mk_parts *pt) {
+    memset(s, 0, sizeof *s);
+    s->pt = pt;
+    s->h1 = hma__calloc((size_t)pt->count * HMA__MK_H1_WAYS * HMA__MK_H1, sizeof *s->h1);
+    s->h1sum = hma__calloc(HMA__MK_H1, sizeof *s->h1sum);
+    s->h2 = hma__malloc((size_t)pt->count * MK_H2_STRIDE * sizeof *s->h2);
+    s->h2sum = hma__malloc(HMA__MK_H2 * sizeof *s->h2sum);
+    s->pred_hi = s->h2_hi = UINT32_MAX;
+    if (!s->h1 || !s->h1sum || !s->h2 || !s->h2sum) {
+        hma__mk_sel_free(s);
+        return hma__fail(HMA_ERR_NO_MEMORY, "out of memory (selection histograms)");
+    }
+    return HMA_OK;
+}
+
+void hma__mk_sel_free(hma__mk_sel *s) {
+    hma__free(s->h1);
+    hma__free(s->h1sum);
+    hma__free(s->h2);
+    hma__free(s->h2sum);
+    memset(s, 0, sizeof *s);
+}
+
+void hma__mk_cut_free(hma__mk_cut *c) {
+    hma__free(c->eq_before);
+    c->eq_before = NULL;
+}
+
+typedef struct count_arg {
+    hma__mk_sel *s;
+    const hma__mk_keys *keys;
+    double *chunk_l1;
+} count_arg;
+
+/* Keys of a block: u[j] = bits of |a - b| (or |a|) for [e, e + len). */
+#define MK_BLK 1024u
+typedef uint32_t mk_v4u __attribute__((vector_size(16)));
+typedef float mk_v4f __attribute__((vector_size(16)));
+static inline void key_block(const hma__mk_keys *k, uint64_t e, size_t len, uint32_t *u) {
+    const float *x = k->a + e, *b = k->b ? k->b + e : NULL;
+    const mk_v4u mask = {0x7fffffffu, 0x7fffffffu, 0x7fffffffu, 0x7fffffffu};
+    size_t lv = len & ~(size_t)3, j;
+    for (j = 0; j < lv; j += 4) {
+        mk_v4f v, w;
+        memcpy(&v, x + j, sizeof v);
+        if (b) {
+            memcpy(&w, b + j, sizeof w);
+            v -= w;
+        }
+        mk_v4u r = (mk_v4u)v & mask;
+        memcpy(u + j, &r, sizeof r);
+    }
+    for (; j < len; j++) u[j] = hma__mk_key_bits(b ? x[j] - b[j] : x[j]);
+}
+
+static int count_part(void *arg, unsigned p, unsigned worker) {
+    (void)worker;
+    const count_arg *a = arg;
+    const hma__mk_parts *pt = a->s->pt;
+    uint32_t *h = a->s->h1 + (size_t)p * HMA__MK_H1_WAYS * HMA__MK_H1;
+    uint32_t *h2 = a->s->h2 + (size_t)p * MK_H2_STRIDE, hp = a->s->pred_hi;
+    if (hp != UINT32_MAX) memset(h2, 0, MK_H2_STRIDE * sizeof *h2);
+    const float *x = a->keys->a, *b = a->keys->b;
+    uint32_t u[MK_BLK];
+    uint64_t c0, c1;
+    hma__mk_part_chunks(pt, p, &c0, &c1);
+    for (uint64_t c = c0; c < c1; c++) {
+        uint64_t e0, e1;
+        hma__mk_chunk_range(pt->n, c, &e0, &e1);
+        for (uint64_t e = e0; e < e1; e += MK_BLK) {
+            size_t len = e1 - e < MK_BLK ? (size_t)(e1 - e) : MK_BLK, j = 0;
+            key_block(a->keys, e, len, u);
+            /* four interleaved histograms: equal neighbours hit different
+             * counters instead of waiting for each other's increment */
+            if (hp == UINT32_MAX) {
+                for (; j + 4 <= len; j += 4) {
+                    h[u[j] >> 16]++;
+                    h[HMA__MK_H1 + (u[j + 1] >> 16)]++;
+                    h[2 * HMA__MK_H1 + (u[j + 2] >> 16)]++;
+                    h[3 * HMA__MK_H1 + (u[j + 3] >> 16)]++;
+                }
+            } else {
+                /* branch-free: keys outside the bucket count in spare
+                 * slots past the histogram (one per way) */
+                for (; j + 4 <= len; j += 4) {
+                    for (unsigned t = 0; t < 4; t++) {
+                        uint32_t v = u[j + t];
+                        h[t * HMA__MK_H1 + (v >> 16)]++;
+                        h2[(v >> 16) == hp ? (v & 0xffffu) : HMA__MK_H2 + t]++;
+                    }
+                }
+            }
+            for (; j < len; j++) {
+                h[u[j] >> 16]++;
+                if ((u[j] >> 16) == hp) h2[u[j] & 0xffffu]++;
+            }
+        }
+        if (a->chunk_l1) { /* the L1 "before" sum, only when a rescale needs it */
+            double l1 = 0.0;
+            if (b)
+                for (uint64_t e = e0; e < e1; e++) l1 += fabs((double)(x[e] - b[e]));
+            else
+                for (uint64_t e = e0; e < e1; e++) l1 += fabs((double)x[e]);
+            a->chunk_l1[c] = l1;
+        }
+    }
+    return HMA_OK;
+}
+
+/* The 0-based rank, in the key-descending order of the values, of the key
+ * at the boundary of the first m (desc: the m-th largest; asc: the m-th
+ * smallest, rank n - m from the top). */
+static uint64_t boundary_rank(uint64_t n, uint64_t m, int desc) { return desc ? m - 1 : n - m; }
+
+#define MK_SAMPLE 16384u
+
+/* The level-1 bucket of the boundary key among MK_SAMPLE evenly spaced keys. */
+static uint32_t predict_bucket(const hma__mk_keys *keys, uint64_t n, uint64_t m, int desc) {
+    uint16_t hb[MK_SAMPLE];
+    uint32_t cnt[256] = {0}, cnt2[256] = {0};
+    for (uint64_t i = 0; i < MK_SAMPLE; i++) {
+        uint64_t e = i * n / MK_SAMPLE;
+        hb[i] = (uint16_t)(hma__mk_key_bits(keys->b ? keys->a[e] - keys->b[e] : keys->a[e]) >> 16);
+        cnt[hb[i] >> 8]++;
+    }
+    uint64_t r = boundary_rank(n, m, desc) * MK_SAMPLE / n, above = 0;
+    unsigned top = 255;
+    while (top > 0 && r >= above + cnt[top]) above += cnt[top--];
+    for (uint64_t i = 0; i < MK_SAMPLE; i++)
+        if ((unsigned)(hb[i] >> 8) == top) cnt2[hb[i] & 0xffu]++;
+    unsigned low = 255;
+    while (low > 0 && r >= above + cnt2[low]) above += cnt2[low--];
+    return (uint32_t)(top << 8 | low);
+}
+
+int hma__mk_sel_count(hma__mk_sel *s, const hma__mk_keys *keys, double *chunk_l1, uint64_t m, int desc) {
+    uint64_t n = s->pt->n;
+    /* Small tensors are in cache: a second pass costs less than a sample. */
+    s->pred_hi = m > 0 && m <= n && n >= 8 * (uint64_t)MK_SAMPLE ? predict_bucket(keys, n, m, desc) : UINT32_MAX;
+    count_arg a = {s, keys, chunk_l1};
+    int rc = hma__mk_parts_run(s->pt, count_part, &a);
+    s->h2_hi = s->pred_hi;
+    return rc;
+}
+
+typedef struct level2_arg {
+    hma__mk_sel *s;
+    const hma__mk_keys *keys;
+    uint32_t hi;
+} level2_arg;
+
+static int level2_part(void *arg, unsigned p, unsigned worker) {
+    (void)worker;
+    const level2_arg *a = arg;
+    const hma__mk_parts *pt = a->s->pt;
+    uint32_t *h = a->s->h2 + (size_t)p * MK_H2_STRIDE;
+    memset(h, 0, HMA__MK_H2 * sizeof *h);
+    uint32_t hi = a->hi, u[MK_BLK];
+    uint64_t c0, c1, e0, e1, tmp;
+    hma__mk_part_chunks(pt, p, &c0, &c1);
+    hma__mk_chunk_range(pt->n, c0, &e0, &tmp);
+    hma__mk_chunk_range(pt->n, c1 - 1, &tmp, &e1);
+    for (uint64_t e = e0; e < e1; e += MK_BLK) {
+        size_t len = e1 - e < MK_BLK ? (size_t)(e1 - e) : MK_BLK;
+        key_block(a->keys, e, len, u);
+        for (size_t j = 0; j < len; j++)
+            if ((u[j] >> 16) == hi) h[u[j] & 0xffffu]++;
+    }
+    return HMA_OK;
+}
+
+/* m == 0 or m >= n: no pass needed. */
+static int cut_trivial(const hma__mk_parts *pt, uint64_t m, uint64_t n, int desc, hma__mk_cut *out) {
+    out->desc = desc;
+    out->eq_before = hma__calloc(pt->count, sizeof *out->eq_before);
+    if (!out->eq_before) return hma__fail(HMA_ERR_NO_MEMORY, "out of memory (selection)");
+    if (m == 0) {
+        /* desc: nothing is above or equal to UINT32_MAX; asc: nothing below 0. */
+        out->thr = desc ? UINT32_MAX : 0;
+        out->n_first = 0;
+    } else {
+        (void)n;
+        /* desc: everything >= 0; asc: everything below UINT32_MAX. */
+        out->thr = desc ? 0 : UINT32_MAX;
+        out->n_first = UINT64_MAX;
+    }
+    return HMA_OK;
+}
+
+/* exact: the threshold is the boundary key even when m == n (hma__mk_select
+ * reports it); masks take the trivial cut then, with no pass. */
+static int sel_cut(hma__mk_sel *s, const hma__mk_keys *keys, uint64_t m, int desc, int exact, hma__mk_cut *out) {
+    const hma__mk_parts *pt = s->pt;
+    uint64_t n = pt->n;
+    memset(out, 0, sizeof *out);
+    if (m == 0 || m > n || (m == n && !exact)) return cut_trivial(pt, m, n, desc, out);
+    if (!s->merged) {
+        const uint32_t *h = s->h1;
+        for (size_t t = 0; t < (size_t)pt->count * HMA__MK_H1_WAYS; t++, h += HMA__MK_H1)
+            for (uint32_t i = 0; i < HMA__MK_H1; i++) s->h1sum[i] += h[i];
+        s->merged = 1;
+    }
+    /* r: the 0-based rank, in the key-descending order of the values, of the
+     * key at the group's boundary (desc: the m-th largest; asc: the m-th
+     * smallest, which is rank n - m from the top). */
+    uint64_t r = boundary_rank(n, m, desc);
+    uint64_t above = 0; /* keys in higher buckets */
+    uint32_t hi = HMA__MK_H1 - 1;
+    for (;;) {
+        if (r < above + s->h1sum[hi]) break;
+        above += s->h1sum[hi];
+        if (hi == 0) return hma__fail(HMA_ERR_STATE, "selection: the keys changed between passes (internal error)");
+        hi--;
+    }
+    if (hi != s->h2_hi) { /* not predicted: one more pass */
+        level2_arg a2 = {s, keys, hi};
+        s->h2_hi = UINT32_MAX;
+        int rc = hma__mk_parts_run(pt, level2_part, &a2);
+        if (rc != HMA_OK) return rc;
+        s->h2_hi = hi;
+    }
+    memset(s->h2sum, 0, HMA__MK_H2 * sizeof *s->h2sum);
+    for (unsigned p = 0; p < pt->count; p++) {
+        const uint32_t *h = s->h2 + (size_t)p * MK_H2_STRIDE;
+        for (uint32_t i = 0; i < HMA__MK_H2; i++) s->h2sum[i] += h[i];
+    }
+    uint32_t lo = HMA__MK_H2 - 1;
+    for (;;) {
+        if (r < above + s->h2sum[lo]) break;
+        above += s->h2sum[lo];
+        if (lo == 0) return hma__fail(HMA_ERR_STATE, "selection: the keys changed between passes (internal error)");
+        lo--;
+    }
+    uint64_t eq = s->h2sum[lo]; /* keys equal to the threshold; `above` keys are greater */
+    out->thr = (hi << 16) | lo;
+    out->desc = desc;
+    /* desc: the group is the `above` greater keys and the first m - above
+     * equal ones; asc: the n - above - eq smaller keys and the first rest. */
+    out->n_first = desc ? m - above : m - (n - above - eq);
+    out->eq_before = hma__malloc(pt->count * sizeof *out->eq_before);
+    if (!out->eq_before) return hma__fail(HMA_ERR_NO_MEMORY, "out of memory (selection)");
+    uint64_t before = 0;
+    for (unsigned p = 0; p < pt->count; p++) {
+        out->eq_before[p] = before;
+        before += s->h2[(size_t)p * MK_H2_STRIDE + lo];
+    }
+    return HMA_OK;
+}
+
+int hma__mk_sel_cut(hma__mk_sel *s, const hma__mk_keys *keys, uint64_t m, int desc, hma__mk_cut *out) {
+    return sel_cut(s, keys, m, desc, 0, out);
+}
+
+/* ---- the interface of mk.h -------------------------------------------- */
+
+int hma__mk_select(unsigned threads, const float *key, uint64_t n, uint64_t k, int abs_of, float *thr,
+                   uint64_t *n_eq_keep) {
+    /* The sign bit is ignored either way: keys are non-negative by contract,
+     * so only -0 is affected, and -0 == +0 as floats. */
+    (void)abs_of;
+    if (k == 0 || n == 0) {
+        *thr = INFINITY;
+        *n_eq_keep = 0;
+        return HMA_OK;
+    }
+    if (k > n) k = n;
+    hma__mk_parts pt;
+    hma__mk_parts_init(&pt, n, threads);
+    hma__mk_sel s;
+    int rc = hma__mk_sel_init(&s, &pt);
+    if (rc != HMA_OK) return rc;
+    hma__mk_keys keys = {key, NULL};
+    hma__mk_cut cut;
+    rc = hma__mk_sel_count(&s, &keys, NULL, k, 1);
+    if (rc == HMA_OK) rc = sel_cut(&s, &keys, k, 1, 1, &cut);
+    hma__mk_sel_free(&s);
+    if (rc != HMA_OK) return rc;
+    uint32_t u = cut.thr;
+    memcpy(thr, &u, sizeof *thr);
+    *n_eq_keep = cut.n_first;
+    hma__mk_cut_free(&cut);
+    return HMA_OK;
+}
+
+typedef struct keep_arg {
+    const hma__mk_parts *pt;
+    float *x;
+    const hma__mk_cut *cut;
+} keep_arg;
+
+static int keep_part(void *arg, unsigned p, unsigned worker) {
+    (void)worker;
+    const keep_arg *a = arg;
+    uint64_t c0, c1, e0, e1, tmp;
+    hma__mk_part_chunks(a->pt, p, &c0, &c1);
+    hma__mk_chunk_range(a->pt->n, c0, &e0, &tmp);
+    hma__mk_chunk_range(a->pt->n, c1 - 1, &tmp, &e1);
+    uint64_t budget = hma__mk_cut_budget(a->cut, p);
+    for (uint64_t e = e0; e < e1; e++)
+        if (!hma__mk_cut_in(a->cut, hma__mk_key_bits(a->x[e]), &budget)) a->x[e] = 0.0f;
+    return HMA_OK;
+}
+
+int hma__mk_keep_topk_abs(unsigned threads, float *x, uint64_t n, uint64_t k) {
+    if (k >= n) return HMA_OK;
+    if (k == 0) {
+        memset(x, 0, n * sizeof *x);
+        return HMA_OK;
+    }
+    hma__mk_parts pt;
+    hma__mk_parts_init(&pt, n, threads);
+    hma__mk_sel s;
+    int rc = hma__mk_sel_init(&s, &pt);
+    if (rc != HMA_OK) return rc;
+    hma__mk_keys keys = {x, NULL};
+    hma__mk_cut cut = {0};
+    rc = hma__mk_sel_count(&s, &keys, NULL, k, 1);
+    if (rc == HMA_OK) rc = hma__mk_sel_cut(&s, &keys, k, 1, &cut);
+    hma__mk_sel_free(&s);
+    if (rc == HMA_OK) {
+        keep_arg a = {&pt, x, &cut};
+        rc = hma__mk_parts_run(&pt, keep_part, &a);
+    }
+    hma__mk_cut_free(&cut);
+    return rc;
+}
