@@ -50,26 +50,6 @@
 
 #include "mergekit/mk.h"
 
-/* Stubs for the task-arithmetic family and sce (mk_gta.c, mk_sce.c, written
- * in parallel): weak, so that the real ones win once they are in libhma.a.
- * This program never runs those methods. TEMPORARY: drop at integration. */
-__attribute__((weak)) int hma__mk_validate_gta(const hma__mk_job *job, const char *what) {
-    (void)job;
-    return hma__fail(HMA_ERR_RECIPE, "%s: stub", what);
-}
-__attribute__((weak)) int hma__mk_validate_sce(const hma__mk_job *job, const char *what) {
-    (void)job;
-    return hma__fail(HMA_ERR_RECIPE, "%s: stub", what);
-}
-__attribute__((weak)) int hma__mk_run_gta(const hma__mk_job *job) {
-    (void)job;
-    return HMA_ERR_RECIPE;
-}
-__attribute__((weak)) int hma__mk_run_sce(const hma__mk_job *job) {
-    (void)job;
-    return HMA_ERR_RECIPE;
-}
-
 #define MAX_ULPS 4
 
 static const float BASE[6] = {0.5f, -1.25f, 2.0f, 0.75f, -0.5f, 1.5f};
