@@ -22,18 +22,9 @@
  * list (the base counts), `i` the element's flat index in the tensor.
  * An element survives a draw with probability p iff uniform < (float)p.
  */
-#include "mergekit/mk.h"
+#include "mergekit/mk_sparse.h"
 
 #define MK_GOLDEN 0x9E3779B97F4A7C15ull
-
-static inline uint64_t mk_fmix(uint64_t z) {
-    z ^= z >> 30;
-    z *= 0xBF58476D1CE4E5B9ull;
-    z ^= z >> 27;
-    z *= 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    return z;
-}
 
 uint64_t hma__mk_rng_key(uint64_t seed, const char *name, size_t source) {
     uint64_t h = 0xCBF29CE484222325ull;
@@ -41,10 +32,9 @@ uint64_t hma__mk_rng_key(uint64_t seed, const char *name, size_t source) {
         h ^= *p;
         h *= 0x100000001B3ull;
     }
-    return mk_fmix(mk_fmix(seed ^ h) + MK_GOLDEN * ((uint64_t)source + 1));
+    return hma__mk_fmix64(hma__mk_fmix64(seed ^ h) + MK_GOLDEN * ((uint64_t)source + 1));
 }
 
-float hma__mk_rng_uniform(uint64_t key, uint64_t index) {
-    uint64_t z = mk_fmix(key + MK_GOLDEN * (index + 1));
-    return (float)(z >> 40) * 0x1p-24f;
-}
+/* fmix is hma__mk_fmix64 and the body hma__mk_uniform (mk_sparse.h), which
+ * the per-element loops inline. */
+float hma__mk_rng_uniform(uint64_t key, uint64_t index) { return hma__mk_uniform(key, index); }

@@ -123,6 +123,20 @@ int hma__mk_sel_count(hma__mk_sel *s, const hma__mk_keys *keys, double *chunk_l1
 /* The cut of the first m elements (m may be 0 or >= n). */
 int hma__mk_sel_cut(hma__mk_sel *s, const hma__mk_keys *keys, uint64_t m, int desc, hma__mk_cut *out);
 
+/* ---- the generator (mk_rng.c documents it) ---- */
+static inline uint64_t hma__mk_fmix64(uint64_t z) {
+    z ^= z >> 30;
+    z *= 0xBF58476D1CE4E5B9ull;
+    z ^= z >> 27;
+    z *= 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return z;
+}
+/* hma__mk_rng_uniform, inlined into the per-element loops of DARE / DELLA. */
+static inline float hma__mk_uniform(uint64_t key, uint64_t index) {
+    return (float)(hma__mk_fmix64(key + 0x9E3779B97F4A7C15ull * (index + 1)) >> 40) * 0x1p-24f;
+}
+
 /* ---- masks (mk_sparsify.c): which elements of a delta survive ---- */
 enum {
     HMA__MK_KEEP_ALL = 0,  /* density >= 1 */

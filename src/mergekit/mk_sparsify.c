@@ -246,17 +246,20 @@ static int l1_chunk(void *arg, uint64_t c, uint64_t e0, uint64_t e1) {
  * draw uniform < (float)density (mk_rng.c). */
 static int dare_chunk(void *arg, uint64_t c, uint64_t e0, uint64_t e1) {
     const chunk_arg *a = arg;
+    float *x = a->a;
+    const float *b = a->b;
+    const float p = a->p;
+    const uint64_t key = a->key;
     double sb = 0.0, sa = 0.0;
     for (uint64_t e = e0; e < e1; e++) {
-        float d = a->b ? a->a[e] - a->b[e] : a->a[e];
+        float d = b ? x[e] - b[e] : x[e];
         double m = fabs((double)d);
+        /* tensor * mask as mergekit: a product, not a branch (the draw is
+         * unpredictable, and compilers turn a select back into a jump) */
+        float keep = (float)(hma__mk_uniform(key, e) < p);
         sb += m;
-        if (hma__mk_rng_uniform(a->key, e) < a->p) {
-            sa += m;
-            a->a[e] = d;
-        } else {
-            a->a[e] = 0.0f;
-        }
+        sa += m * (double)keep;
+        x[e] = d * keep;
     }
     if (a->before) {
         a->before[c] = sb;
@@ -359,7 +362,7 @@ static int della_job(void *arg, uint64_t job, unsigned worker) {
             if (rank_norm < 0.0f) rank_norm = 0.0f;
             if (rank_norm > 1.0f) rank_norm = 1.0f;
             float p = a->base_p + rank_norm * 2.0f * a->eps;
-            if (!(hma__mk_rng_uniform(a->key, r * cols + j) < p)) row[j] = 0.0f;
+            if (!(hma__mk_uniform(a->key, r * cols + j) < p)) row[j] = 0.0f;
         }
     }
     return HMA_OK;
