@@ -369,9 +369,11 @@ def main():
     save_file(merged, args.out, metadata={"format": "pt"})
     t = time.perf_counter() - t0
     print("torch_seconds %.6f" % t)
-    print("torch %s (%s), %s, %d models, %d threads, %s, peak RSS %.0f MiB" % (
-        torch.__version__, LOADER, method.method_name, len(order), torch.get_num_threads(),
-        "stable tie order" if STABLE_TIES else "mergekit's argsort", 
+    ties = ""
+    if method.sparsification_method == SparsificationMethod.magnitude:
+        ties = ", top-k ties: " + ("stable (by index)" if STABLE_TIES else "mergekit's argsort")
+    print("torch %s (%s), %s, %d models, %d threads%s, peak RSS %.0f MiB" % (
+        torch.__version__, LOADER, method.method_name, len(order), torch.get_num_threads(), ties,
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0))
     sys.stdout.flush()
 
