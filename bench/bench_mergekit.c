@@ -11,7 +11,7 @@
  *   - ties.yml: base + aligned (weight 1.0, density 0.5) + third (0.5, 0.7),
  *     normalize true, dtype float32, out_dtype bfloat16;
  *   - dare.yml: the same models and parameters with dare_ties, --seed 42;
- * each CLI run timed from fork to exit, its peak RssAnon sampled from
+ * each CLI run timed from spawn to exit, its peak RssAnon sampled from
  * /proc/PID/status every 2 ms. Then, when `import torch` works, PyTorch with
  * 2 threads on both recipes, and the count of elements where libhma's TIES
  * output differs from torch's (reported, not judged: see torch_mergekit.py).
@@ -30,11 +30,14 @@
 #include "bench.h"
 
 #include <fcntl.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+extern char **environ;
 
 #define MODELS 3
 
@@ -94,17 +97,21 @@ static uint64_t largest_tensor(const char *path) {
     return best;
 }
 
-/* Run argv with stdout/stderr into log_p; time it and sample its peak RssAnon. */
+/* Run argv with stdout/stderr into log_p; time it and sample its peak RssAnon.
+ * posix_spawn returns after the exec (glibc uses vfork semantics), so the
+ * samples never see a forked copy of this process. */
 static int run_child(char *const *argv, double *secs, long *peak_kb) {
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, log_p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
     double t0 = bench_now();
-    pid_t pid = fork();
-    if (pid < 0) { perror("fork"); return -1; }
-    if (pid == 0) {
-        int fd = open(log_p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd >= 0) { dup2(fd, 1); dup2(fd, 2); close(fd); }
-        execv(argv[0], argv);
-        perror(argv[0]);
-        _exit(127);
+    pid_t pid;
+    int e = posix_spawn(&pid, argv[0], &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (e) {
+        fprintf(stderr, "bench_mergekit: cannot run %s: %s\n", argv[0], strerror(e));
+        return -1;
     }
     long peak = -1;
     int status = 0;
@@ -154,13 +161,14 @@ static int run_floor3(int threads, bench_result *r) {
     return 0;
 }
 
+/* seed: "42" for DARE (its draws), NULL for TIES (the CLI's --seed is optional). */
 static int run_hma(const char *hma_bin, const char *what, const char *yml, const char *out, int threads,
-                   bench_result *r) {
+                   const char *seed, bench_result *r) {
     double t[16];
     char th[16];
     snprintf(th, sizeof th, "%d", threads);
     char *argv[] = {(char *)hma_bin, "merge", "--config", (char *)yml, "-o", (char *)out, "--threads", th,
-                    "--seed", "42", NULL};
+                    seed ? "--seed" : NULL, (char *)seed, NULL};
     r->what = what;
     r->threads = threads;
     r->rss_kb = r->rss_base_kb = -1;
@@ -169,8 +177,8 @@ static int run_hma(const char *hma_bin, const char *what, const char *yml, const
         unlink(out);
         int rc = run_child(argv, &t[k], &peak);
         if (rc != 0) {
-            fprintf(stderr, "bench_mergekit: failed (exit %d): %s merge --config %s -o %s --threads %s --seed 42\n", rc,
-                    hma_bin, yml, out, th);
+            fprintf(stderr, "bench_mergekit: failed (exit %d): %s merge --config %s -o %s --threads %s%s%s\n", rc,
+                    hma_bin, yml, out, th, seed ? " --seed " : "", seed ? seed : "");
             show_log();
             return 1;
         }
@@ -264,8 +272,8 @@ int main(int argc, char **argv) {
     int err = 0;
     for (int k = 0; k < 2 && !err; k++) {
         err |= run_floor3(k + 1, &fl[k]);
-        if (!err) err |= run_hma(hma_bin, "hma merge ties", ties_yml, ties_p, k + 1, &ti[k]);
-        if (!err) err |= run_hma(hma_bin, "hma merge dare_ties", dare_yml, dare_p, k + 1, &da[k]);
+        if (!err) err |= run_hma(hma_bin, "hma merge ties", ties_yml, ties_p, k + 1, NULL, &ti[k]);
+        if (!err) err |= run_hma(hma_bin, "hma merge dare_ties", dare_yml, dare_p, k + 1, "42", &da[k]);
         unlink(dare_p);
     }
     if (err) {
