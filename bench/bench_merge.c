@@ -26,9 +26,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/statvfs.h>
-#include <sys/utsname.h>
 #include <unistd.h>
 
 #define MIB 1048576.0
@@ -36,30 +33,7 @@
 static char dir[4096], base_p[4200], aligned_p[4200], out_p[4200], torch_p[4200];
 static int reps = 3;
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-typedef struct result {
-    const char *what;
-    int threads;
-    double best, median, worst;
-    long rss_kb;     /* peak RssAnon during the runs, kB (-1 unknown) */
-    long rss_base_kb;
-} result;
-
-static void summarize(result *r, double *t, int n) {
-    qsort(t, (size_t)n, sizeof *t, cmp_double);
-    r->best = t[0];
-    r->median = t[n / 2];
-    r->worst = t[n - 1];
-}
-
-static uint64_t file_size(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0 ? (uint64_t)st.st_size : 0;
-}
+typedef bench_result result;
 
 static int run_floor(int threads, result *r) {
     double t[16];
@@ -76,7 +50,7 @@ static int run_floor(int threads, result *r) {
         }
     }
     r->rss_kb = bench_rss_stop();
-    summarize(r, t, reps);
+    bench_summarize(r, t, reps);
     return 0;
 }
 
@@ -112,7 +86,7 @@ static int run_hma(int threads, result *r) {
         }
     }
     r->rss_kb = bench_rss_stop();
-    summarize(r, t, reps);
+    bench_summarize(r, t, reps);
     return 0;
 }
 
@@ -133,32 +107,8 @@ static int run_cli(const char *hma_bin, int threads, result *r) {
         }
         t[k] = bench_now() - t0;
     }
-    summarize(r, t, reps);
+    bench_summarize(r, t, reps);
     return 0;
-}
-
-/* Pick the folder: /dev/shm when it has room for 4 files, else TMPDIR. */
-static int pick_dir(uint64_t need) {
-    const char *env = getenv("HMA_BENCH_DIR");
-    const char *cands[3] = {env, "/dev/shm", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp"};
-    for (int i = 0; i < 3; i++) {
-        if (!cands[i] || !*cands[i]) continue;
-        struct statvfs vs;
-        if (statvfs(cands[i], &vs) != 0) continue;
-        uint64_t avail = (uint64_t)vs.f_bavail * vs.f_frsize;
-        if (avail < need) {
-            printf("note: %s has %.1f GB free, need %.1f GB\n", cands[i], (double)avail / 1e9, (double)need / 1e9);
-            if (i == 0) return -1; /* an explicit folder must fit */
-            continue;
-        }
-        snprintf(dir, sizeof dir, "%s/hma-bench-%ld", cands[i], (long)getpid());
-        if (mkdir(dir, 0700) != 0) {
-            perror(dir);
-            return -1;
-        }
-        return 0;
-    }
-    return -1;
 }
 
 static void cleanup(void) {
@@ -168,23 +118,6 @@ static void cleanup(void) {
     unlink(out_p);
     unlink(torch_p);
     rmdir(dir);
-}
-
-static void machine(void) {
-    struct utsname u;
-    char model[256] = "?", line[512];
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    while (f && fgets(line, sizeof line, f))
-        if (!strncmp(line, "model name", 10)) {
-            char *c = strchr(line, ':');
-            if (c) snprintf(model, sizeof model, "%s", c + 2);
-            model[strcspn(model, "\n")] = 0;
-            break;
-        }
-    if (f) fclose(f);
-    uname(&u);
-    printf("machine: %s, %ld online cores, %s %s, libhma %s, SIMD %s\n", model, sysconf(_SC_NPROCESSORS_ONLN),
-           u.sysname, u.release, hma_version_string(), hma_simd_name(hma_simd_best()));
 }
 
 int main(int argc, char **argv) {
@@ -203,11 +136,11 @@ int main(int argc, char **argv) {
     snprintf(cmd, sizeof cmd, "'%s' -c 'import torch' >/dev/null 2>&1", py);
     int have_torch = system(cmd) == 0;
 
-    machine();
+    bench_machine();
     /* 2 inputs + libhma output (+ torch output), 2.2 GB each at 22 layers */
     uint64_t est = (uint64_t)(262144000.0 + (double)layers * 88080384.0) * 1u;
     uint64_t need = est * (have_torch ? 4 : 3) + (est / 10);
-    if (pick_dir(need)) {
+    if (bench_pick_dir(dir, sizeof dir, need, NULL)) {
         fprintf(stderr, "bench_merge: no folder with %.1f GB free (set HMA_BENCH_DIR)\n", (double)need / 1e9);
         return 2;
     }
@@ -225,8 +158,8 @@ int main(int argc, char **argv) {
         cleanup();
         return 2;
     }
-    uint64_t fsz = file_size(base_p);
-    if (!fsz || fsz != file_size(aligned_p)) {
+    uint64_t fsz = bench_file_size(base_p);
+    if (!fsz || fsz != bench_file_size(aligned_p)) {
         fprintf(stderr, "bench_merge: generated files missing or of different sizes\n");
         cleanup();
         return 2;

@@ -4,9 +4,13 @@
  * 4 key-value heads of 64, vocab 32000), `base` with N(0, 0.02)-like values
  * and `aligned` = base + a small perturbation, as fine-tuning leaves it.
  * Deterministic (fixed seed); no libhma dependency so that the benchmark's
- * inputs do not depend on the code under test.
+ * inputs do not depend on the code under test. With --third it also writes
+ * `third` = base + a perturbation of the same size from another seed: a
+ * second fine-tune for the 3-model mergekit benchmark (bench_mergekit.c).
  *
- *   gen_pair OUTDIR [LAYERS]      -> OUTDIR/base.safetensors OUTDIR/aligned.safetensors
+ *   gen_pair OUTDIR [LAYERS] [--third]
+ *       -> OUTDIR/base.safetensors OUTDIR/aligned.safetensors
+ *          [OUTDIR/third.safetensors]
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -36,7 +40,8 @@ static inline float gauss(void) {
     return (s - 2.0f) * 1.732f;
 }
 
-static int write_file(const char *path, const spec *t, size_t n, int aligned) {
+/* pseed: seed of the perturbation added to the base values; 0 = none (base). */
+static int write_file(const char *path, const spec *t, size_t n, uint64_t pseed) {
     FILE *f = fopen(path, "wb");
     if (!f) { perror(path); return 1; }
     size_t cap = 1 << 20, len = 0;
@@ -66,7 +71,7 @@ static int write_file(const char *path, const spec *t, size_t n, int aligned) {
     size_t bufn = 1 << 20;
     uint16_t *buf = malloc(bufn * 2);
     rng = 12345; /* same base values in both files */
-    uint64_t rng2 = 777;
+    uint64_t rng2 = pseed;
     for (size_t i = 0; i < n; i++) {
         uint64_t count = t[i].rows * (t[i].cols ? t[i].cols : 1);
         int is_norm = t[i].cols == 0;
@@ -74,7 +79,7 @@ static int write_file(const char *path, const spec *t, size_t n, int aligned) {
             size_t k = count < bufn ? (size_t)count : bufn;
             for (size_t j = 0; j < k; j++) {
                 float v = is_norm ? 1.0f + 0.05f * gauss() : 0.02f * gauss();
-                if (aligned) {
+                if (pseed) {
                     uint64_t save = rng;
                     rng = rng2;
                     v += (is_norm ? 0.01f : 0.0008f) * gauss();
@@ -93,7 +98,9 @@ static int write_file(const char *path, const spec *t, size_t n, int aligned) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2) { fprintf(stderr, "usage: gen_pair OUTDIR [LAYERS]\n"); return 2; }
+    int third = argc > 1 && !strcmp(argv[argc - 1], "--third");
+    if (third) argc--;
+    if (argc < 2 || argc > 3) { fprintf(stderr, "usage: gen_pair OUTDIR [LAYERS] [--third]\n"); return 2; }
     int layers = argc > 2 ? atoi(argv[2]) : 22;
     const uint64_t H = 2048, I = 5632, KV = 256, V = 32000;
     spec *t = calloc((size_t)layers * 9 + 3, sizeof *t);
@@ -116,7 +123,9 @@ int main(int argc, char **argv) {
     snprintf(p, sizeof p, "%s/base.safetensors", argv[1]);
     if (write_file(p, t, n, 0)) return 1;
     snprintf(p, sizeof p, "%s/aligned.safetensors", argv[1]);
-    if (write_file(p, t, n, 1)) return 1;
+    if (write_file(p, t, n, 777)) return 1;
+    snprintf(p, sizeof p, "%s/third.safetensors", argv[1]);
+    if (third && write_file(p, t, n, 4242)) return 1;
     free(t);
     return 0;
 }
