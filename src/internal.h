@@ -45,6 +45,10 @@ int hma__fail_prefix(int code, const char *fmt, ...) HMA_PRINTF(2, 3);
 #define hma__realloc(p, n) realloc((p), (n))
 #define hma__free(p) free(p)
 char *hma__strdup(const char *s);               /* NULL on OOM */
+/* A buffer of n bytes for a whole tensor, on transparent huge pages where
+ * the kernel allows it (core/bigmem.c). Returns the usable pointer (NULL on
+ * OOM); *base gets what to pass to hma__free() afterwards. */
+void *hma__big_alloc(size_t n, void **base);
 char *hma__strndup(const char *s, size_t n);    /* NULL on OOM */
 
 /* ---- checked arithmetic ----------------------------------------------- */

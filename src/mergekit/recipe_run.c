@@ -118,6 +118,7 @@ typedef struct run_state {
     float **x;
     size_t nx;
     float *out, *scratch;
+    void **xbase, *outbase, *scratchbase; /* what hma__big_alloc() gave to free */
     uint64_t *bad;
 } run_state;
 
@@ -366,11 +367,13 @@ int hma__recipe_run(hma_recipe *r, const char *out_path, const hma_recipe_option
         rc = hma__fail(HMA_ERR_OVERFLOW, "%s: the tensors are too large for this machine's address space", src);
     if (!rc) {
         S.x = hma__calloc(S.nx ? S.nx : 1, sizeof *S.x);
+        S.xbase = hma__calloc(S.nx ? S.nx : 1, sizeof *S.xbase);
         S.bad = hma__malloc((size_t)hma__mk_chunks(cap) * sizeof *S.bad);
-        S.out = hma__malloc((size_t)cap * sizeof(float));
-        S.scratch = hma__malloc((size_t)cap * sizeof(float));
-        int ok = S.x && S.bad && S.out && S.scratch;
-        for (size_t k = 0; k < S.nx && ok; k++) ok = (S.x[k] = hma__malloc((size_t)cap * sizeof(float))) != NULL;
+        S.out = hma__big_alloc((size_t)cap * sizeof(float), &S.outbase);
+        S.scratch = hma__big_alloc((size_t)cap * sizeof(float), &S.scratchbase);
+        int ok = S.x && S.xbase && S.bad && S.out && S.scratch;
+        for (size_t k = 0; k < S.nx && ok; k++)
+            ok = (S.x[k] = hma__big_alloc((size_t)cap * sizeof(float), &S.xbase[k])) != NULL;
         if (!ok)
             rc = hma__fail(HMA_ERR_NO_MEMORY, "%s: out of memory for %zu buffers of %llu float32", src, S.nx + 2,
                            (unsigned long long)cap);
@@ -386,10 +389,11 @@ int hma__recipe_run(hma_recipe *r, const char *out_path, const hma_recipe_option
     }
     if (!rc) rc = hma_writer_commit(w);
     hma_writer_free(w); /* not committed: nothing appears */
-    for (size_t k = 0; S.x && k < S.nx; k++) hma__free(S.x[k]);
+    for (size_t k = 0; S.xbase && k < S.nx; k++) hma__free(S.xbase[k]);
     hma__free(S.x);
-    hma__free(S.out);
-    hma__free(S.scratch);
+    hma__free(S.xbase);
+    hma__free(S.outbase);
+    hma__free(S.scratchbase);
     hma__free(S.bad);
     return rc;
 }
