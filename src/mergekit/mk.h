@@ -140,7 +140,18 @@ typedef struct hma__mk_job {
     float *out;              /* n float32 results */
     float *scratch;          /* n spare float32 (SCE's variance keys, ...) */
     unsigned threads;        /* 0 = online CPUs */
+    /* Optional, only for methods where hma__mk_reads_raw(job) is 1: raw[i],
+     * when raw and raw[i] are not NULL, is source i's first element in its
+     * file's bytes (dtype raw_dtype[i]: F16, BF16, F32 or F64, little-endian,
+     * any alignment) and x[i] is then never read: the method converts
+     * blocks on the fly, with the same results as from x[i] loaded. */
+    const void *const *raw;
+    const hma_dtype *raw_dtype;
 } hma__mk_job;
+
+/* 1 when job's method only reads its sources and takes job->raw (so the
+ * caller need not load float32 copies of mapped sources), else 0. */
+int hma__mk_reads_raw(const hma__mk_job *job);
 
 /*
  * Check the values a job will run with, before anything is written: source

@@ -103,10 +103,10 @@ int hma__mk_validate_gta(const hma__mk_job *job, const char *what) {
 
 /* ---- the combining pass ---------------------------------------------- */
 
-#define GTA_BLOCK 1024u
+#define GTA_BLOCK HMA__MK_BLK
 
 typedef struct gta_src {
-    float *x;          /* x_i, or the stored (masked) delta when `stored` */
+    hma__mk_in x;      /* x_i (raw or float32), or the stored (masked) delta when `stored` */
     int stored;
     hma__mk_mask mask; /* applied on the fly when not stored */
     float factor;      /* L1 rescale factor (1: none) */
@@ -115,7 +115,7 @@ typedef struct gta_src {
 
 typedef struct gta_arg {
     const hma__mk_parts *pt;
-    const float *base;
+    hma__mk_in base;
     float *out;
     gta_src *src;
     size_t nsrc;
@@ -123,7 +123,7 @@ typedef struct gta_arg {
     float lambda;      /* applied when apply_lambda */
     int apply_lambda;
     float divisor;     /* without consensus: sum w_i, already 1 when tiny */
-    float *scratch;    /* per worker: nsrc * GTA_BLOCK floats */
+    float *scratch;    /* per worker: (nsrc + 2) * GTA_BLOCK floats */
 } gta_arg;
 
 /*
@@ -148,10 +148,10 @@ static inline mk_v4f mk_splat(float f) { return (mk_v4f){f, f, f, f}; }
 /* lanes of v where m is all ones, +0 elsewhere */
 static inline mk_v4f mk_and(mk_v4f v, mk_v4i m) { return (mk_v4f)((mk_v4i)v & m); }
 
-/* wd_i of one source over [e, e + len) into o. */
-static inline void gta_weighted(const gta_src *s, const float *base, uint64_t e, size_t len, float *o,
+/* wd_i of one source over a block of len elements into o: x, b are the
+ * block's x_i (or stored delta) and base as float32. */
+static inline void gta_weighted(const gta_src *s, const float *x, const float *b, size_t len, float *o,
                                 hma__mk_mask_cur *cur) {
-    const float *x = s->x + e, *b = base + e;
     float f = s->factor, w = s->w;
     mk_v4f vf = mk_splat(f), vw = mk_splat(w);
     size_t lv = len & ~(size_t)3, j;
@@ -274,18 +274,23 @@ static inline void gta_plain(const gta_arg *a, const float *wd, const float *b, 
     }
 }
 
+/* wd: nsrc blocks of wd_i, then one for the base and one for a source
+ * (raw sources are converted there). */
 static inline void gta_block(const gta_arg *a, uint64_t e, size_t len, float *wd, hma__mk_mask_cur *curs) {
-    for (size_t s = 0; s < a->nsrc; s++) gta_weighted(&a->src[s], a->base, e, len, wd + s * GTA_BLOCK, &curs[s]);
+    float *bbuf = wd + a->nsrc * GTA_BLOCK, *xbuf = bbuf + GTA_BLOCK;
+    const float *b = hma__mk_in_block(&a->base, e, len, bbuf);
+    for (size_t s = 0; s < a->nsrc; s++)
+        gta_weighted(&a->src[s], hma__mk_in_block(&a->src[s].x, e, len, xbuf), b, len, wd + s * GTA_BLOCK, &curs[s]);
     if (a->consensus)
-        gta_consensus(a, wd, a->base + e, a->out + e, len);
+        gta_consensus(a, wd, b, a->out + e, len);
     else
-        gta_plain(a, wd, a->base + e, a->out + e, len);
+        gta_plain(a, wd, b, a->out + e, len);
 }
 
 static int gta_part(void *arg, unsigned p, unsigned worker) {
     const gta_arg *a = arg;
     size_t T = a->nsrc;
-    float *wd = a->scratch + (size_t)worker * T * GTA_BLOCK;
+    float *wd = a->scratch + (size_t)worker * (T + 2) * GTA_BLOCK;
     hma__mk_mask_cur cur[64];
     hma__mk_mask_cur *curs = T <= 64 ? cur : hma__malloc(T * sizeof *curs);
     if (!curs) return hma__fail(HMA_ERR_NO_MEMORY, "out of memory (merge)");
@@ -315,12 +320,25 @@ static int delta_chunk(void *arg, uint64_t c, uint64_t e0, uint64_t e1) {
     return HMA_OK;
 }
 
+int hma__mk_reads_raw(const hma__mk_job *job) {
+    /* magnitude and breadcrumbs plan masks on the fly; DARE and DELLA
+     * write their masked deltas into x */
+    mk_sparsifier sp = sparsifier_of(job->method);
+    return job->method == HMA__MK_TASK_ARITHMETIC || sp == SP_MAGNITUDE || sp == SP_OUTLIERS;
+}
+
+/* Source i as this method reads it (raw bytes only where it takes them). */
+static hma__mk_in gta_in(const hma__mk_job *job, size_t i) {
+    return hma__mk_reads_raw(job) ? hma__mk_in_of(job, i) : hma__mk_in_f(job->x[i]);
+}
+
 int hma__mk_run_gta(const hma__mk_job *job) {
-    const float *base = job->x[job->base];
+    hma__mk_in base = gta_in(job, (size_t)job->base);
     uint64_t n = job->n;
     size_t T = job->n_in - 1;
     if (T == 0 || n == 0) { /* get_task_vectors found nothing: the base */
-        if (n) memcpy(job->out, base, n * sizeof *job->out);
+        if (n && base.f) memcpy(job->out, base.f, n * sizeof *job->out);
+        else if (n) hma__mk_in_convert(&base, 0, (size_t)n, job->out);
         return HMA_OK;
     }
     mk_sparsifier sp = sparsifier_of(job->method);
@@ -337,10 +355,10 @@ int hma__mk_run_gta(const hma__mk_job *job) {
         const hma__mk_pv *pv = &job->model[i];
         gta_src *s = &src[t++];
         double density = mk_param(job, pv, HMA__P_DENSITY);
-        s->x = job->x[i];
+        s->x = gta_in(job, i);
         s->w = (float)mk_param(job, pv, HMA__P_WEIGHT);
         s->factor = 1.0f;
-        hma__mk_keys keys = {job->x[i], base};
+        hma__mk_keys keys = {s->x, base};
         switch (sp) {
         case SP_NONE: break;
         case SP_MAGNITUDE: rc = hma__mk_plan_magnitude(&pt, &keys, density, rescale, &s->mask, &s->factor); break;
@@ -349,7 +367,7 @@ int hma__mk_run_gta(const hma__mk_job *job) {
                                           &s->factor);
             break;
         case SP_RANDOM:
-            rc = hma__mk_dare_core(job->threads, job->x[i], base, n, density, rescale,
+            rc = hma__mk_dare_core(job->threads, job->x[i], base.f, n, density, rescale,
                                    hma__mk_rng_key(job->seed, job->name, i), &s->factor);
             s->stored = 1;
             break;
@@ -363,7 +381,7 @@ int hma__mk_run_gta(const hma__mk_job *job) {
                                job->name);
                 break;
             }
-            delta_arg da = {job->x[i], base};
+            delta_arg da = {job->x[i], base.f};
             rc = hma__mk_for(job->threads, n, delta_chunk, &da);
             if (rc == HMA_OK)
                 rc = hma__mk_della_core(job->threads, job->x[i], rows, cols, density,
@@ -377,7 +395,7 @@ int hma__mk_run_gta(const hma__mk_job *job) {
     float *scratch = NULL;
     if (rc == HMA_OK) {
         unsigned workers = hma__mk_parts_workers(&pt);
-        scratch = hma__malloc((size_t)workers * T * GTA_BLOCK * sizeof *scratch);
+        scratch = hma__malloc((size_t)workers * (T + 2) * GTA_BLOCK * sizeof *scratch);
         if (!scratch) rc = hma__fail(HMA_ERR_NO_MEMORY, "tensor '%s': out of memory", job->name);
     }
     if (rc == HMA_OK) {

@@ -20,8 +20,51 @@
 #include "mergekit/mk_sparse.h"
 
 #include "core/pool.h"
+#include "merge/kernels.h"
 
 #include <math.h>
+
+/* ---- sources ---------------------------------------------------------- */
+
+hma__mk_in hma__mk_in_of(const hma__mk_job *job, size_t i) {
+    hma__mk_in in = hma__mk_in_f(job->x[i]);
+    if (job->raw && job->raw[i]) {
+        in.f = NULL;
+        in.raw = job->raw[i];
+        in.dt = job->raw_dtype[i];
+    }
+    return in;
+}
+
+typedef uint16_t mk_v8h __attribute__((vector_size(16)));
+typedef uint32_t mk_v8w __attribute__((vector_size(32)));
+
+void hma__mk_in_convert(const hma__mk_in *s, uint64_t e, size_t len, float *buf) {
+    if (s->dt == HMA_DTYPE_BF16) {
+        /* the exact widening (bits << 16), NaNs kept as they are, as
+         * hma__kernel_convert does; inline, without its bounce buffer */
+        const unsigned char *r = (const unsigned char *)s->raw + e * 2;
+        size_t j = 0;
+        for (; j + 8 <= len; j += 8) {
+            mk_v8h h;
+            memcpy(&h, r + 2 * j, sizeof h);
+            mk_v8w w = __builtin_convertvector(h, mk_v8w) << 16;
+            memcpy(buf + j, &w, sizeof w);
+        }
+        for (; j < len; j++) {
+            uint16_t h;
+            memcpy(&h, r + 2 * j, sizeof h);
+            uint32_t w = (uint32_t)h << 16;
+            memcpy(buf + j, &w, sizeof w);
+        }
+        return;
+    }
+    static int path = -1; /* the CPU level never changes: racing writers store the same value */
+    int p = __atomic_load_n(&path, __ATOMIC_RELAXED);
+    if (p < 0) __atomic_store_n(&path, p = hma__cpu_level(), __ATOMIC_RELAXED);
+    const unsigned char *r = s->raw;
+    hma__kernel_convert(p, s->dt, r + e * (hma_dtype_bits(s->dt) / 8), HMA_DTYPE_F32, buf, len);
+}
 
 /* ---- parts ------------------------------------------------------------ */
 
@@ -99,12 +142,14 @@ typedef struct count_arg {
     double *chunk_l1;
 } count_arg;
 
-/* Keys of a block: u[j] = bits of |a - b| (or |a|) for [e, e + len). */
-#define MK_BLK 1024u
+/* Keys of a block: u[j] = bits of |a - b| (or |a|) for [e, e + len);
+ * buf: room for 2 x MK_BLK floats (raw sources are converted there). */
+#define MK_BLK HMA__MK_BLK
 typedef uint32_t mk_v4u __attribute__((vector_size(16)));
 typedef float mk_v4f __attribute__((vector_size(16)));
-static inline void key_block(const hma__mk_keys *k, uint64_t e, size_t len, uint32_t *u) {
-    const float *x = k->a + e, *b = k->b ? k->b + e : NULL;
+static inline void key_block(const hma__mk_keys *k, uint64_t e, size_t len, uint32_t *u, float *buf) {
+    const float *x = hma__mk_in_block(&k->a, e, len, buf);
+    const float *b = hma__mk_keys_delta(k) ? hma__mk_in_block(&k->b, e, len, buf + MK_BLK) : NULL;
     const mk_v4u mask = {0x7fffffffu, 0x7fffffffu, 0x7fffffffu, 0x7fffffffu};
     size_t lv = len & ~(size_t)3, j;
     for (j = 0; j < lv; j += 4) {
@@ -127,16 +172,25 @@ static int count_part(void *arg, unsigned p, unsigned worker) {
     uint32_t *h = a->s->h1 + (size_t)p * HMA__MK_H1_WAYS * HMA__MK_H1;
     uint32_t *h2 = a->s->h2 + (size_t)p * MK_H2_STRIDE, hp = a->s->pred_hi;
     if (hp != UINT32_MAX) memset(h2, 0, MK_H2_STRIDE * sizeof *h2);
-    const float *x = a->keys->a, *b = a->keys->b;
     uint32_t u[MK_BLK];
+    float buf[2 * MK_BLK];
     uint64_t c0, c1;
     hma__mk_part_chunks(pt, p, &c0, &c1);
     for (uint64_t c = c0; c < c1; c++) {
         uint64_t e0, e1;
         hma__mk_chunk_range(pt->n, c, &e0, &e1);
+        double l1 = 0.0;
         for (uint64_t e = e0; e < e1; e += MK_BLK) {
             size_t len = e1 - e < MK_BLK ? (size_t)(e1 - e) : MK_BLK, j = 0;
-            key_block(a->keys, e, len, u);
+            key_block(a->keys, e, len, u, buf);
+            /* the L1 "before" sum, only when a rescale needs it: a key is
+             * the bits of |d|, so this adds fabs((double)d) in index order */
+            if (a->chunk_l1)
+                for (size_t q = 0; q < len; q++) {
+                    float f;
+                    memcpy(&f, &u[q], sizeof f);
+                    l1 += (double)f;
+                }
             /* four interleaved histograms: equal neighbours hit different
              * counters instead of waiting for each other's increment */
             if (hp == UINT32_MAX) {
@@ -162,14 +216,7 @@ static int count_part(void *arg, unsigned p, unsigned worker) {
                 if ((u[j] >> 16) == hp) h2[u[j] & 0xffffu]++;
             }
         }
-        if (a->chunk_l1) { /* the L1 "before" sum, only when a rescale needs it */
-            double l1 = 0.0;
-            if (b)
-                for (uint64_t e = e0; e < e1; e++) l1 += fabs((double)(x[e] - b[e]));
-            else
-                for (uint64_t e = e0; e < e1; e++) l1 += fabs((double)x[e]);
-            a->chunk_l1[c] = l1;
-        }
+        if (a->chunk_l1) a->chunk_l1[c] = l1;
     }
     return HMA_OK;
 }
@@ -187,7 +234,9 @@ static uint32_t predict_bucket(const hma__mk_keys *keys, uint64_t n, uint64_t m,
     uint32_t cnt[256] = {0}, cnt2[256] = {0};
     for (uint64_t i = 0; i < MK_SAMPLE; i++) {
         uint64_t e = i * n / MK_SAMPLE;
-        hb[i] = (uint16_t)(hma__mk_key_bits(keys->b ? keys->a[e] - keys->b[e] : keys->a[e]) >> 16);
+        float d = hma__mk_in_at(&keys->a, e);
+        if (hma__mk_keys_delta(keys)) d -= hma__mk_in_at(&keys->b, e);
+        hb[i] = (uint16_t)(hma__mk_key_bits(d) >> 16);
         cnt[hb[i] >> 8]++;
     }
     uint64_t r = boundary_rank(n, m, desc) * MK_SAMPLE / n, above = 0;
@@ -223,13 +272,14 @@ static int level2_part(void *arg, unsigned p, unsigned worker) {
     uint32_t *h = a->s->h2 + (size_t)p * MK_H2_STRIDE;
     memset(h, 0, HMA__MK_H2 * sizeof *h);
     uint32_t hi = a->hi, u[MK_BLK];
+    float buf[2 * MK_BLK];
     uint64_t c0, c1, e0, e1, tmp;
     hma__mk_part_chunks(pt, p, &c0, &c1);
     hma__mk_chunk_range(pt->n, c0, &e0, &tmp);
     hma__mk_chunk_range(pt->n, c1 - 1, &tmp, &e1);
     for (uint64_t e = e0; e < e1; e += MK_BLK) {
         size_t len = e1 - e < MK_BLK ? (size_t)(e1 - e) : MK_BLK;
-        key_block(a->keys, e, len, u);
+        key_block(a->keys, e, len, u, buf);
         for (size_t j = 0; j < len; j++)
             if ((u[j] >> 16) == hi) h[u[j] & 0xffffu]++;
     }
@@ -336,7 +386,7 @@ int hma__mk_select(unsigned threads, const float *key, uint64_t n, uint64_t k, i
     hma__mk_sel s;
     int rc = hma__mk_sel_init(&s, &pt);
     if (rc != HMA_OK) return rc;
-    hma__mk_keys keys = {key, NULL};
+    hma__mk_keys keys = hma__mk_keys_f(key, NULL);
     hma__mk_cut cut;
     rc = hma__mk_sel_count(&s, &keys, NULL, k, 1);
     if (rc == HMA_OK) rc = sel_cut(&s, &keys, k, 1, 1, &cut);
@@ -379,7 +429,7 @@ int hma__mk_keep_topk_abs(unsigned threads, float *x, uint64_t n, uint64_t k) {
     hma__mk_sel s;
     int rc = hma__mk_sel_init(&s, &pt);
     if (rc != HMA_OK) return rc;
-    hma__mk_keys keys = {x, NULL};
+    hma__mk_keys keys = hma__mk_keys_f(x, NULL);
     hma__mk_cut cut = {0};
     rc = hma__mk_sel_count(&s, &keys, NULL, k, 1);
     if (rc == HMA_OK) rc = hma__mk_sel_cut(&s, &keys, k, 1, &cut);
