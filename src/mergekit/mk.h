@@ -147,6 +147,16 @@ typedef struct hma__mk_job {
      * blocks on the fly, with the same results as from x[i] loaded. */
     const void *const *raw;
     const hma_dtype *raw_dtype;
+    /* Optional, only for methods where hma__mk_reads_raw(job) is 1: when
+     * sink is not NULL the result goes to sink instead of out (out is not
+     * written): every element exactly once, in pieces [e0, e0 + len) of at
+     * most HMA__MK_CHUNK elements, from the pool's threads; `worker` is
+     * unique among the calls running at once and below
+     * hma__pool_threads(threads, hma__mk_chunks(n)). The caller converts
+     * each piece while it is in cache instead of reading out back from
+     * memory. HMA_OK, or an error that stops the merge. */
+    int (*sink)(void *user, unsigned worker, uint64_t e0, const float *v, size_t len);
+    void *sink_user;
 } hma__mk_job;
 
 /* 1 when job's method only reads its sources and takes job->raw (so the
