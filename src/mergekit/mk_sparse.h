@@ -147,6 +147,18 @@ typedef struct hma__mk_sel {
     int merged;
     uint32_t pred_hi; /* level-1 bucket whose level-2 counts the count pass also takes */
     uint32_t h2_hi;   /* the bucket h2 holds (UINT32_MAX: none) */
+    /* Range mode (mk_select.c): set one_cut before hma__mk_sel_count when
+     * only one cut will be asked for; the count pass then counts the keys
+     * above a predicted range and collects those inside it instead of
+     * histogramming every key, and the cut falls back to the histograms
+     * when the range missed. */
+    int one_cut;
+    int ranged;          /* the count pass took the range path */
+    uint32_t rlo, rhi;   /* keys in [rlo, rhi] collected, keys > rhi counted */
+    uint64_t rcap;       /* collected keys per part, at most */
+    uint64_t *rabove;    /* per part: keys > rhi */
+    uint64_t *rn;        /* per part: keys in range (> rcap: overflowed) */
+    uint32_t *rkeys;     /* count x rcap */
 } hma__mk_sel;
 
 #define HMA__MK_H1 32768u

@@ -119,6 +119,7 @@ int hma__mk_plan_magnitude(const hma__mk_parts *pt, const hma__mk_keys *keys, do
         return hma__fail(HMA_ERR_NO_MEMORY, "out of memory (rescale sums)");
     hma__mk_sel s;
     int rc = hma__mk_sel_init(&s, pt);
+    s.one_cut = 1;
     if (rc == HMA_OK) {
         rc = hma__mk_sel_count(&s, keys, chunk, k, 1);
         if (rc == HMA_OK) rc = hma__mk_sel_cut(&s, keys, k, 1, &mask->a);
