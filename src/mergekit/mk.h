@@ -140,7 +140,28 @@ typedef struct hma__mk_job {
     float *out;              /* n float32 results */
     float *scratch;          /* n spare float32 (SCE's variance keys, ...) */
     unsigned threads;        /* 0 = online CPUs */
+    /* Optional, only for methods where hma__mk_reads_raw(job) is 1: raw[i],
+     * when raw and raw[i] are not NULL, is source i's first element in its
+     * file's bytes (dtype raw_dtype[i]: F16, BF16, F32 or F64, little-endian,
+     * any alignment) and x[i] is then never read: the method converts
+     * blocks on the fly, with the same results as from x[i] loaded. */
+    const void *const *raw;
+    const hma_dtype *raw_dtype;
+    /* Optional, only for methods where hma__mk_reads_raw(job) is 1: when
+     * sink is not NULL the result goes to sink instead of out (out is not
+     * written): every element exactly once, in pieces [e0, e0 + len) of at
+     * most HMA__MK_CHUNK elements, from the pool's threads; `worker` is
+     * unique among the calls running at once and below
+     * hma__pool_threads(threads, hma__mk_chunks(n)). The caller converts
+     * each piece while it is in cache instead of reading out back from
+     * memory. HMA_OK, or an error that stops the merge. */
+    int (*sink)(void *user, unsigned worker, uint64_t e0, const float *v, size_t len);
+    void *sink_user;
 } hma__mk_job;
+
+/* 1 when job's method only reads its sources and takes job->raw (so the
+ * caller need not load float32 copies of mapped sources), else 0. */
+int hma__mk_reads_raw(const hma__mk_job *job);
 
 /*
  * Check the values a job will run with, before anything is written: source

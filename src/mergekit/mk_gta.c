@@ -24,6 +24,8 @@
  */
 #include "mergekit/mk_sparse.h"
 
+#include "core/pool.h"
+
 #include <inttypes.h>
 #include <math.h>
 
@@ -103,10 +105,10 @@ int hma__mk_validate_gta(const hma__mk_job *job, const char *what) {
 
 /* ---- the combining pass ---------------------------------------------- */
 
-#define GTA_BLOCK 1024u
+#define GTA_BLOCK HMA__MK_BLK
 
 typedef struct gta_src {
-    float *x;          /* x_i, or the stored (masked) delta when `stored` */
+    hma__mk_in x;      /* x_i (raw or float32), or the stored (masked) delta when `stored` */
     int stored;
     hma__mk_mask mask; /* applied on the fly when not stored */
     float factor;      /* L1 rescale factor (1: none) */
@@ -115,7 +117,7 @@ typedef struct gta_src {
 
 typedef struct gta_arg {
     const hma__mk_parts *pt;
-    const float *base;
+    hma__mk_in base;
     float *out;
     gta_src *src;
     size_t nsrc;
@@ -123,7 +125,9 @@ typedef struct gta_arg {
     float lambda;      /* applied when apply_lambda */
     int apply_lambda;
     float divisor;     /* without consensus: sum w_i, already 1 when tiny */
-    float *scratch;    /* per worker: nsrc * GTA_BLOCK floats */
+    float *scratch;    /* per worker: (nsrc + 2) * GTA_BLOCK floats, then the stage */
+    size_t per_worker; /* floats of scratch per worker */
+    const hma__mk_job *job; /* its sink, when set: results go there per chunk via a stage */
 } gta_arg;
 
 /*
@@ -148,10 +152,10 @@ static inline mk_v4f mk_splat(float f) { return (mk_v4f){f, f, f, f}; }
 /* lanes of v where m is all ones, +0 elsewhere */
 static inline mk_v4f mk_and(mk_v4f v, mk_v4i m) { return (mk_v4f)((mk_v4i)v & m); }
 
-/* wd_i of one source over [e, e + len) into o. */
-static inline void gta_weighted(const gta_src *s, const float *base, uint64_t e, size_t len, float *o,
+/* wd_i of one source over a block of len elements into o: x, b are the
+ * block's x_i (or stored delta) and base as float32. */
+static inline void gta_weighted(const gta_src *s, const float *x, const float *b, size_t len, float *o,
                                 hma__mk_mask_cur *cur) {
-    const float *x = s->x + e, *b = base + e;
     float f = s->factor, w = s->w;
     mk_v4f vf = mk_splat(f), vw = mk_splat(w);
     size_t lv = len & ~(size_t)3, j;
@@ -274,31 +278,44 @@ static inline void gta_plain(const gta_arg *a, const float *wd, const float *b, 
     }
 }
 
-static inline void gta_block(const gta_arg *a, uint64_t e, size_t len, float *wd, hma__mk_mask_cur *curs) {
-    for (size_t s = 0; s < a->nsrc; s++) gta_weighted(&a->src[s], a->base, e, len, wd + s * GTA_BLOCK, &curs[s]);
+/* wd: nsrc blocks of wd_i, then one for the base and one for a source
+ * (raw sources are converted there). */
+static inline void gta_block(const gta_arg *a, uint64_t e, size_t len, float *wd, hma__mk_mask_cur *curs,
+                             float *out) {
+    float *bbuf = wd + a->nsrc * GTA_BLOCK, *xbuf = bbuf + GTA_BLOCK;
+    const float *b = hma__mk_in_block(&a->base, e, len, bbuf);
+    for (size_t s = 0; s < a->nsrc; s++)
+        gta_weighted(&a->src[s], hma__mk_in_block(&a->src[s].x, e, len, xbuf), b, len, wd + s * GTA_BLOCK, &curs[s]);
     if (a->consensus)
-        gta_consensus(a, wd, a->base + e, a->out + e, len);
+        gta_consensus(a, wd, b, out, len);
     else
-        gta_plain(a, wd, a->base + e, a->out + e, len);
+        gta_plain(a, wd, b, out, len);
 }
 
 static int gta_part(void *arg, unsigned p, unsigned worker) {
     const gta_arg *a = arg;
     size_t T = a->nsrc;
-    float *wd = a->scratch + (size_t)worker * T * GTA_BLOCK;
+    float *wd = a->scratch + (size_t)worker * a->per_worker, *stage = wd + (T + 2) * GTA_BLOCK;
     hma__mk_mask_cur cur[64];
     hma__mk_mask_cur *curs = T <= 64 ? cur : hma__malloc(T * sizeof *curs);
     if (!curs) return hma__fail(HMA_ERR_NO_MEMORY, "out of memory (merge)");
     for (size_t s = 0; s < T; s++) curs[s] = hma__mk_mask_start(&a->src[s].mask, p);
-    uint64_t c0, c1, e0, e1, tmp;
+    uint64_t c0, c1;
     hma__mk_part_chunks(a->pt, p, &c0, &c1);
-    hma__mk_chunk_range(a->pt->n, c0, &e0, &tmp);
-    hma__mk_chunk_range(a->pt->n, c1 - 1, &tmp, &e1);
-    uint64_t e = e0;
-    for (; e1 - e >= GTA_BLOCK; e += GTA_BLOCK) gta_block(a, e, GTA_BLOCK, wd, curs);
-    if (e < e1) gta_block(a, e, (size_t)(e1 - e), wd, curs);
+    int rc = HMA_OK;
+    const hma__mk_job *job = a->job;
+    for (uint64_t c = c0; c < c1 && rc == HMA_OK; c++) {
+        uint64_t e0, e1, e;
+        hma__mk_chunk_range(a->pt->n, c, &e0, &e1);
+        /* with a sink, the chunk is built in the stage (it stays in cache
+         * for the sink's conversion); else straight into out */
+        float *o = job->sink ? stage - e0 : a->out;
+        for (e = e0; e < e1; e += GTA_BLOCK)
+            gta_block(a, e, e1 - e < GTA_BLOCK ? (size_t)(e1 - e) : GTA_BLOCK, wd, curs, o + e);
+        if (job->sink) rc = job->sink(job->sink_user, worker, e0, stage, (size_t)(e1 - e0));
+    }
     if (curs != cur) hma__free(curs);
-    return HMA_OK;
+    return rc;
 }
 
 /* ---- the method ------------------------------------------------------- */
@@ -315,14 +332,63 @@ static int delta_chunk(void *arg, uint64_t c, uint64_t e0, uint64_t e1) {
     return HMA_OK;
 }
 
-int hma__mk_run_gta(const hma__mk_job *job) {
-    const float *base = job->x[job->base];
-    uint64_t n = job->n;
-    size_t T = job->n_in - 1;
-    if (T == 0 || n == 0) { /* get_task_vectors found nothing: the base */
-        if (n) memcpy(job->out, base, n * sizeof *job->out);
+int hma__mk_reads_raw(const hma__mk_job *job) {
+    /* magnitude and breadcrumbs plan masks on the fly; DARE and DELLA
+     * write their masked deltas into x */
+    mk_sparsifier sp = sparsifier_of(job->method);
+    return job->method == HMA__MK_TASK_ARITHMETIC || sp == SP_MAGNITUDE || sp == SP_OUTLIERS;
+}
+
+/* Source i as this method reads it (raw bytes only where it takes them). */
+static hma__mk_in gta_in(const hma__mk_job *job, size_t i) {
+    return hma__mk_reads_raw(job) ? hma__mk_in_of(job, i) : hma__mk_in_f(job->x[i]);
+}
+
+typedef struct copy_arg {
+    const hma__mk_job *job;
+    const hma__mk_in *base;
+    float *stage; /* per worker HMA__MK_CHUNK floats (with a sink) */
+} copy_arg;
+
+static int copy_job(void *arg, uint64_t c, unsigned worker) {
+    const copy_arg *a = arg;
+    uint64_t e0, e1;
+    hma__mk_chunk_range(a->job->n, c, &e0, &e1);
+    size_t len = (size_t)(e1 - e0);
+    if (!a->job->sink) {
+        hma__mk_in_convert(a->base, e0, len, a->job->out + e0);
         return HMA_OK;
     }
+    float *st = a->stage + (size_t)worker * HMA__MK_CHUNK;
+    const float *v = hma__mk_in_block(a->base, e0, len, st);
+    return a->job->sink(a->job->sink_user, worker, e0, v, len);
+}
+
+/* The result is the base: copied, or converted, or handed to the sink. */
+static int gta_copy_base(const hma__mk_job *job, const hma__mk_in *base) {
+    uint64_t n = job->n;
+    if (n == 0) return HMA_OK;
+    if (base->f && !job->sink) {
+        memcpy(job->out, base->f, n * sizeof *job->out);
+        return HMA_OK;
+    }
+    copy_arg a = {job, base, NULL};
+    uint64_t nc = hma__mk_chunks(n);
+    if (job->sink && !base->f) {
+        a.stage = hma__malloc((size_t)hma__pool_threads(job->threads, nc) * HMA__MK_CHUNK * sizeof *a.stage);
+        if (!a.stage) return hma__fail(HMA_ERR_NO_MEMORY, "tensor '%s': out of memory", job->name);
+    }
+    int rc = hma__pool_run(nc, job->threads, copy_job, &a, NULL, NULL);
+    hma__free(a.stage);
+    return rc;
+}
+
+int hma__mk_run_gta(const hma__mk_job *job) {
+    hma__mk_in base = gta_in(job, (size_t)job->base);
+    uint64_t n = job->n;
+    size_t T = job->n_in - 1;
+    if (T == 0 || n == 0) /* get_task_vectors found nothing: the base */
+        return gta_copy_base(job, &base);
     mk_sparsifier sp = sparsifier_of(job->method);
     int rescale = mk_param(job, job->global, HMA__P_RESCALE) != 0.0;
     double lambda = mk_param(job, job->global, HMA__P_LAMBDA);
@@ -337,10 +403,10 @@ int hma__mk_run_gta(const hma__mk_job *job) {
         const hma__mk_pv *pv = &job->model[i];
         gta_src *s = &src[t++];
         double density = mk_param(job, pv, HMA__P_DENSITY);
-        s->x = job->x[i];
+        s->x = gta_in(job, i);
         s->w = (float)mk_param(job, pv, HMA__P_WEIGHT);
         s->factor = 1.0f;
-        hma__mk_keys keys = {job->x[i], base};
+        hma__mk_keys keys = {s->x, base};
         switch (sp) {
         case SP_NONE: break;
         case SP_MAGNITUDE: rc = hma__mk_plan_magnitude(&pt, &keys, density, rescale, &s->mask, &s->factor); break;
@@ -349,7 +415,7 @@ int hma__mk_run_gta(const hma__mk_job *job) {
                                           &s->factor);
             break;
         case SP_RANDOM:
-            rc = hma__mk_dare_core(job->threads, job->x[i], base, n, density, rescale,
+            rc = hma__mk_dare_core(job->threads, job->x[i], base.f, n, density, rescale,
                                    hma__mk_rng_key(job->seed, job->name, i), &s->factor);
             s->stored = 1;
             break;
@@ -363,7 +429,7 @@ int hma__mk_run_gta(const hma__mk_job *job) {
                                job->name);
                 break;
             }
-            delta_arg da = {job->x[i], base};
+            delta_arg da = {job->x[i], base.f};
             rc = hma__mk_for(job->threads, n, delta_chunk, &da);
             if (rc == HMA_OK)
                 rc = hma__mk_della_core(job->threads, job->x[i], rows, cols, density,
@@ -375,15 +441,16 @@ int hma__mk_run_gta(const hma__mk_job *job) {
         }
     }
     float *scratch = NULL;
+    size_t per_worker = (T + 2) * GTA_BLOCK + (job->sink ? (size_t)HMA__MK_CHUNK : 0);
     if (rc == HMA_OK) {
         unsigned workers = hma__mk_parts_workers(&pt);
-        scratch = hma__malloc((size_t)workers * T * GTA_BLOCK * sizeof *scratch);
+        scratch = hma__malloc((size_t)workers * per_worker * sizeof *scratch);
         if (!scratch) rc = hma__fail(HMA_ERR_NO_MEMORY, "tensor '%s': out of memory", job->name);
     }
     if (rc == HMA_OK) {
         gta_arg a = {&pt, base, job->out, src, T, has_consensus(job->method),
                      mk_param(job, job->global, HMA__P_NORMALIZE) != 0.0, (float)lambda, lambda != 1.0, 1.0f,
-                     scratch};
+                     scratch, per_worker, job};
         /* weights.sum(dim=0) in float32, source order */
         float dv = 0.0f;
         for (size_t s = 0; s < T; s++) dv += src[s].w;

@@ -152,7 +152,7 @@ int hma__mk_run_sce(const hma__mk_job *job) {
                 a.key = NULL;
             } else {
                 hma__mk_sel s;
-                hma__mk_keys keys = {job->scratch, NULL};
+                hma__mk_keys keys = hma__mk_keys_f(job->scratch, NULL);
                 rc = hma__mk_sel_init(&s, &pt);
                 if (rc == HMA_OK) {
                     rc = hma__mk_sel_count(&s, &keys, NULL, k, 1);

@@ -20,8 +20,51 @@
 #include "mergekit/mk_sparse.h"
 
 #include "core/pool.h"
+#include "merge/kernels.h"
 
 #include <math.h>
+
+/* ---- sources ---------------------------------------------------------- */
+
+hma__mk_in hma__mk_in_of(const hma__mk_job *job, size_t i) {
+    hma__mk_in in = hma__mk_in_f(job->x[i]);
+    if (job->raw && job->raw[i]) {
+        in.f = NULL;
+        in.raw = job->raw[i];
+        in.dt = job->raw_dtype[i];
+    }
+    return in;
+}
+
+typedef uint16_t mk_v8h __attribute__((vector_size(16)));
+typedef uint32_t mk_v8w __attribute__((vector_size(32)));
+
+void hma__mk_in_convert(const hma__mk_in *s, uint64_t e, size_t len, float *buf) {
+    if (s->dt == HMA_DTYPE_BF16) {
+        /* the exact widening (bits << 16), NaNs kept as they are, as
+         * hma__kernel_convert does; inline, without its bounce buffer */
+        const unsigned char *r = (const unsigned char *)s->raw + e * 2;
+        size_t j = 0;
+        for (; j + 8 <= len; j += 8) {
+            mk_v8h h;
+            memcpy(&h, r + 2 * j, sizeof h);
+            mk_v8w w = __builtin_convertvector(h, mk_v8w) << 16;
+            memcpy(buf + j, &w, sizeof w);
+        }
+        for (; j < len; j++) {
+            uint16_t h;
+            memcpy(&h, r + 2 * j, sizeof h);
+            uint32_t w = (uint32_t)h << 16;
+            memcpy(buf + j, &w, sizeof w);
+        }
+        return;
+    }
+    static int path = -1; /* the CPU level never changes: racing writers store the same value */
+    int p = __atomic_load_n(&path, __ATOMIC_RELAXED);
+    if (p < 0) __atomic_store_n(&path, p = hma__cpu_level(), __ATOMIC_RELAXED);
+    const unsigned char *r = s->raw;
+    hma__kernel_convert(p, s->dt, r + e * (hma_dtype_bits(s->dt) / 8), HMA_DTYPE_F32, buf, len);
+}
 
 /* ---- parts ------------------------------------------------------------ */
 
@@ -81,6 +124,9 @@ int hma__mk_sel_init(hma__mk_sel *s, const hma__mk_parts *pt) {
 }
 
 void hma__mk_sel_free(hma__mk_sel *s) {
+    hma__free(s->rabove);
+    hma__free(s->rn);
+    hma__free(s->rkeys);
     hma__free(s->h1);
     hma__free(s->h1sum);
     hma__free(s->h2);
@@ -99,12 +145,14 @@ typedef struct count_arg {
     double *chunk_l1;
 } count_arg;
 
-/* Keys of a block: u[j] = bits of |a - b| (or |a|) for [e, e + len). */
-#define MK_BLK 1024u
+/* Keys of a block: u[j] = bits of |a - b| (or |a|) for [e, e + len);
+ * buf: room for 2 x MK_BLK floats (raw sources are converted there). */
+#define MK_BLK HMA__MK_BLK
 typedef uint32_t mk_v4u __attribute__((vector_size(16)));
 typedef float mk_v4f __attribute__((vector_size(16)));
-static inline void key_block(const hma__mk_keys *k, uint64_t e, size_t len, uint32_t *u) {
-    const float *x = k->a + e, *b = k->b ? k->b + e : NULL;
+static inline void key_block(const hma__mk_keys *k, uint64_t e, size_t len, uint32_t *u, float *buf) {
+    const float *x = hma__mk_in_block(&k->a, e, len, buf);
+    const float *b = hma__mk_keys_delta(k) ? hma__mk_in_block(&k->b, e, len, buf + MK_BLK) : NULL;
     const mk_v4u mask = {0x7fffffffu, 0x7fffffffu, 0x7fffffffu, 0x7fffffffu};
     size_t lv = len & ~(size_t)3, j;
     for (j = 0; j < lv; j += 4) {
@@ -127,16 +175,25 @@ static int count_part(void *arg, unsigned p, unsigned worker) {
     uint32_t *h = a->s->h1 + (size_t)p * HMA__MK_H1_WAYS * HMA__MK_H1;
     uint32_t *h2 = a->s->h2 + (size_t)p * MK_H2_STRIDE, hp = a->s->pred_hi;
     if (hp != UINT32_MAX) memset(h2, 0, MK_H2_STRIDE * sizeof *h2);
-    const float *x = a->keys->a, *b = a->keys->b;
     uint32_t u[MK_BLK];
+    float buf[2 * MK_BLK];
     uint64_t c0, c1;
     hma__mk_part_chunks(pt, p, &c0, &c1);
     for (uint64_t c = c0; c < c1; c++) {
         uint64_t e0, e1;
         hma__mk_chunk_range(pt->n, c, &e0, &e1);
+        double l1 = 0.0;
         for (uint64_t e = e0; e < e1; e += MK_BLK) {
             size_t len = e1 - e < MK_BLK ? (size_t)(e1 - e) : MK_BLK, j = 0;
-            key_block(a->keys, e, len, u);
+            key_block(a->keys, e, len, u, buf);
+            /* the L1 "before" sum, only when a rescale needs it: a key is
+             * the bits of |d|, so this adds fabs((double)d) in index order */
+            if (a->chunk_l1)
+                for (size_t q = 0; q < len; q++) {
+                    float f;
+                    memcpy(&f, &u[q], sizeof f);
+                    l1 += (double)f;
+                }
             /* four interleaved histograms: equal neighbours hit different
              * counters instead of waiting for each other's increment */
             if (hp == UINT32_MAX) {
@@ -162,14 +219,7 @@ static int count_part(void *arg, unsigned p, unsigned worker) {
                 if ((u[j] >> 16) == hp) h2[u[j] & 0xffffu]++;
             }
         }
-        if (a->chunk_l1) { /* the L1 "before" sum, only when a rescale needs it */
-            double l1 = 0.0;
-            if (b)
-                for (uint64_t e = e0; e < e1; e++) l1 += fabs((double)(x[e] - b[e]));
-            else
-                for (uint64_t e = e0; e < e1; e++) l1 += fabs((double)x[e]);
-            a->chunk_l1[c] = l1;
-        }
+        if (a->chunk_l1) a->chunk_l1[c] = l1;
     }
     return HMA_OK;
 }
@@ -187,7 +237,9 @@ static uint32_t predict_bucket(const hma__mk_keys *keys, uint64_t n, uint64_t m,
     uint32_t cnt[256] = {0}, cnt2[256] = {0};
     for (uint64_t i = 0; i < MK_SAMPLE; i++) {
         uint64_t e = i * n / MK_SAMPLE;
-        hb[i] = (uint16_t)(hma__mk_key_bits(keys->b ? keys->a[e] - keys->b[e] : keys->a[e]) >> 16);
+        float d = hma__mk_in_at(&keys->a, e);
+        if (hma__mk_keys_delta(keys)) d -= hma__mk_in_at(&keys->b, e);
+        hb[i] = (uint16_t)(hma__mk_key_bits(d) >> 16);
         cnt[hb[i] >> 8]++;
     }
     uint64_t r = boundary_rank(n, m, desc) * MK_SAMPLE / n, above = 0;
@@ -200,12 +252,234 @@ static uint32_t predict_bucket(const hma__mk_keys *keys, uint64_t n, uint64_t m,
     return (uint32_t)(top << 8 | low);
 }
 
+/* ---- range mode --------------------------------------------------------- */
+
+/*
+ * Most of the histogram pass is wasted: one cut needs the counts near its
+ * boundary only. A sample predicts a key range [rlo, rhi] that holds the
+ * boundary key with high probability (5 standard deviations of the
+ * sample's rank error on either side); one vectorised pass counts the keys
+ * above the range and collects the few inside it, and the cut is found
+ * among the collected keys. When the count shows that the boundary is not
+ * in the range (or a part collected more than it had room for), the cut
+ * falls back to the histograms: the result never depends on the sample.
+ */
+
+/* Stable LSD radix sort of n keys (< 2^31) ascending; tmp: n entries. */
+static void sort_keys(uint32_t *k, uint32_t *tmp, size_t n) {
+    static const unsigned shift[3] = {0, 11, 22};
+    uint32_t cnt[2048];
+    for (int pass = 0; pass < 3; pass++) {
+        unsigned sh = shift[pass];
+        memset(cnt, 0, sizeof cnt);
+        for (size_t i = 0; i < n; i++) cnt[(k[i] >> sh) & 2047u]++;
+        uint32_t sum = 0;
+        for (unsigned b = 0; b < 2048; b++) {
+            uint32_t t = cnt[b];
+            cnt[b] = sum;
+            sum += t;
+        }
+        for (size_t i = 0; i < n; i++) tmp[cnt[(k[i] >> sh) & 2047u]++] = k[i];
+        memcpy(k, tmp, n * sizeof *k);
+    }
+}
+
+/* Predict [*lo, *hi] and the fraction of keys inside it; 0: no range
+ * (out of memory: the histogram path then runs). */
+static int predict_range(const hma__mk_keys *keys, uint64_t n, uint64_t m, int desc, uint32_t *lo, uint32_t *hi,
+                         double *frac) {
+    uint32_t *k = hma__malloc(2 * MK_SAMPLE * sizeof *k);
+    if (!k) return 0;
+    uint64_t stride = n / MK_SAMPLE;
+    int delta = hma__mk_keys_delta(keys);
+    for (uint64_t i = 0; i < MK_SAMPLE; i++) {
+        /* evenly spaced, jittered within the stride: rows whose length
+         * divides the stride would otherwise always give the same columns */
+        uint64_t e = i * n / MK_SAMPLE + hma__mk_fmix64(i + 0x51ED2701u) % stride;
+        float d = hma__mk_in_at(&keys->a, e);
+        if (delta) d -= hma__mk_in_at(&keys->b, e);
+        k[i] = hma__mk_key_bits(d);
+    }
+    sort_keys(k, k + MK_SAMPLE, MK_SAMPLE);
+    uint64_t r = boundary_rank(n, m, desc);
+    double p = ((double)r + 0.5) / (double)n;
+    int64_t S = MK_SAMPLE, rs = (int64_t)((double)r * (double)S / (double)n);
+    int64_t dl = (int64_t)(5.0 * sqrt((double)S * p * (1.0 - p))) + 8;
+    /* k ascending: descending rank i is k[S - 1 - i] */
+    *hi = rs - dl >= 0 ? k[S - 1 - (rs - dl)] : 0x7fffffffu;
+    *lo = rs + dl < S ? k[S - 1 - (rs + dl)] : 0u;
+    uint64_t in = 0;
+    for (int64_t i = 0; i < S; i++) in += k[i] >= *lo && k[i] <= *hi;
+    *frac = (double)in / (double)S;
+    hma__free(k);
+    return 1;
+}
+
+typedef int32_t mk_v4i __attribute__((vector_size(16)));
+
+static int range_part(void *arg, unsigned p, unsigned worker) {
+    (void)worker;
+    const count_arg *a = arg;
+    hma__mk_sel *s = a->s;
+    const hma__mk_parts *pt = s->pt;
+    uint32_t u[MK_BLK], *col = s->rkeys + (size_t)p * (s->rcap + 1);
+    float buf[2 * MK_BLK];
+    const int32_t lo = (int32_t)s->rlo, hi = (int32_t)s->rhi; /* keys < 2^31: signed compares */
+    const mk_v4i vhi = {hi, hi, hi, hi};
+    const uint32_t wid = s->rhi - s->rlo;
+    uint64_t c0, c1, above = 0, cnt = 0, cap = s->rcap;
+    hma__mk_part_chunks(pt, p, &c0, &c1);
+    for (uint64_t c = c0; c < c1; c++) {
+        uint64_t e0, e1;
+        hma__mk_chunk_range(pt->n, c, &e0, &e1);
+        double l1 = 0.0;
+        for (uint64_t e = e0; e < e1; e += MK_BLK) {
+            size_t len = e1 - e < MK_BLK ? (size_t)(e1 - e) : MK_BLK, j;
+            key_block(a->keys, e, len, u, buf);
+            if (a->chunk_l1) /* as count_part */
+                for (size_t q = 0; q < len; q++) {
+                    float f;
+                    memcpy(&f, &u[q], sizeof f);
+                    l1 += (double)f;
+                }
+            /* branch-free: a key in the range lands in col[cnt] and moves
+             * cnt on (8 % of BF16 delta keys can be in range: their values
+             * come in lumps of equal keys, and a branch per key or per
+             * vector would mispredict); col has one spare slot past rcap */
+            mk_v4i acc = {0, 0, 0, 0};
+            size_t lv = len & ~(size_t)3;
+            for (j = 0; j < lv; j += 4) {
+                mk_v4i v;
+                memcpy(&v, u + j, sizeof v);
+                acc -= v > vhi;
+            }
+            above += (uint64_t)(acc[0] + acc[1]) + (uint64_t)(acc[2] + acc[3]);
+            for (; j < len; j++) above += (int32_t)u[j] > hi;
+            for (j = 0; j < len; j++) {
+                col[cnt < cap ? cnt : cap] = u[j];
+                cnt += (uint32_t)(u[j] - (uint32_t)lo) <= wid;
+            }
+        }
+        if (a->chunk_l1) a->chunk_l1[c] = l1;
+    }
+    s->rabove[p] = above;
+    s->rn[p] = cnt;
+    return HMA_OK;
+}
+
+/* The range pass; 0 when it did not run (no prediction, no memory). */
+static int range_count(hma__mk_sel *s, const hma__mk_keys *keys, double *chunk_l1, uint64_t m, int desc, int *rc) {
+    const hma__mk_parts *pt = s->pt;
+    double frac;
+    if (!predict_range(keys, pt->n, m, desc, &s->rlo, &s->rhi, &frac)) return 0;
+    if (frac > 0.25) return 0; /* a wide range (many equal keys): histograms */
+    uint64_t part = (pt->nchunks + pt->count - 1) / pt->count * HMA__MK_CHUNK;
+    s->rcap = (uint64_t)((double)part * frac * 1.5) + 4096;
+    if (s->rcap > part) s->rcap = part;
+    s->rabove = hma__calloc(pt->count, sizeof *s->rabove);
+    s->rn = hma__calloc(pt->count, sizeof *s->rn);
+    s->rkeys = hma__malloc((size_t)pt->count * (s->rcap + 1) * sizeof *s->rkeys); /* + a spare slot each */
+    if (!s->rabove || !s->rn || !s->rkeys) {
+        hma__free(s->rabove);
+        hma__free(s->rn);
+        hma__free(s->rkeys);
+        s->rabove = s->rn = NULL;
+        s->rkeys = NULL;
+        return 0;
+    }
+    count_arg a = {s, keys, chunk_l1};
+    *rc = hma__mk_parts_run(pt, range_part, &a);
+    s->ranged = 1;
+    return 1;
+}
+
+/* Histograms of one part's collected keys: level 1 (hb == UINT32_MAX:
+ * top 16 bits, into way 0 of the part's h1) or level 2 (low 16 bits of
+ * the keys in bucket hb, into the part's h2). */
+typedef struct rhist_arg {
+    hma__mk_sel *s;
+    uint32_t hb;
+} rhist_arg;
+
+static int rhist_part(void *arg, unsigned p, unsigned worker) {
+    (void)worker;
+    const rhist_arg *a = arg;
+    hma__mk_sel *s = a->s;
+    const uint32_t *col = s->rkeys + (size_t)p * (s->rcap + 1);
+    uint64_t nk = s->rn[p];
+    if (a->hb == UINT32_MAX) {
+        uint32_t *h = s->h1 + (size_t)p * HMA__MK_H1_WAYS * HMA__MK_H1;
+        memset(h, 0, HMA__MK_H1 * sizeof *h);
+        for (uint64_t q = 0; q < nk; q++) h[col[q] >> 16]++;
+    } else {
+        uint32_t *h = s->h2 + (size_t)p * MK_H2_STRIDE;
+        memset(h, 0, HMA__MK_H2 * sizeof *h);
+        for (uint64_t q = 0; q < nk; q++)
+            if (col[q] >> 16 == a->hb) h[col[q] & 0xffffu]++;
+    }
+    return HMA_OK;
+}
+
+/* The cut at descending rank r from the collected keys; 0 when the range
+ * missed (or overflowed): the caller falls back to the histograms. */
+static int range_cut(hma__mk_sel *s, uint64_t m, int desc, uint64_t r, hma__mk_cut *out, int *rc) {
+    const hma__mk_parts *pt = s->pt;
+    uint64_t A = 0, I = 0;
+    for (unsigned p = 0; p < pt->count; p++) {
+        if (s->rn[p] > s->rcap) return 0;
+        A += s->rabove[p];
+        I += s->rn[p];
+    }
+    if (r < A || r - A >= I) return 0;
+    /* the key of rank r - A among the collected ones: two 16-bit levels,
+     * per part in parallel, then added (integers: any order) */
+    uint64_t rr = r - A, above = 0;
+    rhist_arg ha = {s, UINT32_MAX};
+    if ((*rc = hma__mk_parts_run(pt, rhist_part, &ha)) != HMA_OK) return 1;
+    memset(s->h1sum, 0, HMA__MK_H1 * sizeof *s->h1sum);
+    for (unsigned p = 0; p < pt->count; p++) {
+        const uint32_t *h = s->h1 + (size_t)p * HMA__MK_H1_WAYS * HMA__MK_H1;
+        for (uint32_t i = 0; i < HMA__MK_H1; i++) s->h1sum[i] += h[i];
+    }
+    uint32_t hb = HMA__MK_H1 - 1;
+    while (rr >= above + s->h1sum[hb]) above += s->h1sum[hb--]; /* rr < I: stops */
+    ha.hb = hb;
+    if ((*rc = hma__mk_parts_run(pt, rhist_part, &ha)) != HMA_OK) return 1;
+    memset(s->h2sum, 0, HMA__MK_H2 * sizeof *s->h2sum);
+    for (unsigned p = 0; p < pt->count; p++) {
+        const uint32_t *h = s->h2 + (size_t)p * MK_H2_STRIDE;
+        for (uint32_t i = 0; i < HMA__MK_H2; i++) s->h2sum[i] += h[i];
+    }
+    uint32_t lb = HMA__MK_H2 - 1;
+    while (rr >= above + s->h2sum[lb]) above += s->h2sum[lb--];
+    uint64_t eq = s->h2sum[lb], n = pt->n;
+    above += A; /* keys greater than the threshold */
+    out->thr = hb << 16 | lb;
+    out->desc = desc;
+    out->n_first = desc ? m - above : m - (n - above - eq);
+    out->eq_before = hma__malloc(pt->count * sizeof *out->eq_before);
+    if (!out->eq_before) {
+        *rc = hma__fail(HMA_ERR_NO_MEMORY, "out of memory (selection)");
+        return 1;
+    }
+    uint64_t before = 0;
+    for (unsigned p = 0; p < pt->count; p++) {
+        out->eq_before[p] = before;
+        before += s->h2[(size_t)p * MK_H2_STRIDE + lb];
+    }
+    *rc = HMA_OK;
+    return 1;
+}
+
 int hma__mk_sel_count(hma__mk_sel *s, const hma__mk_keys *keys, double *chunk_l1, uint64_t m, int desc) {
     uint64_t n = s->pt->n;
+    int rc = HMA_OK;
     /* Small tensors are in cache: a second pass costs less than a sample. */
-    s->pred_hi = m > 0 && m <= n && n >= 8 * (uint64_t)MK_SAMPLE ? predict_bucket(keys, n, m, desc) : UINT32_MAX;
+    int big = m > 0 && m <= n && n >= 8 * (uint64_t)MK_SAMPLE;
+    if (big && s->one_cut && range_count(s, keys, chunk_l1, m, desc, &rc)) return rc;
+    s->pred_hi = big ? predict_bucket(keys, n, m, desc) : UINT32_MAX;
     count_arg a = {s, keys, chunk_l1};
-    int rc = hma__mk_parts_run(s->pt, count_part, &a);
+    rc = hma__mk_parts_run(s->pt, count_part, &a);
     s->h2_hi = s->pred_hi;
     return rc;
 }
@@ -223,13 +497,14 @@ static int level2_part(void *arg, unsigned p, unsigned worker) {
     uint32_t *h = a->s->h2 + (size_t)p * MK_H2_STRIDE;
     memset(h, 0, HMA__MK_H2 * sizeof *h);
     uint32_t hi = a->hi, u[MK_BLK];
+    float buf[2 * MK_BLK];
     uint64_t c0, c1, e0, e1, tmp;
     hma__mk_part_chunks(pt, p, &c0, &c1);
     hma__mk_chunk_range(pt->n, c0, &e0, &tmp);
     hma__mk_chunk_range(pt->n, c1 - 1, &tmp, &e1);
     for (uint64_t e = e0; e < e1; e += MK_BLK) {
         size_t len = e1 - e < MK_BLK ? (size_t)(e1 - e) : MK_BLK;
-        key_block(a->keys, e, len, u);
+        key_block(a->keys, e, len, u, buf);
         for (size_t j = 0; j < len; j++)
             if ((u[j] >> 16) == hi) h[u[j] & 0xffffu]++;
     }
@@ -261,6 +536,19 @@ static int sel_cut(hma__mk_sel *s, const hma__mk_keys *keys, uint64_t m, int des
     uint64_t n = pt->n;
     memset(out, 0, sizeof *out);
     if (m == 0 || m > n || (m == n && !exact)) return cut_trivial(pt, m, n, desc, out);
+    if (s->ranged) {
+        int rc = HMA_OK;
+        if (range_cut(s, m, desc, boundary_rank(n, m, desc), out, &rc)) return rc;
+        /* missed: the histograms of all keys after all (h1 may hold the
+         * collected keys' counts of an earlier cut) */
+        s->ranged = 0;
+        memset(s->h1, 0, (size_t)pt->count * HMA__MK_H1_WAYS * HMA__MK_H1 * sizeof *s->h1);
+        s->pred_hi = predict_bucket(keys, n, m, desc);
+        count_arg a = {s, keys, NULL};
+        rc = hma__mk_parts_run(pt, count_part, &a);
+        s->h2_hi = s->pred_hi;
+        if (rc != HMA_OK) return rc;
+    }
     if (!s->merged) {
         const uint32_t *h = s->h1;
         for (size_t t = 0; t < (size_t)pt->count * HMA__MK_H1_WAYS; t++, h += HMA__MK_H1)
@@ -336,7 +624,7 @@ int hma__mk_select(unsigned threads, const float *key, uint64_t n, uint64_t k, i
     hma__mk_sel s;
     int rc = hma__mk_sel_init(&s, &pt);
     if (rc != HMA_OK) return rc;
-    hma__mk_keys keys = {key, NULL};
+    hma__mk_keys keys = hma__mk_keys_f(key, NULL);
     hma__mk_cut cut;
     rc = hma__mk_sel_count(&s, &keys, NULL, k, 1);
     if (rc == HMA_OK) rc = sel_cut(&s, &keys, k, 1, 1, &cut);
@@ -379,7 +667,7 @@ int hma__mk_keep_topk_abs(unsigned threads, float *x, uint64_t n, uint64_t k) {
     hma__mk_sel s;
     int rc = hma__mk_sel_init(&s, &pt);
     if (rc != HMA_OK) return rc;
-    hma__mk_keys keys = {x, NULL};
+    hma__mk_keys keys = hma__mk_keys_f(x, NULL);
     hma__mk_cut cut = {0};
     rc = hma__mk_sel_count(&s, &keys, NULL, k, 1);
     if (rc == HMA_OK) rc = hma__mk_sel_cut(&s, &keys, k, 1, &cut);

@@ -81,12 +81,55 @@ static inline int hma__mk_cut_in(const hma__mk_cut *c, uint32_t u, uint64_t *bud
 void hma__mk_cut_free(hma__mk_cut *c);
 
 /*
+ * One source as the passes read it: float32 elements (f), or, when f is
+ * NULL, the raw bytes of a memory-mapped tensor of dtype dt (F16, BF16,
+ * F32 or F64) converted block by block with hma__kernel_convert, the very
+ * conversion the recipe layer's load would do, so results are identical
+ * and no whole-tensor float32 copy is ever made (hma__mk_job.raw).
+ */
+typedef struct hma__mk_in {
+    const float *f;
+    const void *raw;
+    hma_dtype dt;
+} hma__mk_in;
+
+/* Elements to convert at once (a block lives in L1). */
+#define HMA__MK_BLK 1024u
+
+static inline hma__mk_in hma__mk_in_f(const float *f) {
+    hma__mk_in in = {f, NULL, HMA_DTYPE_F32};
+    return in;
+}
+/* Source i of a job: raw when the job gives raw bytes for it, else x[i]. */
+hma__mk_in hma__mk_in_of(const hma__mk_job *job, size_t i);
+/* Convert raw elements [e, e + len) of s into buf. */
+void hma__mk_in_convert(const hma__mk_in *s, uint64_t e, size_t len, float *buf);
+/* Elements [e, e + len) as float32: s->f + e, or buf filled (len <= its size). */
+static inline const float *hma__mk_in_block(const hma__mk_in *s, uint64_t e, size_t len, float *buf) {
+    if (s->f) return s->f + e;
+    hma__mk_in_convert(s, e, len, buf);
+    return buf;
+}
+/* Element e as float32. */
+static inline float hma__mk_in_at(const hma__mk_in *s, uint64_t e) {
+    if (s->f) return s->f[e];
+    float v;
+    hma__mk_in_convert(s, e, 1, &v);
+    return v;
+}
+
+/*
  * The keys of a selection: |a[e] - b[e]| (float32 subtraction) when b is
- * not NULL (a delta never stored), else |a[e]|.
+ * given (b.f or b.raw not NULL: a delta never stored), else |a[e]|.
  */
 typedef struct hma__mk_keys {
-    const float *a, *b;
+    hma__mk_in a, b;
 } hma__mk_keys;
+static inline int hma__mk_keys_delta(const hma__mk_keys *k) { return k->b.f || k->b.raw; }
+static inline hma__mk_keys hma__mk_keys_f(const float *a, const float *b) {
+    hma__mk_keys k = {hma__mk_in_f(a), hma__mk_in_f(b)};
+    return k;
+}
 
 /*
  * Radix selection in two 16-bit levels over the key bits: hma__mk_sel_count
@@ -104,6 +147,18 @@ typedef struct hma__mk_sel {
     int merged;
     uint32_t pred_hi; /* level-1 bucket whose level-2 counts the count pass also takes */
     uint32_t h2_hi;   /* the bucket h2 holds (UINT32_MAX: none) */
+    /* Range mode (mk_select.c): set one_cut before hma__mk_sel_count when
+     * only one cut will be asked for; the count pass then counts the keys
+     * above a predicted range and collects those inside it instead of
+     * histogramming every key, and the cut falls back to the histograms
+     * when the range missed. */
+    int one_cut;
+    int ranged;          /* the count pass took the range path */
+    uint32_t rlo, rhi;   /* keys in [rlo, rhi] collected, keys > rhi counted */
+    uint64_t rcap;       /* collected keys per part, at most */
+    uint64_t *rabove;    /* per part: keys > rhi */
+    uint64_t *rn;        /* per part: keys in range (> rcap: overflowed) */
+    uint32_t *rkeys;     /* count x rcap */
 } hma__mk_sel;
 
 #define HMA__MK_H1 32768u

@@ -41,8 +41,8 @@ static uint64_t mk_count_of(double x, uint64_t n) {
 
 typedef struct mask_pass_arg {
     const hma__mk_parts *pt;
-    float *a;            /* apply: the delta, masked in place */
-    const float *ca, *b; /* sum: keys |ca - b| (b may be NULL) */
+    float *a;                  /* apply: the delta, masked in place */
+    const hma__mk_keys *keys;  /* sum: keys |a - b| or |a| */
     const hma__mk_mask *mask;
     float factor;
     double *chunk_sum;
@@ -55,13 +55,20 @@ static int kept_l1_part(void *arg, unsigned p, unsigned worker) {
     hma__mk_mask_cur cur = hma__mk_mask_start(a->mask, p);
     uint64_t c0, c1;
     hma__mk_part_chunks(a->pt, p, &c0, &c1);
+    float buf[2 * HMA__MK_BLK];
+    int delta = hma__mk_keys_delta(a->keys);
     for (uint64_t c = c0; c < c1; c++) {
         uint64_t e0, e1;
         hma__mk_chunk_range(a->pt->n, c, &e0, &e1);
         double s = 0.0;
-        for (uint64_t e = e0; e < e1; e++) {
-            float d = a->b ? a->ca[e] - a->b[e] : a->ca[e];
-            if (hma__mk_mask_keep(a->mask, hma__mk_key_bits(d), &cur)) s += fabs((double)d);
+        for (uint64_t e = e0; e < e1; e += HMA__MK_BLK) {
+            size_t len = e1 - e < HMA__MK_BLK ? (size_t)(e1 - e) : HMA__MK_BLK;
+            const float *x = hma__mk_in_block(&a->keys->a, e, len, buf);
+            const float *b = delta ? hma__mk_in_block(&a->keys->b, e, len, buf + HMA__MK_BLK) : NULL;
+            for (size_t j = 0; j < len; j++) {
+                float d = b ? x[j] - b[j] : x[j];
+                if (hma__mk_mask_keep(a->mask, hma__mk_key_bits(d), &cur)) s += fabs((double)d);
+            }
         }
         a->chunk_sum[c] = s;
     }
@@ -85,7 +92,7 @@ static int apply_part(void *arg, unsigned p, unsigned worker) {
 static int mask_factor(const hma__mk_parts *pt, const hma__mk_keys *keys, const hma__mk_mask *mask,
                        double *chunk, float *factor) {
     double before = hma__mk_sum_parts(chunk, pt->nchunks);
-    mask_pass_arg a = {pt, NULL, keys->a, keys->b, mask, 1.0f, chunk};
+    mask_pass_arg a = {pt, NULL, keys, mask, 1.0f, chunk};
     int rc = hma__mk_parts_run(pt, kept_l1_part, &a);
     if (rc != HMA_OK) return rc;
     double after = hma__mk_sum_parts(chunk, pt->nchunks);
@@ -112,6 +119,7 @@ int hma__mk_plan_magnitude(const hma__mk_parts *pt, const hma__mk_keys *keys, do
         return hma__fail(HMA_ERR_NO_MEMORY, "out of memory (rescale sums)");
     hma__mk_sel s;
     int rc = hma__mk_sel_init(&s, pt);
+    s.one_cut = 1;
     if (rc == HMA_OK) {
         rc = hma__mk_sel_count(&s, keys, chunk, k, 1);
         if (rc == HMA_OK) rc = hma__mk_sel_cut(&s, keys, k, 1, &mask->a);
@@ -174,14 +182,14 @@ static int apply_mask(const hma__mk_parts *pt, float *d, const hma__mk_mask *mas
         memset(d, 0, pt->n * sizeof *d);
         return HMA_OK;
     }
-    mask_pass_arg a = {pt, d, NULL, NULL, mask, factor, NULL};
+    mask_pass_arg a = {pt, d, NULL, mask, factor, NULL};
     return hma__mk_parts_run(pt, apply_part, &a);
 }
 
 int hma__mk_magnitude(unsigned threads, float *d, uint64_t n, double density, int rescale) {
     hma__mk_parts pt;
     hma__mk_parts_init(&pt, n, threads);
-    hma__mk_keys keys = {d, NULL};
+    hma__mk_keys keys = hma__mk_keys_f(d, NULL);
     hma__mk_mask mask;
     float f;
     int rc = hma__mk_plan_magnitude(&pt, &keys, density, rescale, &mask, &f);
@@ -194,7 +202,7 @@ int hma__mk_magnitude(unsigned threads, float *d, uint64_t n, double density, in
 int hma__mk_breadcrumbs(unsigned threads, float *d, uint64_t n, double density, double gamma, int rescale) {
     hma__mk_parts pt;
     hma__mk_parts_init(&pt, n, threads);
-    hma__mk_keys keys = {d, NULL};
+    hma__mk_keys keys = hma__mk_keys_f(d, NULL);
     hma__mk_mask mask;
     float f;
     int rc = hma__mk_plan_breadcrumbs(&pt, &keys, density, gamma, rescale, &mask, &f);

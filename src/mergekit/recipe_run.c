@@ -1,17 +1,23 @@
 /*
  * recipe_run.c - run a resolved recipe: one output tensor at a time, every
- * source loaded as float32, merged by hma__mk_merge, checked finite,
- * rounded once to the output dtype and written; the output (shards, index,
- * config.json and tokenizer files) is committed atomically by the writer.
+ * source loaded as float32 (or, for the methods that only read their
+ * sources, hma__mk_reads_raw, handed over as the mapped bytes), merged by
+ * hma__mk_merge, checked finite, rounded once to the output dtype and
+ * written (those methods hand each chunk of the result to a sink that does
+ * this while it is in cache); the output (shards, index, config.json and
+ * tokenizer files) is committed atomically by the writer.
  *
  * Memory: the float32 buffers are (sources + 2) x the largest output
- * tensor (x[0..sources), out, scratch), allocated once; everything else is
- * small (the recipe, the names, per-chunk read buffers of unmapped stores),
- * well within the issue's bound of 64 MiB + the largest tensor x (models + 2).
+ * tensor (x[0..sources), out, scratch), allocated once, and touched only
+ * where used (the raw-reading methods touch none of x and out); everything
+ * else is small (the recipe, the names, per-chunk read buffers of unmapped
+ * stores, the sink's per-worker chunk buffers), well within the issue's
+ * bound of 64 MiB + the largest tensor x (models + 2).
  */
 #include "mergekit/recipe_impl.h"
 
 #include "core/fileio.h"
+#include "core/pool.h"
 #include "merge/kernels.h"
 #include "text/json.h"
 #include "text/strbuf.h"
@@ -68,24 +74,11 @@ static int load(const hma_recipe *r, const hma__rsrc *s, uint64_t off, uint64_t 
     return hma__mk_for(threads, n, load_chunk, &a);
 }
 
-/* First non-finite element of each chunk (UINT64_MAX: none). */
-typedef struct finite_arg {
-    const float *x;
-    uint64_t *bad;
-} finite_arg;
-
-static int finite_chunk(void *arg, uint64_t c, uint64_t e0, uint64_t e1) {
-    finite_arg *a = arg;
-    a->bad[c] = UINT64_MAX;
-    for (uint64_t e = e0; e < e1; e++)
-        if (!isfinite(a->x[e])) {
-            a->bad[c] = e;
-            break;
-        }
-    return HMA_OK;
-}
-
-/* Round elements [p0 + e0, p0 + e1) once to the output dtype and write them. */
+/* Round elements [p0 + e0, p0 + e1) once to the output dtype and write
+ * them, unless one is not finite: then the lowest such index (times 2,
+ * plus 1 for a NaN) goes to *bad (atomic min; UINT64_MAX: none) and the
+ * tensor fails after the pass (a failed merge commits nothing). One pass:
+ * the check reads what the conversion reads, while it is in cache. */
 typedef struct write_arg {
     hma_writer *w;
     size_t idx;
@@ -93,19 +86,37 @@ typedef struct write_arg {
     hma_dtype odt;
     size_t osz;
     uint64_t p0;
-    unsigned char *obuf; /* room for the pass */
+    unsigned char *obuf; /* room for the pass (position-indexed), or per worker (sink) */
     int path;
+    uint64_t *bad;
 } write_arg;
+
+/* v[0..n): elements [at, at + n) of the tensor; dst: room for n outputs. */
+static int write_piece(const write_arg *a, uint64_t at, const float *v, size_t n, unsigned char *dst) {
+    for (size_t j = 0; j < n; j++)
+        if (!isfinite(v[j])) {
+            uint64_t code = (at + j) * 2 + (isnan(v[j]) ? 1 : 0), cur = __atomic_load_n(a->bad, __ATOMIC_RELAXED);
+            while (code < cur && !__atomic_compare_exchange_n(a->bad, &cur, code, 0, __ATOMIC_RELAXED,
+                                                              __ATOMIC_RELAXED)) {
+            }
+            return HMA_OK;
+        }
+    if (a->odt == HMA_DTYPE_F32) return hma_writer_write(a->w, a->idx, at * 4, v, n * 4);
+    hma__kernel_convert(a->path, HMA_DTYPE_F32, v, a->odt, dst, n);
+    return hma_writer_write(a->w, a->idx, at * a->osz, dst, n * a->osz);
+}
 
 static int write_chunk(void *arg, uint64_t c, uint64_t e0, uint64_t e1) {
     (void)c;
     const write_arg *a = arg;
-    size_t n = (size_t)(e1 - e0);
-    const float *src = a->x + a->p0 + e0;
-    if (a->odt == HMA_DTYPE_F32) return hma_writer_write(a->w, a->idx, (a->p0 + e0) * 4, src, n * 4);
-    unsigned char *dst = a->obuf + e0 * a->osz;
-    hma__kernel_convert(a->path, HMA_DTYPE_F32, src, a->odt, dst, n);
-    return hma_writer_write(a->w, a->idx, (a->p0 + e0) * a->osz, dst, n * a->osz);
+    return write_piece(a, a->p0 + e0, a->x + a->p0 + e0, (size_t)(e1 - e0), a->obuf + e0 * a->osz);
+}
+
+/* The method's sink (hma__mk_job.sink): a piece of the result while it is
+ * in cache, through a per-worker output buffer of HMA__MK_CHUNK elements. */
+static int sink_piece(void *user, unsigned worker, uint64_t e0, const float *v, size_t len) {
+    const write_arg *a = user;
+    return write_piece(a, e0, v, len, a->obuf + (size_t)worker * HMA__MK_CHUNK * a->osz);
 }
 
 /* ---- one output tensor ------------------------------------------------------ */
@@ -116,10 +127,13 @@ typedef struct run_state {
     unsigned threads;
     uint64_t seed;
     float **x;
+    const void **raw; /* per source: mapped bytes the method reads directly, or NULL */
+    hma_dtype *raw_dt;
     size_t nx;
     float *out, *scratch;
     void **xbase, *outbase, *scratchbase; /* what hma__big_alloc() gave to free */
-    uint64_t *bad;
+    unsigned char *sinkbuf; /* sink_workers x HMA__MK_CHUNK x 8 bytes */
+    unsigned sink_workers;
 } run_state;
 
 static int run_tensor(run_state *S, size_t i) {
@@ -131,8 +145,6 @@ static int run_tensor(run_state *S, size_t i) {
     for (unsigned d = 1; d < o->ndim; d++) inner *= o->shape[d];
     uint64_t m = o->ndim ? o->rows_all * inner : 1; /* elements the method merges */
     int rc = HMA_OK;
-    for (size_t k = 0; k < o->n_src && !rc; k++) rc = load(r, &o->src[k], 0, m, S->x[k], S->threads);
-    if (rc) return hma__fail_prefix(rc, "%s: tensor '%s'", src, o->name);
     hma__mk_job job;
     memset(&job, 0, sizeof job);
     uint64_t shp[HMA_MAX_DIMS];
@@ -152,6 +164,39 @@ static int run_tensor(run_state *S, size_t i) {
     job.out = S->out;
     job.scratch = S->scratch;
     job.threads = S->threads;
+    /* Methods that only read their sources take the mapped bytes and
+     * convert blocks on the fly: no float32 copy of the tensor is made
+     * (less memory touched, one pass less); the others get x loaded. */
+    int raw = hma__mk_reads_raw(&job);
+    for (size_t k = 0; k < o->n_src && !rc; k++) {
+        const void *d = NULL;
+        S->raw[k] = NULL;
+        if (raw && hma_tensor_data_get(o->src[k].t, &d) == HMA_OK && d) {
+            S->raw[k] = d;
+            S->raw_dt[k] = hma_tensor_dtype(o->src[k].t);
+        } else {
+            rc = load(r, &o->src[k], 0, m, S->x[k], S->threads);
+        }
+    }
+    if (rc) return hma__fail_prefix(rc, "%s: tensor '%s'", src, o->name);
+    job.raw = S->raw;
+    job.raw_dtype = S->raw_dt;
+    uint64_t bad = UINT64_MAX;
+    write_arg wa;
+    wa.w = S->w;
+    wa.idx = i;
+    wa.x = S->out;
+    wa.odt = o->dtype;
+    wa.osz = hma_dtype_bits(o->dtype) / 8;
+    wa.obuf = S->sinkbuf;
+    wa.path = hma__cpu_level();
+    wa.bad = &bad;
+    /* the result straight to the file, a chunk at a time, while in cache */
+    int sunk = raw && S->sinkbuf && hma__pool_threads(S->threads, hma__mk_chunks(m)) <= S->sink_workers;
+    if (sunk) {
+        job.sink = sink_piece;
+        job.sink_user = &wa;
+    }
     if (m && (rc = hma__mk_merge(&job))) return rc;
     /* a vocabulary mismatch: the rows only some models have are copied */
     for (uint64_t row = o->rows_all; o->vocab && row < o->shape[0] && !rc;) {
@@ -161,31 +206,20 @@ static int run_tensor(run_state *S, size_t i) {
         if (rc) return hma__fail_prefix(rc, "%s: tensor '%s'", src, o->name);
         row = end;
     }
-    finite_arg fa = {S->out, S->bad};
-    if ((rc = hma__mk_for(S->threads, o->n, finite_chunk, &fa))) return rc;
-    for (uint64_t c = 0; c < hma__mk_chunks(o->n); c++)
-        if (S->bad[c] != UINT64_MAX) {
-            float v = S->out[S->bad[c]];
-            return hma__fail(HMA_ERR_NONFINITE,
-                             "%s: tensor '%s': element %llu of the merged tensor is %s (from an input, or an overflow "
-                             "of the method's arithmetic)",
-                             src, o->name, (unsigned long long)S->bad[c], isnan(v) ? "NaN" : "infinite");
-        }
-    /* round once and write; the scratch holds n float32 = 4n bytes, so an F64
-     * output goes in passes of half the tensor */
-    write_arg wa;
-    wa.w = S->w;
-    wa.idx = i;
-    wa.x = S->out;
-    wa.odt = o->dtype;
-    wa.osz = hma_dtype_bits(o->dtype) / 8;
+    /* round once and write what the sink did not (all, or the extra rows);
+     * the scratch holds n float32 = 4n bytes, so an F64 output goes in
+     * passes of half the tensor */
     wa.obuf = (unsigned char *)S->scratch;
-    wa.path = hma__cpu_level();
     uint64_t pass = wa.osz <= 4 ? o->n : r->max_n * 4 / wa.osz;
-    for (uint64_t p0 = 0; p0 < o->n && !rc; p0 += pass) {
+    for (uint64_t p0 = sunk ? m : 0; p0 < o->n && !rc; p0 += pass) {
         wa.p0 = p0;
         rc = hma__mk_for(S->threads, o->n - p0 < pass ? o->n - p0 : pass, write_chunk, &wa);
     }
+    if (!rc && bad != UINT64_MAX)
+        return hma__fail(HMA_ERR_NONFINITE,
+                         "%s: tensor '%s': element %llu of the merged tensor is %s (from an input, or an overflow "
+                         "of the method's arithmetic)",
+                         src, o->name, (unsigned long long)(bad / 2), bad % 2 ? "NaN" : "infinite");
     return rc;
 }
 
@@ -368,10 +402,14 @@ int hma__recipe_run(hma_recipe *r, const char *out_path, const hma_recipe_option
     if (!rc) {
         S.x = hma__calloc(S.nx ? S.nx : 1, sizeof *S.x);
         S.xbase = hma__calloc(S.nx ? S.nx : 1, sizeof *S.xbase);
-        S.bad = hma__malloc((size_t)hma__mk_chunks(cap) * sizeof *S.bad);
+        S.raw = hma__calloc(S.nx ? S.nx : 1, sizeof *S.raw);
+        S.raw_dt = hma__calloc(S.nx ? S.nx : 1, sizeof *S.raw_dt);
+        /* the sink's per-worker output buffers (8 bytes: any output dtype) */
+        S.sink_workers = hma__pool_threads(S.threads, hma__mk_chunks(cap));
+        S.sinkbuf = hma__malloc((size_t)S.sink_workers * HMA__MK_CHUNK * 8);
         S.out = hma__big_alloc((size_t)cap * sizeof(float), &S.outbase);
         S.scratch = hma__big_alloc((size_t)cap * sizeof(float), &S.scratchbase);
-        int ok = S.x && S.xbase && S.bad && S.out && S.scratch;
+        int ok = S.x && S.xbase && S.raw && S.raw_dt && S.sinkbuf && S.out && S.scratch;
         for (size_t k = 0; k < S.nx && ok; k++)
             ok = (S.x[k] = hma__big_alloc((size_t)cap * sizeof(float), &S.xbase[k])) != NULL;
         if (!ok)
@@ -392,8 +430,10 @@ int hma__recipe_run(hma_recipe *r, const char *out_path, const hma_recipe_option
     for (size_t k = 0; S.xbase && k < S.nx; k++) hma__free(S.xbase[k]);
     hma__free(S.x);
     hma__free(S.xbase);
+    hma__free(S.raw);
+    hma__free(S.raw_dt);
     hma__free(S.outbase);
     hma__free(S.scratchbase);
-    hma__free(S.bad);
+    hma__free(S.sinkbuf);
     return rc;
 }

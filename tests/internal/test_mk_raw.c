@@ -1,0 +1,298 @@
+/*
+ * test_mk_raw.c - the fast paths of the raw-reading methods (mk.h:
+ * hma__mk_job.raw and .sink; mk_select.c: the range mode of the
+ * selection): raw BF16 / unaligned F32 sources give the same bits as the
+ * float32 sources, the sink gets every element once with the same values,
+ * for 1, 2 and 3 threads; a selection whose predicted range misses falls
+ * back to the histograms and still gives the brute-force cut.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mergekit/mk_sparse.h"
+
+static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
+static uint64_t rnd(void) { return hma__mk_fmix64(g_rng += 0x9e3779b97f4a7c15ull); }
+static double rnd_unit(void) { return (double)(rnd() >> 11) * 0x1p-53; }
+
+static uint16_t bf16_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return (uint16_t)(u >> 16); /* truncation: any bf16 value will do */
+}
+static float bf16_val(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+#define NSRC 3
+
+typedef struct rjob {
+    hma__mk_job job;
+    hma__mk_pv model[NSRC], global;
+    float *xs[NSRC];
+    const void *raw[NSRC];
+    hma_dtype dt[NSRC];
+    uint64_t shape[2];
+} rjob;
+
+static void rjob_init(rjob *t, hma__mk_method m, uint64_t rows, uint64_t cols, unsigned threads) {
+    memset(t, 0, sizeof *t);
+    uint64_t n = rows * cols;
+    t->job.method = m;
+    t->job.name = "model.layers.1.mlp.up_proj.weight";
+    t->job.ndim = 2;
+    t->shape[0] = rows;
+    t->shape[1] = cols;
+    t->job.shape = t->shape;
+    t->job.n = n;
+    t->job.n_in = NSRC;
+    t->job.x = t->xs;
+    t->job.base = 0;
+    t->job.model = t->model;
+    t->job.global = &t->global;
+    t->job.threads = threads;
+    t->job.out = malloc(n * sizeof(float));
+    t->job.scratch = malloc(n * sizeof(float));
+    assert_non_null(t->job.out);
+    assert_non_null(t->job.scratch);
+    for (int i = 0; i < NSRC; i++) {
+        t->xs[i] = malloc(n * sizeof(float));
+        assert_non_null(t->xs[i]);
+    }
+    t->model[1].v[HMA__P_WEIGHT] = 0.7, t->model[1].set[HMA__P_WEIGHT] = 1;
+    t->model[2].v[HMA__P_WEIGHT] = 0.4, t->model[2].set[HMA__P_WEIGHT] = 1;
+    t->model[1].v[HMA__P_DENSITY] = 0.5, t->model[1].set[HMA__P_DENSITY] = 1;
+    t->model[2].v[HMA__P_DENSITY] = 0.7, t->model[2].set[HMA__P_DENSITY] = 1;
+    t->model[1].v[HMA__P_GAMMA] = 0.01, t->model[1].set[HMA__P_GAMMA] = 1;
+    t->model[2].v[HMA__P_GAMMA] = 0.02, t->model[2].set[HMA__P_GAMMA] = 1;
+    t->global.v[HMA__P_RESCALE] = 1, t->global.set[HMA__P_RESCALE] = 1;
+}
+static void rjob_free(rjob *t) {
+    for (int i = 0; i < NSRC; i++) free(t->xs[i]);
+    free(t->job.out);
+    free(t->job.scratch);
+}
+
+/* The sink's record: every element once. */
+typedef struct sink_rec {
+    float *v;
+    unsigned char *seen;
+    uint64_t n;
+    int dup;
+} sink_rec;
+static int sink_fn(void *user, unsigned worker, uint64_t e0, const float *v, size_t len) {
+    sink_rec *r = user;
+    (void)worker;
+    if (e0 % HMA__MK_CHUNK != 0 || len > HMA__MK_CHUNK || e0 + len > r->n) r->dup = 1;
+    for (size_t j = 0; j < len && e0 + j < r->n; j++) {
+        r->dup |= r->seen[e0 + j];
+        __atomic_store_n(&r->seen[e0 + j], 1, __ATOMIC_RELAXED);
+        r->v[e0 + j] = v[j];
+    }
+    return HMA_OK;
+}
+
+static void assert_same_bits(const float *a, const float *b, uint64_t n) {
+    for (uint64_t i = 0; i < n; i++)
+        if (memcmp(&a[i], &b[i], 4) != 0) {
+            fprintf(stderr, "element %llu: %.9g vs %.9g\n", (unsigned long long)i, (double)a[i], (double)b[i]);
+            fail();
+        }
+}
+
+/* Sources as bf16 (like fine-tunes of one base); f32: the same values,
+ * stored 2 bytes off 4-byte alignment (raw F32 that cannot be a float *). */
+static void run_case(hma__mk_method m, uint64_t rows, uint64_t cols) {
+    uint64_t n = rows * cols;
+    uint16_t *b16[NSRC];
+    unsigned char *f32buf[NSRC];
+    for (int i = 0; i < NSRC; i++) {
+        b16[i] = malloc(n * 2 + 2);
+        f32buf[i] = malloc(n * 4 + 2);
+        assert_non_null(b16[i]);
+        assert_non_null(f32buf[i]);
+    }
+    for (uint64_t e = 0; e < n; e++) {
+        float w = (float)(rnd_unit() - 0.5) * 0.1f;
+        b16[0][e] = bf16_bits(w);
+        for (int i = 1; i < NSRC; i++) b16[i][e] = bf16_bits(bf16_val(b16[0][e]) + (float)(rnd_unit() - 0.5) * 0.002f);
+    }
+    float *ref = malloc(n * sizeof *ref);
+    assert_non_null(ref);
+    static const unsigned th[3] = {1, 2, 3};
+    for (int ti = 0; ti < 3; ti++) {
+        /* 1: float32 sources */
+        rjob t;
+        rjob_init(&t, m, rows, cols, th[ti]);
+        for (int i = 0; i < NSRC; i++)
+            for (uint64_t e = 0; e < n; e++) t.xs[i][e] = bf16_val(b16[i][e]);
+        assert_int_equal(hma__mk_merge(&t.job), HMA_OK);
+        if (ti == 0) {
+            memcpy(ref, t.job.out, n * sizeof *ref);
+            uint64_t changed = 0;
+            for (uint64_t e = 0; e < n; e++) changed += ref[e] != t.xs[0][e];
+            assert_true(changed > n / 4); /* a real merge happened */
+        } else {
+            assert_same_bits(ref, t.job.out, n);
+        }
+        assert_int_equal(hma__mk_reads_raw(&t.job), 1);
+        /* 2: raw BF16 (x poisoned: never read), then raw unaligned F32 */
+        for (int kind = 0; kind < 2; kind++) {
+            for (int i = 0; i < NSRC; i++) {
+                for (uint64_t e = 0; e < n; e++) t.xs[i][e] = NAN;
+                if (kind == 0) {
+                    t.raw[i] = b16[i];
+                    t.dt[i] = HMA_DTYPE_BF16;
+                } else {
+                    for (uint64_t e = 0; e < n; e++) {
+                        float v = bf16_val(b16[i][e]);
+                        memcpy(f32buf[i] + 2 + e * 4, &v, 4);
+                    }
+                    t.raw[i] = f32buf[i] + 2;
+                    t.dt[i] = HMA_DTYPE_F32;
+                }
+            }
+            t.job.raw = t.raw;
+            t.job.raw_dtype = t.dt;
+            memset(t.job.out, 0xff, n * sizeof(float));
+            assert_int_equal(hma__mk_merge(&t.job), HMA_OK);
+            assert_same_bits(ref, t.job.out, n);
+            /* 3: the same through the sink (out untouched) */
+            sink_rec r = {malloc(n * sizeof(float)), calloc(n, 1), n, 0};
+            assert_non_null(r.v);
+            assert_non_null(r.seen);
+            memset(t.job.out, 0, n * sizeof(float));
+            t.job.sink = sink_fn;
+            t.job.sink_user = &r;
+            assert_int_equal(hma__mk_merge(&t.job), HMA_OK);
+            assert_false(r.dup);
+            for (uint64_t e = 0; e < n; e++) assert_true(r.seen[e]);
+            assert_same_bits(ref, r.v, n);
+            for (uint64_t e = 0; e < n; e++) assert_true(t.job.out[e] == 0.0f);
+            t.job.sink = NULL;
+            t.job.sink_user = NULL;
+            free(r.v);
+            free(r.seen);
+        }
+        rjob_free(&t);
+    }
+    free(ref);
+    for (int i = 0; i < NSRC; i++) {
+        free(b16[i]);
+        free(f32buf[i]);
+    }
+}
+
+static void test_raw_same_bits(void **state) {
+    (void)state;
+    static const hma__mk_method ms[] = {HMA__MK_TASK_ARITHMETIC, HMA__MK_TIES, HMA__MK_BREADCRUMBS,
+                                        HMA__MK_BREADCRUMBS_TIES};
+    for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) {
+        run_case(ms[i], 40, 25);   /* small: no sample, in-cache paths */
+        run_case(ms[i], 300, 700); /* 210000: the sampled range mode of TIES */
+    }
+}
+
+/* Methods that write their sources never take raw bytes. */
+static void test_raw_predicate(void **state) {
+    (void)state;
+    hma__mk_job j;
+    memset(&j, 0, sizeof j);
+    static const hma__mk_method no[] = {HMA__MK_DARE_LINEAR, HMA__MK_DARE_TIES, HMA__MK_DELLA,
+                                        HMA__MK_DELLA_LINEAR, HMA__MK_LINEAR,    HMA__MK_SCE,
+                                        HMA__MK_SLERP,        HMA__MK_MODEL_STOCK};
+    for (size_t i = 0; i < sizeof no / sizeof no[0]; i++) {
+        j.method = no[i];
+        assert_int_equal(hma__mk_reads_raw(&j), 0);
+    }
+}
+
+/* The brute-force cut of the first m by |x| (desc) or ascending. */
+static void brute_cut(const float *x, uint64_t n, uint64_t m, int desc, uint32_t *thr, uint64_t *above,
+                      uint64_t *eq) {
+    uint32_t *k = malloc(n * sizeof *k);
+    assert_non_null(k);
+    for (uint64_t e = 0; e < n; e++) k[e] = hma__mk_key_bits(x[e]);
+    /* the boundary key: smallest t with #(k > t) < m <= #(k >= t) (desc) */
+    uint32_t lo = 0, hi = 0x7fffffffu;
+    uint64_t r = desc ? m - 1 : n - m; /* rank from the top */
+    while (lo < hi) { /* largest t with #(k >= t) > r */
+        uint32_t mid = lo + (hi - lo + 1) / 2;
+        uint64_t ge = 0;
+        for (uint64_t e = 0; e < n; e++) ge += k[e] >= mid;
+        if (ge > r) lo = mid;
+        else hi = mid - 1;
+    }
+    *thr = lo;
+    *above = *eq = 0;
+    for (uint64_t e = 0; e < n; e++) {
+        *above += k[e] > lo;
+        *eq += k[e] == lo;
+    }
+    free(k);
+}
+
+static void check_cut(const hma__mk_cut *c, const float *x, uint64_t n, uint64_t m, int desc) {
+    uint32_t thr;
+    uint64_t above, eq;
+    brute_cut(x, n, m, desc, &thr, &above, &eq);
+    assert_int_equal(c->thr, thr);
+    assert_int_equal(c->n_first, desc ? m - above : m - (n - above - eq));
+}
+
+/* A cut far from the one the range was predicted for misses the range:
+ * the histograms give it all the same. */
+static void test_range_fallback(void **state) {
+    (void)state;
+    uint64_t n = 300001;
+    float *x = malloc(n * sizeof *x);
+    assert_non_null(x);
+    for (uint64_t e = 0; e < n; e++) {
+        float w = bf16_val(bf16_bits((float)(rnd_unit() - 0.5) * 0.1f));
+        x[e] = bf16_val(bf16_bits(w + (float)(rnd_unit() - 0.5) * 0.002f)) - w;
+    }
+    static const unsigned th[3] = {1, 2, 3};
+    for (int ti = 0; ti < 3; ti++) {
+        hma__mk_parts pt;
+        hma__mk_parts_init(&pt, n, th[ti]);
+        hma__mk_keys keys = hma__mk_keys_f(x, NULL);
+        for (int miss = 0; miss < 2; miss++) {
+            hma__mk_sel s;
+            assert_int_equal(hma__mk_sel_init(&s, &pt), HMA_OK);
+            s.one_cut = 1;
+            assert_int_equal(hma__mk_sel_count(&s, &keys, NULL, n / 2, 1), HMA_OK);
+            assert_true(s.ranged);
+            uint64_t m = miss ? n / 50 : n / 2;
+            hma__mk_cut c;
+            assert_int_equal(hma__mk_sel_cut(&s, &keys, m, 1, &c), HMA_OK);
+            assert_int_equal(s.ranged, !miss); /* the miss took the fallback */
+            check_cut(&c, x, n, m, 1);
+            /* the split of the ties over the parts adds up */
+            uint64_t eqs = 0;
+            for (unsigned p = 0; p < pt.count; p++) assert_true(c.eq_before[p] >= eqs), eqs = c.eq_before[p];
+            hma__mk_cut_free(&c);
+            hma__mk_sel_free(&s);
+        }
+    }
+    free(x);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_raw_same_bits),
+        cmocka_unit_test(test_raw_predicate),
+        cmocka_unit_test(test_range_fallback),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
