@@ -516,6 +516,55 @@ static char *odd_model(int k) {
     return p;
 }
 
+/* A one-layer file like A's layer 0, with +inf at element 5 of its q_proj. */
+static char *inf_model(void) {
+    char *p = tu_join(tu_dir, "inf.safetensors");
+    hma_writer *w;
+    assert_int_equal(hma_writer_create(&w, p, 0), HMA_OK);
+    uint64_t emb[2] = {8, H}, sq[2] = {H, H}, vec[1] = {H};
+    assert_int_equal(hma_writer_add_tensor(w, "model.embed_tokens.weight", HMA_DTYPE_F32, 2, emb), HMA_OK);
+    assert_int_equal(hma_writer_add_tensor(w, "model.layers.0.self_attn.q_proj.weight", HMA_DTYPE_F32, 2, sq), HMA_OK);
+    assert_int_equal(hma_writer_add_tensor(w, "model.layers.0.input_layernorm.weight", HMA_DTYPE_F32, 1, vec), HMA_OK);
+    assert_int_equal(hma_writer_add_tensor(w, "model.norm.weight", HMA_DTYPE_F32, 1, vec), HMA_OK);
+    assert_int_equal(hma_writer_add_tensor(w, "lm_head.weight", HMA_DTYPE_F32, 2, emb), HMA_OK);
+    assert_int_equal(hma_writer_begin(w), HMA_OK);
+    float v[32] = {0};
+    for (size_t i = 0; i < hma_writer_count(w); i++) {
+        size_t ne = i == 0 || i + 1 == hma_writer_count(w) ? 32 : i == 1 ? 16 : H;
+        for (size_t e = 0; e < ne; e++) v[e] = i == 1 && e == 5 ? INFINITY : 0.5f;
+        assert_int_equal(hma_writer_write(w, i, 0, v, ne * 4), HMA_OK);
+    }
+    assert_int_equal(hma_writer_commit(w), HMA_OK);
+    hma_writer_free(w);
+    return p;
+}
+
+/* A non-finite result is an error naming the tensor, and nothing is written:
+ * through the methods that read mapped sources (task_arithmetic, ties) and
+ * through those that load float32 copies (linear, dare_linear). */
+static void nonfinite_no_output(void **state) {
+    (void)state;
+    char *inf = inf_model(), *out = tu_join(tu_dir, "nonfinite.safetensors");
+    const char *methods[] = {"task_arithmetic", "ties", "linear", "dare_linear"};
+    for (size_t k = 0; k < sizeof methods / sizeof methods[0]; k++) {
+        hma_recipe *r;
+        assert_int_equal(parse(&r,
+                               "{\"merge_method\": \"%s\", \"base_model\": \"%s\",\n"
+                               " \"parameters\": {\"weight\": 0.5, \"density\": 0.5},\n"
+                               " \"slices\": [{\"sources\": [\n  {\"model\": \"%s\", \"layer_range\": [0, 1]},\n"
+                               "  {\"model\": \"%s\", \"layer_range\": [0, 1]}]}]}\n",
+                               methods[k], A, A, inf),
+                         HMA_OK);
+        int rc = hma_recipe_merge_to(r, out, NULL);
+        if (rc != HMA_ERR_NONFINITE) fail_msg("%s: %d %s", methods[k], rc, hma_last_error());
+        if (!strstr(hma_last_error(), "model.layers.0.self_attn.q_proj.weight"))
+            fail_msg("%s: tensor not named: %s", methods[k], hma_last_error());
+        assert_false(exists(out));
+        hma_recipe_free(r);
+    }
+    free(inf), free(out);
+}
+
 static int cancel_cb(void *user, uint64_t done, uint64_t total) {
     (void)user, (void)done, (void)total;
     return HMA_CANCEL;
@@ -621,7 +670,8 @@ int main(void) {
         cmocka_unit_test(filters_and_precedence), cmocka_unit_test(passthrough_renumbers),
         cmocka_unit_test(linear_bytes),       cmocka_unit_test(vocab_rows),
         cmocka_unit_test(seed_and_threads),   cmocka_unit_test(errors_name_line),
-        cmocka_unit_test(errors_no_output),   cmocka_unit_test(cli_dry_run),
+        cmocka_unit_test(errors_no_output),   cmocka_unit_test(nonfinite_no_output),
+        cmocka_unit_test(cli_dry_run),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
