@@ -94,12 +94,13 @@ typedef struct sink_rec {
 static int sink_fn(void *user, unsigned worker, uint64_t e0, const float *v, size_t len) {
     sink_rec *r = user;
     (void)worker;
-    if (e0 % HMA__MK_CHUNK != 0 || len > HMA__MK_CHUNK || e0 + len > r->n) r->dup = 1;
+    /* called from several workers at once: the shared flags are atomic */
+    int bad = e0 % HMA__MK_CHUNK != 0 || len > HMA__MK_CHUNK || e0 + len > r->n;
     for (size_t j = 0; j < len && e0 + j < r->n; j++) {
-        r->dup |= r->seen[e0 + j];
-        __atomic_store_n(&r->seen[e0 + j], 1, __ATOMIC_RELAXED);
+        bad |= __atomic_exchange_n(&r->seen[e0 + j], 1, __ATOMIC_RELAXED);
         r->v[e0 + j] = v[j];
     }
+    if (bad) __atomic_store_n(&r->dup, 1, __ATOMIC_RELAXED);
     return HMA_OK;
 }
 
