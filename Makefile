@@ -198,9 +198,10 @@ test-unit: all $(TEST_BIN) $(ITEST_BIN) $(if $(HAVE_MPICC),$(MPI_BIN))
 	@$(TEST_ENV) sh tests/run_all.sh $(TEST_BIN) $(ITEST_BIN)
 
 # The test programs that run many threads at once (make SAN=tsan test-concurrency).
-CONC_BIN := $(patsubst %,$(BUILD)/tests/%,test_concurrency test_merge test_store test_writer)
+CONC_BIN := $(patsubst %,$(BUILD)/tests/%,test_concurrency test_merge test_store test_writer test_recipe) \
+            $(patsubst %,$(BUILD)/tests/internal/%,test_mk_sparse test_mk_raw test_mk_methods)
 test-concurrency: deps
-	@$(MAKE) --no-print-directory lib $(CONC_BIN)
+	@$(MAKE) --no-print-directory lib $(HMA_BIN) $(CONC_BIN)
 	@$(TEST_ENV) HMA_PROGRAMS_ONLY=1 sh tests/run_all.sh $(CONC_BIN)
 
 # The cmocka programs under valgrind memcheck: any error, and definite or
