@@ -329,6 +329,21 @@ static int range_part(void *arg, unsigned p, unsigned worker) {
     const uint32_t wid = s->rhi - s->rlo;
     uint64_t c0, c1, above = 0, cnt = 0, cap = s->rcap;
     hma__mk_part_chunks(pt, p, &c0, &c1);
+#ifdef HMA_HAVE_AVX512_KERNELS
+    /* the same keys, counts and collected keys, 16 at a time, straight
+     * from the sources (no conversion block); not for the L1 sums */
+    if (!a->chunk_l1 && hma__cpu_level() >= HMA_SIMD_AVX512 && hma__mk_range_avx512_ok(&a->keys->a) &&
+        (!hma__mk_keys_delta(a->keys) || hma__mk_range_avx512_ok(&a->keys->b))) {
+        uint64_t e0, e1, tmp;
+        hma__mk_chunk_range(pt->n, c0, &e0, &tmp);
+        hma__mk_chunk_range(pt->n, c1 - 1, &tmp, &e1);
+        /* col has cap + 1 slots; the kernel stores while they fit */
+        hma__mk_range_avx512(a->keys, e0, e1, s->rlo, s->rhi, col, cap + 1, &cnt, &above);
+        s->rabove[p] = above;
+        s->rn[p] = cnt;
+        return HMA_OK;
+    }
+#endif
     for (uint64_t c = c0; c < c1; c++) {
         uint64_t e0, e1;
         hma__mk_chunk_range(pt->n, c, &e0, &e1);

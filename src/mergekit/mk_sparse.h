@@ -167,6 +167,15 @@ typedef struct hma__mk_sel {
 
 int hma__mk_sel_init(hma__mk_sel *s, const hma__mk_parts *pt); /* HMA_OK / HMA_ERR_NO_MEMORY */
 void hma__mk_sel_free(hma__mk_sel *s);
+/* The AVX-512 range-pass loop (mk_kernels_avx512.c; only where
+ * HMA_HAVE_AVX512_KERNELS and hma__cpu_level() is AVX-512): over elements
+ * [e0, e1) adds the keys > hi to *above and writes the keys in [lo, hi] to
+ * col[*cnt...] in index order while they fit in cap slots (*cnt counts on
+ * past cap). _ok: the source is one it reads (float32 or raw BF16). */
+int hma__mk_range_avx512_ok(const hma__mk_in *s);
+void hma__mk_range_avx512(const hma__mk_keys *k, uint64_t e0, uint64_t e1, uint32_t lo, uint32_t hi, uint32_t *col,
+                          uint64_t cap, uint64_t *cnt_io, uint64_t *above_io);
+
 /* The level-1 histograms of all keys, and (chunk_l1 not NULL) the sum of
  * the keys of every chunk in double (nchunks entries: mergekit's L1
  * "before" norm). `m`, `desc`: the cut that will be asked for first: a
