@@ -176,6 +176,22 @@ int hma__mk_range_avx512_ok(const hma__mk_in *s);
 void hma__mk_range_avx512(const hma__mk_keys *k, uint64_t e0, uint64_t e1, uint32_t lo, uint32_t hi, uint32_t *col,
                           uint64_t cap, uint64_t *cnt_io, uint64_t *above_io);
 
+/* The AVX-512 combining loop of mk_gta.c (mk_kernels_avx512.c) for a
+ * block of len elements (a multiple of 16) at e whose masks all keep the
+ * keys >= lim[s]: out o[0, len). Sources float32 or raw BF16 (_ok above). */
+#define HMA__MK_GTA_MAXT 8u
+typedef struct hma__mk_gta_k {
+    size_t T; /* <= HMA__MK_GTA_MAXT */
+    hma__mk_in base, x[HMA__MK_GTA_MAXT];
+    uint32_t lim[HMA__MK_GTA_MAXT];
+    float f[HMA__MK_GTA_MAXT], w[HMA__MK_GTA_MAXT];
+    int consensus, normalize, apply_lambda;
+    float lambda, divisor;
+} hma__mk_gta_k;
+void hma__mk_gta_avx512(const hma__mk_gta_k *k, uint64_t e, size_t len, float *o);
+/* Keys |x - b| equal to thr in a block of len (a multiple of 16) at e. */
+uint64_t hma__mk_count_eq_avx512(const hma__mk_in *x, const hma__mk_in *b, uint64_t e, size_t len, uint32_t thr);
+
 /* The level-1 histograms of all keys, and (chunk_l1 not NULL) the sum of
  * the keys of every chunk in double (nchunks entries: mergekit's L1
  * "before" norm). `m`, `desc`: the cut that will be asked for first: a
