@@ -422,15 +422,22 @@ static int rhist_part(void *arg, unsigned p, unsigned worker) {
     hma__mk_sel *s = a->s;
     const uint32_t *col = s->rkeys + (size_t)p * (s->rcap + 1);
     uint64_t nk = s->rn[p];
+    /* the collected keys come in runs of equal values: interleaved
+     * counters (as count_part) and no branch on the bucket (it would
+     * mispredict); keys of other buckets count in a spare slot */
+    uint64_t q = 0;
     if (a->hb == UINT32_MAX) {
         uint32_t *h = s->h1 + (size_t)p * HMA__MK_H1_WAYS * HMA__MK_H1;
-        memset(h, 0, HMA__MK_H1 * sizeof *h);
-        for (uint64_t q = 0; q < nk; q++) h[col[q] >> 16]++;
+        memset(h, 0, HMA__MK_H1_WAYS * HMA__MK_H1 * sizeof *h);
+        for (; q + 4 <= nk; q += 4)
+            for (unsigned t = 0; t < 4; t++) h[t * HMA__MK_H1 + (col[q + t] >> 16)]++;
+        for (; q < nk; q++) h[col[q] >> 16]++;
+        for (unsigned t = 1; t < HMA__MK_H1_WAYS; t++)
+            for (uint32_t i = 0; i < HMA__MK_H1; i++) h[i] += h[t * HMA__MK_H1 + i];
     } else {
-        uint32_t *h = s->h2 + (size_t)p * MK_H2_STRIDE;
-        memset(h, 0, HMA__MK_H2 * sizeof *h);
-        for (uint64_t q = 0; q < nk; q++)
-            if (col[q] >> 16 == a->hb) h[col[q] & 0xffffu]++;
+        uint32_t *h = s->h2 + (size_t)p * MK_H2_STRIDE, hb = a->hb;
+        memset(h, 0, (HMA__MK_H2 + 1) * sizeof *h);
+        for (; q < nk; q++) h[(col[q] >> 16) == hb ? (col[q] & 0xffffu) : HMA__MK_H2]++;
     }
     return HMA_OK;
 }
