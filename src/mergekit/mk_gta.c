@@ -24,6 +24,7 @@
  */
 #include "mergekit/mk_sparse.h"
 
+#include "core/cpu.h"
 #include "core/pool.h"
 
 #include <inttypes.h>
@@ -113,6 +114,7 @@ typedef struct gta_src {
     hma__mk_mask mask; /* applied on the fly when not stored */
     float factor;      /* L1 rescale factor (1: none) */
     float w;
+    double density;    /* magnitude without rescale: planned jointly after all sources */
 } gta_src;
 
 typedef struct gta_arg {
@@ -128,6 +130,7 @@ typedef struct gta_arg {
     float *scratch;    /* per worker: (nsrc + 2) * GTA_BLOCK floats, then the stage */
     size_t per_worker; /* floats of scratch per worker */
     const hma__mk_job *job; /* its sink, when set: results go there per chunk via a stage */
+    const hma__mk_gta_k *fast; /* the AVX-512 block loop's setup, NULL when it does not apply */
 } gta_arg;
 
 /*
@@ -292,6 +295,26 @@ static inline void gta_block(const gta_arg *a, uint64_t e, size_t len, float *wd
         gta_plain(a, wd, b, out, len);
 }
 
+#ifdef HMA_HAVE_AVX512_KERNELS
+/* Settle the block's TOP budgets as gta_weighted would and set each
+ * source's lim in k; 0 (nothing changed) when a budget runs out inside the
+ * block or the block is not whole vectors: gta_block then does it. */
+static int gta_fast_block(const gta_arg *a, hma__mk_gta_k *k, uint64_t e, size_t len, hma__mk_mask_cur *curs) {
+    uint64_t neq[HMA__MK_GTA_MAXT];
+    if (len % 16) return 0;
+    for (size_t s = 0; s < a->nsrc; s++) {
+        neq[s] = 0;
+        if (a->src[s].mask.kind != HMA__MK_KEEP_TOP) continue;
+        uint32_t thr = a->src[s].mask.a.thr;
+        if (curs[s].ba) neq[s] = hma__mk_count_eq_avx512(&a->src[s].x, &a->base, e, len, thr);
+        if (neq[s] > curs[s].ba) return 0;
+        k->lim[s] = neq[s] ? thr : thr + 1u; /* thr < 2^31: no wrap */
+    }
+    for (size_t s = 0; s < a->nsrc; s++) curs[s].ba -= neq[s];
+    return 1;
+}
+#endif
+
 static int gta_part(void *arg, unsigned p, unsigned worker) {
     const gta_arg *a = arg;
     size_t T = a->nsrc;
@@ -300,6 +323,10 @@ static int gta_part(void *arg, unsigned p, unsigned worker) {
     hma__mk_mask_cur *curs = T <= 64 ? cur : hma__malloc(T * sizeof *curs);
     if (!curs) return hma__fail(HMA_ERR_NO_MEMORY, "out of memory (merge)");
     for (size_t s = 0; s < T; s++) curs[s] = hma__mk_mask_start(&a->src[s].mask, p);
+#ifdef HMA_HAVE_AVX512_KERNELS
+    hma__mk_gta_k fk;
+    if (a->fast) fk = *a->fast; /* lim changes per block */
+#endif
     uint64_t c0, c1;
     hma__mk_part_chunks(a->pt, p, &c0, &c1);
     int rc = HMA_OK;
@@ -310,8 +337,16 @@ static int gta_part(void *arg, unsigned p, unsigned worker) {
         /* with a sink, the chunk is built in the stage (it stays in cache
          * for the sink's conversion); else straight into out */
         float *o = job->sink ? stage - e0 : a->out;
-        for (e = e0; e < e1; e += GTA_BLOCK)
-            gta_block(a, e, e1 - e < GTA_BLOCK ? (size_t)(e1 - e) : GTA_BLOCK, wd, curs, o + e);
+        for (e = e0; e < e1; e += GTA_BLOCK) {
+            size_t len = e1 - e < GTA_BLOCK ? (size_t)(e1 - e) : GTA_BLOCK;
+#ifdef HMA_HAVE_AVX512_KERNELS
+            if (a->fast && gta_fast_block(a, &fk, e, len, curs)) {
+                hma__mk_gta_avx512(&fk, e, len, o + e);
+                continue;
+            }
+#endif
+            gta_block(a, e, len, wd, curs, o + e);
+        }
         if (job->sink) rc = job->sink(job->sink_user, worker, e0, stage, (size_t)(e1 - e0));
     }
     if (curs != cur) hma__free(curs);
@@ -383,6 +418,34 @@ static int gta_copy_base(const hma__mk_job *job, const hma__mk_in *base) {
     return rc;
 }
 
+#ifdef HMA_HAVE_AVX512_KERNELS
+/* The AVX-512 block loop applies when every source is read as float32 or
+ * raw BF16 and every mask keeps keys >= some limit (ALL or TOP). */
+static int gta_fast_setup(const gta_arg *a, hma__mk_gta_k *k) {
+    if (hma__cpu_level() < HMA_SIMD_AVX512 || a->nsrc > HMA__MK_GTA_MAXT || !hma__mk_range_avx512_ok(&a->base))
+        return 0;
+    memset(k, 0, sizeof *k);
+    k->T = a->nsrc;
+    k->base = a->base;
+    for (size_t s = 0; s < a->nsrc; s++) {
+        const gta_src *g = &a->src[s];
+        if (g->stored || (g->mask.kind != HMA__MK_KEEP_ALL && g->mask.kind != HMA__MK_KEEP_TOP) ||
+            !hma__mk_range_avx512_ok(&g->x))
+            return 0;
+        k->x[s] = g->x;
+        k->lim[s] = 0; /* ALL: every key >= 0 */
+        k->f[s] = g->factor;
+        k->w[s] = g->w;
+    }
+    k->consensus = a->consensus;
+    k->normalize = a->normalize;
+    k->apply_lambda = a->apply_lambda;
+    k->lambda = a->lambda;
+    k->divisor = a->divisor;
+    return 1;
+}
+#endif
+
 int hma__mk_run_gta(const hma__mk_job *job) {
     hma__mk_in base = gta_in(job, (size_t)job->base);
     uint64_t n = job->n;
@@ -409,7 +472,12 @@ int hma__mk_run_gta(const hma__mk_job *job) {
         hma__mk_keys keys = {s->x, base};
         switch (sp) {
         case SP_NONE: break;
-        case SP_MAGNITUDE: rc = hma__mk_plan_magnitude(&pt, &keys, density, rescale, &s->mask, &s->factor); break;
+        case SP_MAGNITUDE:
+            if (rescale)
+                rc = hma__mk_plan_magnitude(&pt, &keys, density, rescale, &s->mask, &s->factor);
+            else
+                s->density = density; /* planned below, all models in one pass */
+            break;
         case SP_OUTLIERS:
             rc = hma__mk_plan_breadcrumbs(&pt, &keys, density, mk_param(job, pv, HMA__P_GAMMA), rescale, &s->mask,
                                           &s->factor);
@@ -440,6 +508,26 @@ int hma__mk_run_gta(const hma__mk_job *job) {
         }
         }
     }
+    if (rc == HMA_OK && sp == SP_MAGNITUDE && !rescale) {
+        hma__mk_keys *keys = hma__malloc(T * sizeof *keys);
+        double *dens = hma__malloc(T * sizeof *dens);
+        hma__mk_mask *masks = hma__malloc(T * sizeof *masks);
+        if (!keys || !dens || !masks) {
+            rc = hma__fail(HMA_ERR_NO_MEMORY, "tensor '%s': out of memory", job->name);
+        } else {
+            for (size_t s = 0; s < T; s++) {
+                keys[s].a = src[s].x;
+                keys[s].b = base;
+                dens[s] = src[s].density;
+            }
+            rc = hma__mk_plan_magnitude_joint(&pt, keys, dens, T, masks);
+            if (rc == HMA_OK)
+                for (size_t s = 0; s < T; s++) src[s].mask = masks[s];
+        }
+        hma__free(keys);
+        hma__free(dens);
+        hma__free(masks);
+    }
     float *scratch = NULL;
     size_t per_worker = (T + 2) * GTA_BLOCK + (job->sink ? (size_t)HMA__MK_CHUNK : 0);
     if (rc == HMA_OK) {
@@ -450,11 +538,15 @@ int hma__mk_run_gta(const hma__mk_job *job) {
     if (rc == HMA_OK) {
         gta_arg a = {&pt, base, job->out, src, T, has_consensus(job->method),
                      mk_param(job, job->global, HMA__P_NORMALIZE) != 0.0, (float)lambda, lambda != 1.0, 1.0f,
-                     scratch, per_worker, job};
+                     scratch, per_worker, job, NULL};
         /* weights.sum(dim=0) in float32, source order */
         float dv = 0.0f;
         for (size_t s = 0; s < T; s++) dv += src[s].w;
         a.divisor = fabsf(dv) < 1e-8f ? 1.0f : dv;
+#ifdef HMA_HAVE_AVX512_KERNELS
+        hma__mk_gta_k fk;
+        if (gta_fast_setup(&a, &fk)) a.fast = &fk;
+#endif
         rc = hma__mk_parts_run(&pt, gta_part, &a);
     }
     hma__free(scratch);

@@ -167,6 +167,31 @@ typedef struct hma__mk_sel {
 
 int hma__mk_sel_init(hma__mk_sel *s, const hma__mk_parts *pt); /* HMA_OK / HMA_ERR_NO_MEMORY */
 void hma__mk_sel_free(hma__mk_sel *s);
+/* The AVX-512 range-pass loop (mk_kernels_avx512.c; only where
+ * HMA_HAVE_AVX512_KERNELS and hma__cpu_level() is AVX-512): over elements
+ * [e0, e1) adds the keys > hi to *above and writes the keys in [lo, hi] to
+ * col[*cnt...] in index order while they fit in cap slots (*cnt counts on
+ * past cap). _ok: the source is one it reads (float32 or raw BF16). */
+int hma__mk_range_avx512_ok(const hma__mk_in *s);
+void hma__mk_range_avx512(const hma__mk_keys *k, uint64_t e0, uint64_t e1, uint32_t lo, uint32_t hi, uint32_t *col,
+                          uint64_t cap, uint64_t *cnt_io, uint64_t *above_io);
+
+/* The AVX-512 combining loop of mk_gta.c (mk_kernels_avx512.c) for a
+ * block of len elements (a multiple of 16) at e whose masks all keep the
+ * keys >= lim[s]: out o[0, len). Sources float32 or raw BF16 (_ok above). */
+#define HMA__MK_GTA_MAXT 8u
+typedef struct hma__mk_gta_k {
+    size_t T; /* <= HMA__MK_GTA_MAXT */
+    hma__mk_in base, x[HMA__MK_GTA_MAXT];
+    uint32_t lim[HMA__MK_GTA_MAXT];
+    float f[HMA__MK_GTA_MAXT], w[HMA__MK_GTA_MAXT];
+    int consensus, normalize, apply_lambda;
+    float lambda, divisor;
+} hma__mk_gta_k;
+void hma__mk_gta_avx512(const hma__mk_gta_k *k, uint64_t e, size_t len, float *o);
+/* Keys |x - b| equal to thr in a block of len (a multiple of 16) at e. */
+uint64_t hma__mk_count_eq_avx512(const hma__mk_in *x, const hma__mk_in *b, uint64_t e, size_t len, uint32_t thr);
+
 /* The level-1 histograms of all keys, and (chunk_l1 not NULL) the sum of
  * the keys of every chunk in double (nchunks entries: mergekit's L1
  * "before" norm). `m`, `desc`: the cut that will be asked for first: a
@@ -175,6 +200,12 @@ void hma__mk_sel_free(hma__mk_sel *s);
  * prediction is right (the result never depends on it). m == 0: no
  * prediction. */
 int hma__mk_sel_count(hma__mk_sel *s, const hma__mk_keys *keys, double *chunk_l1, uint64_t m, int desc);
+/* hma__mk_sel_count (no L1 sums) for T selections at once, s[t] over
+ * keys[t] with its first cut m[t]: one pass over the sources when every
+ * selection is a one-cut range selection of a delta and the AVX-512 loop
+ * applies (the sources shared by several keys, TIES's base, are then read
+ * once), else one pass per selection. Same counts either way. */
+int hma__mk_sel_count_joint(hma__mk_sel **s, const hma__mk_keys *keys, size_t T, const uint64_t *m, int desc);
 /* The cut of the first m elements (m may be 0 or >= n). */
 int hma__mk_sel_cut(hma__mk_sel *s, const hma__mk_keys *keys, uint64_t m, int desc, hma__mk_cut *out);
 
@@ -241,6 +272,10 @@ float hma__mk_rescale_factor(double before, double after);
  */
 int hma__mk_plan_magnitude(const hma__mk_parts *pt, const hma__mk_keys *keys, double density, int rescale,
                            hma__mk_mask *mask, float *factor);
+/* hma__mk_plan_magnitude without rescale for T deltas keys[t] at once
+ * (one joint counting pass where it applies); the same masks. */
+int hma__mk_plan_magnitude_joint(const hma__mk_parts *pt, const hma__mk_keys *keys, const double *density, size_t T,
+                                 hma__mk_mask *mask);
 int hma__mk_plan_breadcrumbs(const hma__mk_parts *pt, const hma__mk_keys *keys, double density, double gamma,
                              int rescale, hma__mk_mask *mask, float *factor);
 

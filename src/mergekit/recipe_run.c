@@ -92,15 +92,38 @@ typedef struct write_arg {
 } write_arg;
 
 /* v[0..n): elements [at, at + n) of the tensor; dst: room for n outputs. */
+/* Any element of v[0, n) inf or NaN (exponent all ones)? Branch-free over
+ * 4-element vectors with adds and ors only (gcc does not vectorize a loop
+ * that exits early), so the common all-finite piece costs little. */
+typedef uint32_t rr_v4u __attribute__((vector_size(16)));
+static int any_nonfinite(const float *v, size_t n) {
+    const rr_v4u ex = {0x7f800000u, 0x7f800000u, 0x7f800000u, 0x7f800000u};
+    rr_v4u bad0 = {0, 0, 0, 0}, bad1 = bad0;
+    size_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        rr_v4u u0, u1;
+        memcpy(&u0, v + j, sizeof u0);
+        memcpy(&u1, v + j + 4, sizeof u1);
+        bad0 |= (u0 & ex) + 0x00800000u; /* bit 31 set iff the exponent is all ones */
+        bad1 |= (u1 & ex) + 0x00800000u;
+    }
+    bad0 |= bad1;
+    uint32_t any = (bad0[0] | bad0[1] | bad0[2] | bad0[3]) >> 31;
+    for (; j < n; j++) any |= !isfinite(v[j]);
+    return any != 0;
+}
+
 static int write_piece(const write_arg *a, uint64_t at, const float *v, size_t n, unsigned char *dst) {
-    for (size_t j = 0; j < n; j++)
-        if (!isfinite(v[j])) {
-            uint64_t code = (at + j) * 2 + (isnan(v[j]) ? 1 : 0), cur = __atomic_load_n(a->bad, __ATOMIC_RELAXED);
-            while (code < cur && !__atomic_compare_exchange_n(a->bad, &cur, code, 0, __ATOMIC_RELAXED,
-                                                              __ATOMIC_RELAXED)) {
+    if (any_nonfinite(v, n)) /* then find the first bad one */
+        for (size_t j = 0; j < n; j++)
+            if (!isfinite(v[j])) {
+                uint64_t code = (at + j) * 2 + (isnan(v[j]) ? 1 : 0);
+                uint64_t cur = __atomic_load_n(a->bad, __ATOMIC_RELAXED);
+                while (code < cur && !__atomic_compare_exchange_n(a->bad, &cur, code, 0, __ATOMIC_RELAXED,
+                                                                  __ATOMIC_RELAXED)) {
+                }
+                return HMA_OK;
             }
-            return HMA_OK;
-        }
     if (a->odt == HMA_DTYPE_F32) return hma_writer_write(a->w, a->idx, at * 4, v, n * 4);
     hma__kernel_convert(a->path, HMA_DTYPE_F32, v, a->odt, dst, n);
     return hma_writer_write(a->w, a->idx, at * a->osz, dst, n * a->osz);

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/cpu.h"
 #include "mergekit/mk_sparse.h"
 
 static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
@@ -289,11 +290,173 @@ static void test_range_fallback(void **state) {
     free(x);
 }
 
+/* The AVX-512 loops against plain scalar code (the same keys, counts,
+ * collected keys in index order, and combined bits), on BF16 values that
+ * come in lumps of equal keys; skipped where the CPU has no AVX-512. */
+static uint32_t key_of(float a, float b) { return hma__mk_key_bits(a - b); }
+
+static void test_avx512_kernels(void **state) {
+    (void)state;
+#ifdef HMA_HAVE_AVX512_KERNELS
+    if (hma__cpu_level() < HMA_SIMD_AVX512) skip();
+    enum { N = 5003 };
+    uint16_t *ra = malloc(N * 2), *rb = malloc(N * 2);
+    float *fa = malloc(N * 4), *fb = malloc(N * 4), *o = malloc(N * 4), *ref = malloc(N * 4);
+    uint32_t *col = malloc((N + 1) * 4), *want = malloc((N + 1) * 4);
+    assert_non_null(ra);
+    assert_non_null(rb);
+    assert_non_null(fa);
+    assert_non_null(fb);
+    assert_non_null(o);
+    assert_non_null(ref);
+    assert_non_null(col);
+    assert_non_null(want);
+    for (size_t i = 0; i < N; i++) {
+        ra[i] = bf16_bits((float)(rnd() % 17) * 0.125f - 1.0f);
+        rb[i] = bf16_bits((float)(rnd() % 5) * 0.25f - 0.5f);
+        fa[i] = bf16_val(ra[i]);
+        fb[i] = bf16_val(rb[i]);
+    }
+    hma__mk_in in_a = {NULL, ra, HMA_DTYPE_BF16}, in_b = {NULL, rb, HMA_DTYPE_BF16};
+    hma__mk_keys kd = {in_a, in_b}, kf = hma__mk_keys_f(fa, fb), k1 = {in_a, {NULL, NULL, HMA_DTYPE_F32}};
+    const hma__mk_keys *ks[3] = {&kd, &kf, &k1};
+    for (int which = 0; which < 3; which++) {
+        int delta = which < 2;
+        uint32_t lo = key_of(0.25f, 0.0f), hi = key_of(0.75f, 0.0f);
+        for (int small = 0; small < 2; small++) {
+            uint64_t cap = small ? 50 : N + 1, cnt = 7, above = 11, wcnt = 7, wabove = 11;
+            for (uint64_t e = 3; e < N; e++) {
+                uint32_t u = delta ? key_of(fa[e], fb[e]) : hma__mk_key_bits(fa[e]);
+                wabove += u > hi;
+                if (u >= lo && u <= hi) {
+                    if (wcnt < cap) want[wcnt] = u;
+                    wcnt++;
+                }
+            }
+            hma__mk_range_avx512(ks[which], 3, N, lo, hi, col, cap, &cnt, &above);
+            assert_int_equal(above, wabove);
+            assert_int_equal(cnt, wcnt);
+            for (uint64_t q = 7; q < (cnt < cap ? cnt : cap - 16); q++) assert_int_equal(col[q], want[q]);
+        }
+    }
+    /* count of equal keys, and the combining loop for 2 sources */
+    uint32_t thr = key_of(0.5f, 0.0f);
+    uint64_t neq = 0;
+    for (size_t j = 0; j < 1024; j++) neq += key_of(fa[16 + j], fb[16 + j]) == thr;
+    assert_int_equal(hma__mk_count_eq_avx512(&in_a, &in_b, 16, 1024, thr), neq);
+    for (int cons = 0; cons < 2; cons++) {
+        hma__mk_gta_k k;
+        memset(&k, 0, sizeof k);
+        k.T = 2;
+        k.base = hma__mk_in_f(fb);
+        k.x[0] = in_a;
+        k.x[1] = hma__mk_in_f(fa + 1);
+        k.lim[0] = thr;
+        k.lim[1] = 0;
+        k.f[0] = 1.25f;
+        k.f[1] = 1.0f;
+        k.w[0] = 0.7f;
+        k.w[1] = -0.3f;
+        k.consensus = cons;
+        k.normalize = 1;
+        k.apply_lambda = 1;
+        k.lambda = 0.9f;
+        k.divisor = 0.4f;
+        hma__mk_gta_avx512(&k, 32, 1024, o);
+        for (size_t j = 0; j < 1024; j++) {
+            float b = fb[32 + j], wd[2];
+            float d0 = fa[32 + j] - b, d1 = fa[33 + j] - b;
+            wd[0] = (hma__mk_key_bits(d0) >= thr ? d0 : 0.0f) * k.f[0] * k.w[0];
+            wd[1] = d1 * k.f[1] * k.w[1];
+            float mixed = 0.0f;
+            if (cons) {
+                float acc = 0.0f, div = 0.0f;
+                for (int s = 0; s < 2; s++) acc += wd[s];
+                int pos = acc >= 0.0f;
+                for (int s = 0; s < 2; s++) {
+                    int counted = pos ? wd[s] > 0.0f : wd[s] < 0.0f;
+                    mixed += counted ? wd[s] : 0.0f;
+                    div += counted ? k.w[s] : 0.0f;
+                }
+                mixed /= div == 0.0f ? 1.0f : div;
+            } else {
+                mixed = 0.0f + wd[0] + wd[1];
+                mixed /= k.divisor;
+            }
+            mixed *= k.lambda;
+            ref[j] = b + mixed;
+        }
+        assert_same_bits(o, ref, 1024);
+    }
+    free(ra);
+    free(rb);
+    free(fa);
+    free(fb);
+    free(o);
+    free(ref);
+    free(col);
+    free(want);
+#else
+    skip();
+#endif
+}
+
+/* The joint magnitude plan (one pass over base + every model) gives the
+ * masks of one plan per model: thresholds, tie budgets and per-part
+ * equal counts; raw BF16 and float32 sources, 1 and 3 parts. */
+static void test_joint_plan(void **state) {
+    (void)state;
+    enum { N = 300 * 700, T = 2 };
+    uint16_t *r[T + 1];
+    float *f[T + 1];
+    for (int i = 0; i <= T; i++) {
+        r[i] = malloc(N * 2);
+        f[i] = malloc(N * 4);
+        assert_non_null(r[i]);
+        assert_non_null(f[i]);
+    }
+    for (size_t e = 0; e < N; e++) {
+        r[0][e] = bf16_bits((float)(rnd_unit() - 0.5) * 0.1f);
+        for (int i = 1; i <= T; i++) r[i][e] = bf16_bits(bf16_val(r[0][e]) + (float)(rnd_unit() - 0.5) * 0.002f);
+        for (int i = 0; i <= T; i++) f[i][e] = bf16_val(r[i][e]);
+    }
+    const double dens[T] = {0.5, 0.7};
+    for (int raw = 0; raw < 2; raw++)
+        for (unsigned th = 1; th <= 3; th += 2) {
+            hma__mk_parts pt;
+            hma__mk_parts_init(&pt, N, th);
+            hma__mk_keys keys[T];
+            for (int i = 0; i < T; i++) {
+                hma__mk_in a = {NULL, r[i + 1], HMA_DTYPE_BF16}, b = {NULL, r[0], HMA_DTYPE_BF16};
+                keys[i].a = raw ? a : hma__mk_in_f(f[i + 1]);
+                keys[i].b = raw ? b : hma__mk_in_f(f[0]);
+            }
+            hma__mk_mask joint[T], one;
+            assert_int_equal(hma__mk_plan_magnitude_joint(&pt, keys, dens, T, joint), HMA_OK);
+            for (int i = 0; i < T; i++) {
+                float fac;
+                assert_int_equal(hma__mk_plan_magnitude(&pt, &keys[i], dens[i], 0, &one, &fac), HMA_OK);
+                assert_int_equal(joint[i].kind, one.kind);
+                assert_int_equal(joint[i].a.thr, one.a.thr);
+                assert_int_equal(joint[i].a.n_first, one.a.n_first);
+                for (unsigned p = 0; p < pt.count; p++) assert_int_equal(joint[i].a.eq_before[p], one.a.eq_before[p]);
+                hma__mk_mask_free(&one);
+                hma__mk_mask_free(&joint[i]);
+            }
+        }
+    for (int i = 0; i <= T; i++) {
+        free(r[i]);
+        free(f[i]);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_raw_same_bits),
         cmocka_unit_test(test_raw_predicate),
         cmocka_unit_test(test_range_fallback),
+        cmocka_unit_test(test_avx512_kernels),
+        cmocka_unit_test(test_joint_plan),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
