@@ -24,6 +24,11 @@ typedef struct bench_result {
 } bench_result;
 /* Sort t[0..n) and set r's best, median and worst. */
 void bench_summarize(bench_result *r, double *t, int n);
+/* The floor row: `reps` (<= 16) runs of bench_floor_n over the n inputs into
+ * `out` (removed before each run and at the end), best/median/worst and the
+ * peak RssAnon into r. `prog` prefixes the error message. 0 or 1. */
+int bench_floor_row(const char *const *in, int n, const char *out, int threads, int reps, const char *what,
+                    const char *prog, bench_result *r);
 uint64_t bench_file_size(const char *path);
 /* Make a fresh folder hma-bench-PID (or hma-bench-TAG-PID when tag is set)
  * in $HMA_BENCH_DIR (which must fit), else /dev/shm, else $TMPDIR or /tmp,

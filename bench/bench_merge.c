@@ -36,22 +36,8 @@ static int reps = 3;
 typedef bench_result result;
 
 static int run_floor(int threads, result *r) {
-    double t[16];
-    r->what = "floor (XOR, pwrite)";
-    r->threads = threads;
-    r->rss_base_kb = bench_rss_anon_now();
-    bench_rss_start();
-    for (int k = 0; k < reps; k++) {
-        unlink(out_p);
-        if (bench_floor(base_p, aligned_p, out_p, threads, 0, &t[k])) {
-            bench_rss_stop();
-            fprintf(stderr, "bench_merge: floor run failed\n");
-            return 1;
-        }
-    }
-    r->rss_kb = bench_rss_stop();
-    bench_summarize(r, t, reps);
-    return 0;
+    const char *in[2] = {base_p, aligned_p};
+    return bench_floor_row(in, 2, out_p, threads, reps, "floor (XOR, pwrite)", "bench_merge", r);
 }
 
 static int hma_once(int threads, double *secs) {

@@ -141,24 +141,8 @@ static void show_log(void) {
 }
 
 static int run_floor3(int threads, bench_result *r) {
-    double t[16];
     const char *in[MODELS] = {in_p[0], in_p[1], in_p[2]};
-    r->what = "floor (3 in, XOR)";
-    r->threads = threads;
-    r->rss_base_kb = bench_rss_anon_now();
-    bench_rss_start();
-    for (int k = 0; k < reps; k++) {
-        unlink(floor_p);
-        if (bench_floor_n(in, MODELS, floor_p, threads, 0, &t[k])) {
-            bench_rss_stop();
-            fprintf(stderr, "bench_mergekit: floor run failed\n");
-            return 1;
-        }
-    }
-    r->rss_kb = bench_rss_stop();
-    unlink(floor_p);
-    bench_summarize(r, t, reps);
-    return 0;
+    return bench_floor_row(in, MODELS, floor_p, threads, reps, "floor (3 in, XOR)", "bench_mergekit", r);
 }
 
 /* seed: "42" for DARE (its draws), NULL for TIES (the CLI's --seed is optional). */

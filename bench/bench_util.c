@@ -129,3 +129,25 @@ void bench_machine(void) {
     printf("machine: %s, %ld online cores, %s %s, libhma %s, SIMD %s\n", model, sysconf(_SC_NPROCESSORS_ONLN),
            u.sysname, u.release, hma_version_string(), hma_simd_name(hma_simd_best()));
 }
+
+int bench_floor_row(const char *const *in, int n, const char *out, int threads, int reps, const char *what,
+                    const char *prog, bench_result *r) {
+    double t[16];
+    if (reps > 16) reps = 16;
+    r->what = what;
+    r->threads = threads;
+    r->rss_base_kb = bench_rss_anon_now();
+    bench_rss_start();
+    for (int k = 0; k < reps; k++) {
+        unlink(out);
+        if (bench_floor_n(in, n, out, threads, 0, &t[k])) {
+            bench_rss_stop();
+            fprintf(stderr, "%s: floor run failed\n", prog);
+            return 1;
+        }
+    }
+    r->rss_kb = bench_rss_stop();
+    unlink(out);
+    bench_summarize(r, t, reps);
+    return 0;
+}

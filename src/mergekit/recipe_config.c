@@ -30,19 +30,6 @@ typedef struct rctx {
 
 /* ---- messages --------------------------------------------------------------- */
 
-/* At most 60 bytes of user text with control bytes replaced, so that a
- * message stays one short line whatever the recipe holds. */
-static const char *shown(const char *s, char buf[72]) {
-    size_t j = 0;
-    for (; s && *s && j < 60; s++) buf[j++] = (unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s;
-    if (s && *s) {
-        memcpy(buf + j, "...", 3);
-        j += 3;
-    }
-    buf[j] = 0;
-    return buf;
-}
-
 /* A key path for messages ("slices[0].sources[1].layer_range"), cut at
  * PCAP bytes (a cut path still names the place). */
 #define PCAP 300
@@ -103,7 +90,7 @@ static const char *describe(const hma__ynode *n, char buf[112]) {
                        : v.type == HMA__YT_STR  ? (n->quoted ? "the quoted string" : "the string")
                                                 : "the number";
     if (v.type == HMA__YT_NULL) return what;
-    snprintf(buf, 112, "%s '%s'", what, shown(n->str, tmp));
+    snprintf(buf, 112, "%s '%s'", what, hma__yclean(n->str, tmp));
     return buf;
 }
 
@@ -177,7 +164,7 @@ static int need_map(const rctx *c, const hma__ynode *n, const char *path, const 
 
 static int unknown_key(const rctx *c, const hma__ynode *m, size_t i, const char *where, const char *allowed) {
     char k[72];
-    return fail(c, m->key_lines[i], "%s: unknown key '%s' (allowed: %s)", where, shown(m->keys[i], k), allowed);
+    return fail(c, m->key_lines[i], "%s: unknown key '%s' (allowed: %s)", where, hma__yclean(m->keys[i], k), allowed);
 }
 
 /* ---- settings (mergekit's ParameterSetting) ------------------------------------------ */
@@ -311,7 +298,7 @@ static int parse_params(rctx *c, const hma__ynode *n, const char *path, int mode
     for (size_t i = 0; i < n->n; i++) {
         const char *name = n->keys[i];
         char p[PCAP], k[72], list[256];
-        pathf(p, "%s.%s", path, shown(name, k));
+        pathf(p, "%s.%s", path, hma__yclean(name, k));
         int pid = hma__mk_param_from_name(name);
         if (pid < 0) {
             method_params(c->mi, list, sizeof list);
@@ -495,7 +482,7 @@ static int parse_dtype(const rctx *c, const hma__ynode *n, const char *key, hma_
     if (*out == HMA_DTYPE_COUNT) {
         char b[72];
         rc = fail(c, n->line, "%s: '%s' is not a dtype libhma merges in (float32, float16, bfloat16, float64)", key,
-                  shown(s, b));
+                  hma__yclean(s, b));
     }
     hma__free(s);
     return rc;
@@ -519,7 +506,7 @@ static int parse_tokenizer(rctx *c, const hma__ynode *n) {
             if ((rc = need_map(c, v, p, "a map of token -> {source, force}"))) return rc;
             for (size_t t = 0; t < v->n; t++) {
                 char q[PCAP], kk[72];
-                pathf(q, "%s.%s", p, shown(v->keys[t], kk));
+                pathf(q, "%s.%s", p, hma__yclean(v->keys[t], kk));
                 const hma__ynode *e = v->items[t];
                 if ((rc = need_map(c, e, q, "a map {source, force}"))) return rc;
                 for (size_t j = 0; j < e->n; j++) {
@@ -615,7 +602,7 @@ static int parse_root(rctx *c, const hma__ynode *root) {
             for (int m = 0; m < HMA__MK_METHOD_COUNT && j < sizeof list; m++)
                 j += (size_t)snprintf(list + j, sizeof list - j, "%s%s", m ? ", " : "",
                                       hma__mk_info_of((hma__mk_method)m)->name);
-            return fail(c, v->line, "merge_method: unknown method '%s' (known: %s)", shown(cfg->method, b), list);
+            return fail(c, v->line, "merge_method: unknown method '%s' (known: %s)", hma__yclean(cfg->method, b), list);
         }
     }
     if (!c->mi) return fail(c, root->line, "merge_method is missing (e.g. merge_method: ties)");

@@ -37,6 +37,9 @@ typedef struct hma__ynode {
  */
 int hma__yaml_parse(const char *text, size_t len, const char *what, hma__ynode **out);
 void hma__ynode_free(hma__ynode *n);
+/* At most 60 bytes of user text, control bytes replaced by '?' (and "..."
+ * when cut), in buf: recipe messages stay one short line. Returns buf. */
+const char *hma__yclean(const char *s, char buf[72]);
 
 /* How PyYAML's safe_load (YAML 1.1, what mergekit reads recipes with) types
  * a scalar. A quoted scalar (or one tagged !!str) is always a string. */

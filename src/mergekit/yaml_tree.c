@@ -28,7 +28,7 @@
 
 /* At most 60 bytes of user text with control bytes replaced: a message
  * stays one short line whatever the text holds ("a\nb" keys, %0A in tags). */
-static const char *clean(const char *s, char buf[72]) {
+const char *hma__yclean(const char *s, char buf[72]) {
     size_t j = 0;
     for (; s && *s && j < 60; s++) buf[j++] = (unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s;
     if (s && *s) {
@@ -146,7 +146,7 @@ static int check_key(yctx *c, const char *key, int line) {
     }
     char b[72];
     if (at != HMA_NPOS)
-        return hma__fail(HMA_ERR_RECIPE, "%s:%d: duplicate key '%s' (first on line %d)", c->what, line, clean(key, b),
+        return hma__fail(HMA_ERR_RECIPE, "%s:%d: duplicate key '%s' (first on line %d)", c->what, line, hma__yclean(key, b),
                          m->key_lines[at]);
     if (strcmp(key, "<<") == 0)
         return hma__fail(HMA_ERR_RECIPE, "%s:%d: YAML merge keys (<<) are not supported in a recipe", c->what,
@@ -181,19 +181,19 @@ static int apply_scalar_tag(yctx *c, hma__ynode *n, const char *tag) {
             if (v.type == k_tags[i].type || (k_tags[i].type == HMA__YT_FLOAT && v.type == HMA__YT_INT))
                 return HMA_OK;
             char b[72];
-            return hma__fail(HMA_ERR_RECIPE, "%s:%d: '%s' is not a valid !!%s", c->what, n->line, clean(n->str, b), t);
+            return hma__fail(HMA_ERR_RECIPE, "%s:%d: '%s' is not a valid !!%s", c->what, n->line, hma__yclean(n->str, b), t);
         }
     }
     char b[72];
     return hma__fail(HMA_ERR_RECIPE, "%s:%d: YAML tag '%s' is not supported in a recipe", c->what, n->line,
-                     clean(tag, b));
+                     hma__yclean(tag, b));
 }
 
 static int check_container_tag(yctx *c, const char *tag, int line, const char *want) {
     if (!tag || strcmp(tag, "!") == 0) return HMA_OK;
     if (strncmp(tag, CORE_TAG, strlen(CORE_TAG)) == 0 && strcmp(tag + strlen(CORE_TAG), want) == 0) return HMA_OK;
     char b[72];
-    return hma__fail(HMA_ERR_RECIPE, "%s:%d: YAML tag '%s' is not supported here (a %s)", c->what, line, clean(tag, b),
+    return hma__fail(HMA_ERR_RECIPE, "%s:%d: YAML tag '%s' is not supported here (a %s)", c->what, line, hma__yclean(tag, b),
                      strcmp(want, "seq") == 0 ? "list" : "map");
 }
 
@@ -203,7 +203,7 @@ static int on_scalar(yctx *c, const yaml_event_t *e, int line) {
     char b[72];
     if (e->data.scalar.anchor)
         return hma__fail(HMA_ERR_RECIPE, "%s:%d: YAML anchors (&%s) are not supported in a recipe", c->what, line,
-                         clean((const char *)e->data.scalar.anchor, b));
+                         hma__yclean((const char *)e->data.scalar.anchor, b));
     size_t len = e->data.scalar.length;
     const char *s = (const char *)e->data.scalar.value;
     if (memchr(s, 0, len))
@@ -237,7 +237,7 @@ static int on_start(yctx *c, hma__ynode_kind kind, const yaml_char_t *anchor, co
     char b[72];
     if (anchor)
         return hma__fail(HMA_ERR_RECIPE, "%s:%d: YAML anchors (&%s) are not supported in a recipe", c->what, line,
-                         clean((const char *)anchor, b));
+                         hma__yclean((const char *)anchor, b));
     int rc = check_container_tag(c, (const char *)tag, line, kind == HMA__Y_SEQ ? "seq" : "map");
     if (rc) return rc;
     if (c->depth > 0 && c->st[c->depth - 1].node->kind == HMA__Y_MAP && !c->st[c->depth - 1].key)
@@ -315,7 +315,7 @@ int hma__yaml_parse(const char *text, size_t len, const char *what, hma__ynode *
         case YAML_ALIAS_EVENT: {
             char b[72];
             rc = hma__fail(HMA_ERR_RECIPE, "%s:%d: YAML aliases (*%s) are not supported in a recipe", what, line,
-                           clean((const char *)e.data.alias.anchor, b));
+                           hma__yclean((const char *)e.data.alias.anchor, b));
             break;
         }
         case YAML_SCALAR_EVENT: rc = on_scalar(&c, &e, line); break;
