@@ -380,6 +380,7 @@ def main():
     if args.verify:
         h = load_file(args.verify)
         diff = total = 0
+        per = []
         if set(h) != set(merged):
             print("key sets differ: %d vs %d" % (len(h), len(merged)))
             diff = -1
@@ -394,8 +395,13 @@ def main():
                 iv = {2: torch.int16, 4: torch.int32, 8: torch.int64}[p.element_size()]
                 n = int((p.view(iv) != q.view(iv)).sum())
                 if n:
-                    print("%s: %d of %d elements differ" % (k, n, p.numel()))
+                    per.append((n / p.numel(), k, n, p.numel()))
                 diff += n
+            # the five tensors with the largest differing fractions, not all of them
+            for frac, k, n, numel in sorted(per, reverse=True)[:5]:
+                print("%s: %d of %d elements differ (%.2f %%)" % (k, n, numel, 100.0 * frac))
+            if len(per) > 5:
+                print("(%d more tensors differ)" % (len(per) - 5))
         print("differing_elements %d" % diff)
         if diff >= 0 and total:
             print("differing_fraction %.6f" % (diff / total))
