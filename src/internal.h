@@ -65,6 +65,9 @@ static inline int hma__mul_overflows(uint64_t a, uint64_t b, uint64_t *r) {
 int hma__dtype_nbytes(hma_dtype dt, uint64_t nelem, uint64_t *nbytes);
 
 
+/* ---- tensors (io/store.c) --------------------------------------------- */
+/* "[d0<sep>d1...]" of t's shape into buf (cut at cap), for messages. */
+void hma__shape_str(const hma_tensor *t, const char *sep, char *buf, size_t cap);
 /* ---- API conventions (core/api.c) -------------------------------------- */
 /*
  * The one versioning rule of options and stats structs (hma.h, "Conventions"):

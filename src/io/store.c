@@ -439,3 +439,13 @@ const void *hma_tensor_data(const hma_tensor *t) {
     hma_tensor_data_get(t, &p);
     return p;
 }
+
+void hma__shape_str(const hma_tensor *t, const char *sep, char *buf, size_t cap) {
+    size_t n = 0;
+    unsigned nd = hma_tensor_ndim(t);
+    const uint64_t *sh = hma_tensor_shape(t);
+    n += (size_t)snprintf(buf + n, cap - n, "[");
+    for (unsigned d = 0; d < nd && n < cap; d++)
+        n += (size_t)snprintf(buf + n, cap - n, "%s%llu", d ? sep : "", (unsigned long long)sh[d]);
+    if (n < cap) snprintf(buf + n, cap - n, "]");
+}

@@ -26,16 +26,6 @@ static size_t find_row(const hma_plan *p, const char *name) {
     return hma__names_find(&p->names, name, strlen(name), row_name_at, p);
 }
 
-static void shape_str(const hma_tensor *t, char *buf, size_t cap) {
-    size_t n = 0;
-    unsigned nd = hma_tensor_ndim(t);
-    const uint64_t *sh = hma_tensor_shape(t);
-    n += (size_t)snprintf(buf + n, cap - n, "[");
-    for (unsigned d = 0; d < nd && n < cap; d++)
-        n += (size_t)snprintf(buf + n, cap - n, "%s%llu", d ? "," : "", (unsigned long long)sh[d]);
-    if (n < cap) snprintf(buf + n, cap - n, "]");
-}
-
 static int same_shape(const hma_tensor *a, const hma_tensor *b) {
     unsigned nd = hma_tensor_ndim(a);
     if (nd != hma_tensor_ndim(b)) return 0;
@@ -66,8 +56,8 @@ static int classify_row(hma_plan *p, size_t r) {
             row->kind = HMA__ROW_UNMATCHED;
             row->reason = fmt_reason("missing from input %zu (%s)", j, hma__plan_input_path(p, j));
         } else if (!same_shape(t[j], t[ref])) {
-            shape_str(t[j], s1, sizeof s1);
-            shape_str(t[ref], s2, sizeof s2);
+            hma__shape_str(t[j], ",", s1, sizeof s1);
+            hma__shape_str(t[ref], ",", s2, sizeof s2);
             row->kind = HMA__ROW_UNMATCHED;
             row->reason = fmt_reason("shape %s in input %zu (%s) differs from %s in input %zu (%s)",
                                      s1, j, hma__plan_input_path(p, j), s2, ref, hma__plan_input_path(p, ref));

@@ -161,16 +161,6 @@ static int float_dtype(hma_dtype d) {
     return d == HMA_DTYPE_F16 || d == HMA_DTYPE_BF16 || d == HMA_DTYPE_F32 || d == HMA_DTYPE_F64;
 }
 
-static void shape_str(const hma_tensor *t, char *buf, size_t cap) {
-    size_t o = 0;
-    unsigned nd = hma_tensor_ndim(t);
-    const uint64_t *sh = hma_tensor_shape(t);
-    o += (size_t)snprintf(buf + o, cap - o, "[");
-    for (unsigned d = 0; d < nd && o < cap; d++)
-        o += (size_t)snprintf(buf + o, cap - o, "%s%llu", d ? ", " : "", (unsigned long long)sh[d]);
-    if (o < cap) snprintf(buf + o, cap - o, "]");
-}
-
 /* The source that gives row `row` of a vocabulary mismatch (row >= the
  * common rows): the base when it has the row, else the first that has it. */
 size_t hma__rout_extra_source(const hma__rout *o, uint64_t row) {
@@ -209,8 +199,8 @@ static int check_shapes(hma_recipe *r, hma__rout *o) {
         }
         if (!same) {
             char a[160], b[160];
-            shape_str(t0, a, sizeof a);
-            shape_str(t, b, sizeof b);
+            hma__shape_str(t0, ", ", a, sizeof a);
+            hma__shape_str(t, ", ", b, sizeof b);
             return hma__fail(HMA_ERR_MISMATCH, "%s: tensor '%s': model '%s' has shape %s, model '%s' has %s",
                              src, o->name, r->models[o->src[0].model].path, a, r->models[o->src[k].model].path, b);
         }
