@@ -101,12 +101,18 @@ typedef struct hma__mk_pdef {
 /* Base model use. */
 enum { HMA__MK_BASE_NONE = 0, HMA__MK_BASE_OPTIONAL = 1, HMA__MK_BASE_REQUIRED = 2 };
 
+typedef struct hma__mk_job hma__mk_job;
+
 typedef struct hma__mk_info {
     const char *name; /* mergekit's merge_method string */
     hma__mk_method method;
     int base;         /* HMA__MK_BASE_* */
     const hma__mk_pdef *params;
     size_t n_params;
+    int (*run)(const hma__mk_job *job); /* hma__mk_merge calls it (job validated) */
+    /* the family's own checks (hma__mk_validate's contract), or NULL for
+     * the generic ones of mk_merge.c (counts, required and impossible values) */
+    int (*validate)(const hma__mk_job *job, const char *what);
 } hma__mk_info;
 
 /* The method called `name`, or NULL. */
@@ -125,7 +131,7 @@ typedef struct hma__mk_pv {
 } hma__mk_pv;
 
 /* One output tensor to merge. */
-typedef struct hma__mk_job {
+struct hma__mk_job {
     hma__mk_method method;
     const char *name;        /* output tensor name: messages and the random key */
     unsigned ndim;           /* of the merged block (1-D tensors: 1) */
@@ -157,7 +163,7 @@ typedef struct hma__mk_job {
      * memory. HMA_OK, or an error that stops the merge. */
     int (*sink)(void *user, unsigned worker, uint64_t e0, const float *v, size_t len);
     void *sink_user;
-} hma__mk_job;
+};
 
 /* 1 when job's method only reads its sources and takes job->raw (so the
  * caller need not load float32 copies of mapped sources), else 0. */

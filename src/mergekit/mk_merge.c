@@ -151,21 +151,7 @@ int hma__mk_validate(const hma__mk_job *job, const char *what) {
     if (prod != job->n)
         return hma__fail(HMA_ERR_INVALID_ARGUMENT, "%s: shape holds %llu elements, job says %llu", what,
                          (unsigned long long)prod, (unsigned long long)job->n);
-    switch (job->method) {
-    case HMA__MK_TASK_ARITHMETIC:
-    case HMA__MK_TIES:
-    case HMA__MK_DARE_LINEAR:
-    case HMA__MK_DARE_TIES:
-    case HMA__MK_BREADCRUMBS:
-    case HMA__MK_BREADCRUMBS_TIES:
-    case HMA__MK_DELLA:
-    case HMA__MK_DELLA_LINEAR:
-        return hma__mk_validate_gta(job, what);
-    case HMA__MK_SCE:
-        return hma__mk_validate_sce(job, what);
-    default:
-        break;
-    }
+    if (mi->validate) return mi->validate(job, what);
     int rc = check_counts(job, what, mi->name);
     if (rc == HMA_OK) rc = check_required(job, what, mi);
     if (rc == HMA_OK) rc = check_values(job, what);
@@ -212,43 +198,8 @@ int hma__mk_merge(const hma__mk_job *job) {
     if (job->n == 0) return HMA_OK;
     long only = passthrough_source(job);
     if (only >= 0) {
-        if (job->n) memcpy(job->out, job->x[only], job->n * sizeof *job->out);
+        memcpy(job->out, job->x[only], job->n * sizeof *job->out); /* n > 0 here */
         return HMA_OK;
     }
-    switch (job->method) {
-    case HMA__MK_LINEAR:
-        return hma__mk_run_linear(job);
-    case HMA__MK_TASK_ARITHMETIC:
-    case HMA__MK_TIES:
-    case HMA__MK_DARE_LINEAR:
-    case HMA__MK_DARE_TIES:
-    case HMA__MK_BREADCRUMBS:
-    case HMA__MK_BREADCRUMBS_TIES:
-    case HMA__MK_DELLA:
-    case HMA__MK_DELLA_LINEAR:
-        return hma__mk_run_gta(job);
-    case HMA__MK_SCE:
-        return hma__mk_run_sce(job);
-    case HMA__MK_PASSTHROUGH:
-        return hma__mk_run_passthrough(job);
-    case HMA__MK_SLERP:
-        return hma__mk_run_slerp(job);
-    case HMA__MK_NUSLERP:
-        return hma__mk_run_nuslerp(job);
-    case HMA__MK_MULTISLERP:
-        return hma__mk_run_multislerp(job);
-    case HMA__MK_KARCHER:
-        return hma__mk_run_karcher(job);
-    case HMA__MK_MODEL_STOCK:
-        return hma__mk_run_model_stock(job);
-    case HMA__MK_NEARSWAP:
-        return hma__mk_run_nearswap(job);
-    case HMA__MK_RAM:
-    case HMA__MK_RAMPLUS_TL:
-        return hma__mk_run_ram(job);
-    case HMA__MK_ARCEE_FUSION:
-        return hma__mk_run_arcee_fusion(job);
-    default:
-        return hma__fail(HMA_ERR_INVALID_ARGUMENT, "tensor '%s': unknown merge method", job->name);
-    }
+    return hma__mk_info_of(job->method)->run(job);
 }

@@ -66,28 +66,29 @@ static const hma__mk_pdef p_nearswap[] = {PGREQ(HMA__P_T)};
 static const hma__mk_pdef p_ram[] = {PG(HMA__P_EPSILON, 1e-5)};
 static const hma__mk_pdef p_ramplus_tl[] = {PG(HMA__P_R, 0.1), PG(HMA__P_ALPHA, 0.2), PG(HMA__P_EPSILON, 1e-5)};
 
-#define M(name, id, base, tab) {name, id, base, tab, sizeof tab / sizeof tab[0]}
+#define M(name, id, base, tab, run, check) {name, id, base, tab, sizeof tab / sizeof tab[0], run, check}
+#define GTA(name, id, tab) M(name, id, HMA__MK_BASE_REQUIRED, tab, hma__mk_run_gta, hma__mk_validate_gta)
 static const hma__mk_info k_methods[HMA__MK_METHOD_COUNT] = {
-    M("linear", HMA__MK_LINEAR, HMA__MK_BASE_NONE, p_linear),
-    M("task_arithmetic", HMA__MK_TASK_ARITHMETIC, HMA__MK_BASE_REQUIRED, p_task_arithmetic),
-    M("ties", HMA__MK_TIES, HMA__MK_BASE_REQUIRED, p_ties),
-    M("dare_linear", HMA__MK_DARE_LINEAR, HMA__MK_BASE_REQUIRED, p_dare_linear),
-    M("dare_ties", HMA__MK_DARE_TIES, HMA__MK_BASE_REQUIRED, p_dare_ties),
-    M("breadcrumbs", HMA__MK_BREADCRUMBS, HMA__MK_BASE_REQUIRED, p_breadcrumbs),
-    M("breadcrumbs_ties", HMA__MK_BREADCRUMBS_TIES, HMA__MK_BASE_REQUIRED, p_breadcrumbs_ties),
-    M("della", HMA__MK_DELLA, HMA__MK_BASE_REQUIRED, p_della),
-    M("della_linear", HMA__MK_DELLA_LINEAR, HMA__MK_BASE_REQUIRED, p_della_linear),
-    {"passthrough", HMA__MK_PASSTHROUGH, HMA__MK_BASE_NONE, p_passthrough, 1},
-    M("slerp", HMA__MK_SLERP, HMA__MK_BASE_REQUIRED, p_slerp),
-    M("nuslerp", HMA__MK_NUSLERP, HMA__MK_BASE_OPTIONAL, p_nuslerp),
-    M("multislerp", HMA__MK_MULTISLERP, HMA__MK_BASE_OPTIONAL, p_multislerp),
-    M("karcher", HMA__MK_KARCHER, HMA__MK_BASE_NONE, p_karcher),
-    M("model_stock", HMA__MK_MODEL_STOCK, HMA__MK_BASE_REQUIRED, p_model_stock),
-    M("sce", HMA__MK_SCE, HMA__MK_BASE_REQUIRED, p_sce),
-    M("nearswap", HMA__MK_NEARSWAP, HMA__MK_BASE_REQUIRED, p_nearswap),
-    M("ram", HMA__MK_RAM, HMA__MK_BASE_REQUIRED, p_ram),
-    M("ramplus_tl", HMA__MK_RAMPLUS_TL, HMA__MK_BASE_REQUIRED, p_ramplus_tl),
-    {"arcee_fusion", HMA__MK_ARCEE_FUSION, HMA__MK_BASE_REQUIRED, NULL, 0},
+    M("linear", HMA__MK_LINEAR, HMA__MK_BASE_NONE, p_linear, hma__mk_run_linear, NULL),
+    GTA("task_arithmetic", HMA__MK_TASK_ARITHMETIC, p_task_arithmetic),
+    GTA("ties", HMA__MK_TIES, p_ties),
+    GTA("dare_linear", HMA__MK_DARE_LINEAR, p_dare_linear),
+    GTA("dare_ties", HMA__MK_DARE_TIES, p_dare_ties),
+    GTA("breadcrumbs", HMA__MK_BREADCRUMBS, p_breadcrumbs),
+    GTA("breadcrumbs_ties", HMA__MK_BREADCRUMBS_TIES, p_breadcrumbs_ties),
+    GTA("della", HMA__MK_DELLA, p_della),
+    GTA("della_linear", HMA__MK_DELLA_LINEAR, p_della_linear),
+    M("passthrough", HMA__MK_PASSTHROUGH, HMA__MK_BASE_NONE, p_passthrough, hma__mk_run_passthrough, NULL),
+    M("slerp", HMA__MK_SLERP, HMA__MK_BASE_REQUIRED, p_slerp, hma__mk_run_slerp, NULL),
+    M("nuslerp", HMA__MK_NUSLERP, HMA__MK_BASE_OPTIONAL, p_nuslerp, hma__mk_run_nuslerp, NULL),
+    M("multislerp", HMA__MK_MULTISLERP, HMA__MK_BASE_OPTIONAL, p_multislerp, hma__mk_run_multislerp, NULL),
+    M("karcher", HMA__MK_KARCHER, HMA__MK_BASE_NONE, p_karcher, hma__mk_run_karcher, NULL),
+    M("model_stock", HMA__MK_MODEL_STOCK, HMA__MK_BASE_REQUIRED, p_model_stock, hma__mk_run_model_stock, NULL),
+    M("sce", HMA__MK_SCE, HMA__MK_BASE_REQUIRED, p_sce, hma__mk_run_sce, hma__mk_validate_sce),
+    M("nearswap", HMA__MK_NEARSWAP, HMA__MK_BASE_REQUIRED, p_nearswap, hma__mk_run_nearswap, NULL),
+    M("ram", HMA__MK_RAM, HMA__MK_BASE_REQUIRED, p_ram, hma__mk_run_ram, NULL),
+    M("ramplus_tl", HMA__MK_RAMPLUS_TL, HMA__MK_BASE_REQUIRED, p_ramplus_tl, hma__mk_run_ram, NULL),
+    {"arcee_fusion", HMA__MK_ARCEE_FUSION, HMA__MK_BASE_REQUIRED, NULL, 0, hma__mk_run_arcee_fusion, NULL},
 };
 
 const hma__mk_info *hma__mk_find(const char *name) {
