@@ -191,6 +191,11 @@ typedef int (*hma__mk_chunk_fn)(void *arg, uint64_t c, uint64_t e0, uint64_t e1)
 int hma__mk_for(unsigned threads, uint64_t n, hma__mk_chunk_fn fn, void *arg);
 /* Number of chunks of n elements. */
 uint64_t hma__mk_chunks(uint64_t n);
+/* Elements [*e0, *e1) of chunk c of n elements. */
+static inline void hma__mk_chunk_range(uint64_t n, uint64_t c, uint64_t *e0, uint64_t *e1) {
+    *e0 = c * HMA__MK_CHUNK;
+    *e1 = n - *e0 < HMA__MK_CHUNK ? n : *e0 + HMA__MK_CHUNK;
+}
 /* Sum of part[0..nchunks) in order (double). */
 double hma__mk_sum_parts(const double *part, uint64_t nchunks);
 

@@ -17,8 +17,8 @@ typedef struct mk_for_arg {
 static int mk_for_job(void *arg, uint64_t job, unsigned worker) {
     (void)worker;
     const mk_for_arg *a = arg;
-    uint64_t e0 = job * HMA__MK_CHUNK;
-    uint64_t e1 = a->n - e0 < HMA__MK_CHUNK ? a->n : e0 + HMA__MK_CHUNK;
+    uint64_t e0, e1;
+    hma__mk_chunk_range(a->n, job, &e0, &e1);
     return a->fn(a->arg, job, e0, e1);
 }
 

@@ -59,11 +59,8 @@ void hma__mk_in_convert(const hma__mk_in *s, uint64_t e, size_t len, float *buf)
         }
         return;
     }
-    static int path = -1; /* the CPU level never changes: racing writers store the same value */
-    int p = __atomic_load_n(&path, __ATOMIC_RELAXED);
-    if (p < 0) __atomic_store_n(&path, p = hma__cpu_level(), __ATOMIC_RELAXED);
     const unsigned char *r = s->raw;
-    hma__kernel_convert(p, s->dt, r + e * (hma_dtype_bits(s->dt) / 8), HMA_DTYPE_F32, buf, len);
+    hma__kernel_convert(hma__cpu_level(), s->dt, r + e * (hma_dtype_bits(s->dt) / 8), HMA_DTYPE_F32, buf, len);
 }
 
 /* ---- parts ------------------------------------------------------------ */

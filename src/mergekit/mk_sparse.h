@@ -31,11 +31,6 @@ static inline void hma__mk_part_chunks(const hma__mk_parts *pt, unsigned p, uint
     *c0 = pt->nchunks * p / pt->count;
     *c1 = pt->nchunks * (p + 1) / pt->count;
 }
-/* Elements [*e0, *e1) of chunk c. */
-static inline void hma__mk_chunk_range(uint64_t n, uint64_t c, uint64_t *e0, uint64_t *e1) {
-    *e0 = c * HMA__MK_CHUNK;
-    *e1 = n - *e0 < HMA__MK_CHUNK ? n : *e0 + HMA__MK_CHUNK;
-}
 /* fn once per part, parts in parallel; `worker` is unique among the running
  * jobs (per-worker scratch). HMA_OK or the error of the lowest failing part. */
 typedef int (*hma__mk_part_fn)(void *arg, unsigned part, unsigned worker);
