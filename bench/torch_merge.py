@@ -70,6 +70,43 @@ except ImportError:
                 f.write(t.view(iv).numpy().tobytes())
 
 
+def verify(merged, path, top=None):
+    """Compare the tensors `merged` with the file at `path` bit for bit and
+    print "differing_elements N" (-1: the key sets differ) and
+    "differing_fraction F". Per tensor that differs: every one in file order
+    (top None), or the `top` with the largest differing fractions."""
+    h = load_file(path)
+    diff = total = 0
+    per = []
+    if set(h) != set(merged):
+        print("key sets differ: %d vs %d" % (len(h), len(merged)))
+        diff = -1
+    else:
+        for k in merged:
+            p, q = merged[k], h[k]
+            total += p.numel()
+            if p.dtype != q.dtype or p.shape != q.shape:
+                print("%s: %s %s vs %s %s" % (k, p.dtype, tuple(p.shape), q.dtype, tuple(q.shape)))
+                diff += p.numel()
+                continue
+            # compare bits, not values (NaN != NaN, -0 == 0)
+            iv = {2: torch.int16, 4: torch.int32, 8: torch.int64}[p.element_size()]
+            n = int((p.view(iv) != q.view(iv)).sum())
+            if n:
+                if top is None:
+                    print("%s: %d of %d elements differ" % (k, n, p.numel()))
+                per.append((n / p.numel(), k, n, p.numel()))
+            diff += n
+        if top is not None:
+            for frac, k, n, numel in sorted(per, reverse=True)[:top]:
+                print("%s: %d of %d elements differ (%.2f %%)" % (k, n, numel, 100.0 * frac))
+            if len(per) > top:
+                print("(%d more tensors differ)" % (len(per) - top))
+    print("differing_elements %d" % diff)
+    if diff >= 0 and total:
+        print("differing_fraction %.6f" % (diff / total))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("base")
@@ -99,25 +136,7 @@ def main():
     sys.stdout.flush()
 
     if args.verify:
-        h = load_file(args.verify)
-        diff = 0
-        if set(h) != set(merged):
-            print("key sets differ: %d vs %d" % (len(h), len(merged)))
-            diff = -1
-        else:
-            for k in merged:
-                p, q = merged[k], h[k]
-                if p.dtype != q.dtype or p.shape != q.shape:
-                    print("%s: %s %s vs %s %s" % (k, p.dtype, tuple(p.shape), q.dtype, tuple(q.shape)))
-                    diff += p.numel()
-                    continue
-                # compare bits, not values (NaN != NaN, -0 == 0)
-                iv = {2: torch.int16, 4: torch.int32, 8: torch.int64}[p.element_size()]
-                n = int((p.view(iv) != q.view(iv)).sum())
-                if n:
-                    print("%s: %d of %d elements differ" % (k, n, p.numel()))
-                diff += n
-        print("differing_elements %d" % diff)
+        verify(merged, args.verify)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ from typing import Optional
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_merge import LOADER, load_file, save_file  # noqa: E402
+from torch_merge import LOADER, load_file, save_file, verify  # noqa: E402
 
 STABLE_TIES = False  # --stable-ties
 
@@ -378,33 +378,7 @@ def main():
     sys.stdout.flush()
 
     if args.verify:
-        h = load_file(args.verify)
-        diff = total = 0
-        per = []
-        if set(h) != set(merged):
-            print("key sets differ: %d vs %d" % (len(h), len(merged)))
-            diff = -1
-        else:
-            for k in merged:
-                p, q = merged[k], h[k]
-                total += p.numel()
-                if p.dtype != q.dtype or p.shape != q.shape:
-                    print("%s: %s %s vs %s %s" % (k, p.dtype, tuple(p.shape), q.dtype, tuple(q.shape)))
-                    diff += p.numel()
-                    continue
-                iv = {2: torch.int16, 4: torch.int32, 8: torch.int64}[p.element_size()]
-                n = int((p.view(iv) != q.view(iv)).sum())
-                if n:
-                    per.append((n / p.numel(), k, n, p.numel()))
-                diff += n
-            # the five tensors with the largest differing fractions, not all of them
-            for frac, k, n, numel in sorted(per, reverse=True)[:5]:
-                print("%s: %d of %d elements differ (%.2f %%)" % (k, n, numel, 100.0 * frac))
-            if len(per) > 5:
-                print("(%d more tensors differ)" % (len(per) - 5))
-        print("differing_elements %d" % diff)
-        if diff >= 0 and total:
-            print("differing_fraction %.6f" % (diff / total))
+        verify(merged, args.verify, top=5)  # five tensors, not hundreds
 
 
 if __name__ == "__main__":
