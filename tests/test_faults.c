@@ -270,16 +270,16 @@ static void toy_close(toy *t) {
 
 /* ---- writes failing: ENOSPC and EIO from pwrite, EIO from fsync ---------- */
 
-static void failing_writes_leave_nothing(void **state) {
-    (void)state;
-    char *dir = tu_mkdtemp();
-    char *out = tu_join(dir, "out.safetensors");
-    toy t;
-    toy_open(&t, 0);
-    assert_int_equal(hma_plan_set_threads(t.p, 2), HMA_OK);
-    /* A clean run counts the writes: 1 header write, then data writes. */
+/*
+ * A clean merge of p into out counts its writes (1 header write, then data
+ * writes); then pwrite fails with ENOSPC and with EIO at the first, second,
+ * middle and last write: each run is HMA_ERR_IO naming `leaf` and the
+ * errno's text (and, when name_tensor, the tensor of a data write), and
+ * leaves nothing in dir. Returns the count of writes of a clean run.
+ */
+static int sweep_failing_pwrites(hma_plan *p, const char *dir, const char *out, const char *leaf, int name_tensor) {
     io_reset();
-    assert_int_equal(hma_plan_merge_to(t.p, out, 0), HMA_OK);
+    assert_int_equal(hma_plan_merge_to(p, out, 0), HMA_OK);
     int total = atomic_load(&pwrite_calls);
     assert_true(total >= 3);
     assert_int_equal(unlink(out), 0);
@@ -291,21 +291,34 @@ static void failing_writes_leave_nothing(void **state) {
             io_reset();
             atomic_store(&pwrite_errno, errs[e]);
             atomic_store(&pwrite_fail_at, ats[k]);
-            int rc = hma_plan_merge_to(t.p, out, 0);
+            int rc = hma_plan_merge_to(p, out, 0);
             io_reset();
-            if (rc != HMA_ERR_IO) fail_msg("write %d of %d failing with %s: rc %d (%s)", ats[k], total, texts[e], rc, hma_last_error());
+            if (rc != HMA_ERR_IO)
+                fail_msg("%s: write %d of %d failing with %s: rc %d (%s)", leaf, ats[k], total, texts[e], rc,
+                         hma_last_error());
             const char *msg = hma_last_error();
-            assert_non_null(strstr(msg, "out.safetensors"));
+            assert_non_null(strstr(msg, leaf));
             assert_non_null(strstr(msg, texts[e]));
-            if (ats[k] > 1) { /* a data write: the message names the tensor */
+            if (name_tensor && ats[k] > 1) { /* a data write: the message names the tensor */
                 char name[256];
                 if (!named_tensor(msg, name, sizeof name)) fail_msg("no tensor named in: %s", msg);
-                assert_true(hma_plan_find(t.p, name) != HMA_NPOS);
+                assert_true(hma_plan_find(p, name) != HMA_NPOS);
             }
-            assert_nothing_left(dir, "out.safetensors");
+            assert_nothing_left(dir, leaf);
             assert_int_equal(tu_count_entries(dir), 0);
         }
     }
+    return total;
+}
+
+static void failing_writes_leave_nothing(void **state) {
+    (void)state;
+    char *dir = tu_mkdtemp();
+    char *out = tu_join(dir, "out.safetensors");
+    toy t;
+    toy_open(&t, 0);
+    assert_int_equal(hma_plan_set_threads(t.p, 2), HMA_OK);
+    int total = sweep_failing_pwrites(t.p, dir, out, "out.safetensors", 1);
     /* Sharded folder output: a failure in a later shard removes every shard,
      * the index and the folder begin created. */
     char *folder = tu_join(dir, "sharded");
@@ -345,26 +358,7 @@ static void failing_gguf_writes_leave_nothing(void **state) {
     toy_open_files(&t, "base-q8_0.gguf", "aligned.gguf", 0);
     hma_plan *p = t.p;
     assert_int_equal(hma_plan_set_threads(p, 2), HMA_OK);
-    io_reset();
-    assert_int_equal(hma_plan_merge_to(p, out, 0), HMA_OK);
-    int total = atomic_load(&pwrite_calls);
-    assert_true(total >= 3);
-    assert_int_equal(unlink(out), 0);
-    const int errs[2] = {ENOSPC, EIO};
-    const int ats[4] = {1, 2, total / 2, total};
-    for (int e = 0; e < 2; e++) {
-        for (int k = 0; k < 4; k++) {
-            io_reset();
-            atomic_store(&pwrite_errno, errs[e]);
-            atomic_store(&pwrite_fail_at, ats[k]);
-            int rc = hma_plan_merge_to(p, out, 0);
-            io_reset();
-            if (rc != HMA_ERR_IO) fail_msg("GGUF write %d of %d failing: rc %d (%s)", ats[k], total, rc, hma_last_error());
-            assert_non_null(strstr(hma_last_error(), "out.gguf"));
-            assert_nothing_left(dir, "out.gguf");
-            assert_int_equal(tu_count_entries(dir), 0);
-        }
-    }
+    sweep_failing_pwrites(p, dir, out, "out.gguf", 0);
     atomic_store(&fsync_fail, 1);
     assert_int_equal(hma_plan_merge_to(p, out, 0), HMA_ERR_IO);
     io_reset();
