@@ -114,7 +114,6 @@ typedef struct gta_src {
     hma__mk_mask mask; /* applied on the fly when not stored */
     float factor;      /* L1 rescale factor (1: none) */
     float w;
-    double density;    /* magnitude without rescale: planned jointly after all sources */
 } gta_src;
 
 typedef struct gta_arg {
@@ -472,12 +471,7 @@ int hma__mk_run_gta(const hma__mk_job *job) {
         hma__mk_keys keys = {s->x, base};
         switch (sp) {
         case SP_NONE: break;
-        case SP_MAGNITUDE:
-            if (rescale)
-                rc = hma__mk_plan_magnitude(&pt, &keys, density, rescale, &s->mask, &s->factor);
-            else
-                s->density = density; /* planned below, all models in one pass */
-            break;
+        case SP_MAGNITUDE: rc = hma__mk_plan_magnitude(&pt, &keys, density, rescale, &s->mask, &s->factor); break;
         case SP_OUTLIERS:
             rc = hma__mk_plan_breadcrumbs(&pt, &keys, density, mk_param(job, pv, HMA__P_GAMMA), rescale, &s->mask,
                                           &s->factor);
@@ -507,26 +501,6 @@ int hma__mk_run_gta(const hma__mk_job *job) {
             break;
         }
         }
-    }
-    if (rc == HMA_OK && sp == SP_MAGNITUDE && !rescale) {
-        hma__mk_keys *keys = hma__malloc(T * sizeof *keys);
-        double *dens = hma__malloc(T * sizeof *dens);
-        hma__mk_mask *masks = hma__malloc(T * sizeof *masks);
-        if (!keys || !dens || !masks) {
-            rc = hma__fail(HMA_ERR_NO_MEMORY, "tensor '%s': out of memory", job->name);
-        } else {
-            for (size_t s = 0; s < T; s++) {
-                keys[s].a = src[s].x;
-                keys[s].b = base;
-                dens[s] = src[s].density;
-            }
-            rc = hma__mk_plan_magnitude_joint(&pt, keys, dens, T, masks);
-            if (rc == HMA_OK)
-                for (size_t s = 0; s < T; s++) src[s].mask = masks[s];
-        }
-        hma__free(keys);
-        hma__free(dens);
-        hma__free(masks);
     }
     float *scratch = NULL;
     size_t per_worker = (T + 2) * GTA_BLOCK + (job->sink ? (size_t)HMA__MK_CHUNK : 0);

@@ -379,9 +379,8 @@ static int range_part(void *arg, unsigned p, unsigned worker) {
     return HMA_OK;
 }
 
-/* Predict the range and allocate its buffers; 0: no range pass (no
- * prediction, a wide range, no memory). */
-static int range_setup(hma__mk_sel *s, const hma__mk_keys *keys, uint64_t m, int desc) {
+/* The range pass; 0 when it did not run (no prediction, no memory). */
+static int range_count(hma__mk_sel *s, const hma__mk_keys *keys, double *chunk_l1, uint64_t m, int desc, int *rc) {
     const hma__mk_parts *pt = s->pt;
     double frac;
     if (!predict_range(keys, pt->n, m, desc, &s->rlo, &s->rhi, &frac)) return 0;
@@ -400,90 +399,10 @@ static int range_setup(hma__mk_sel *s, const hma__mk_keys *keys, uint64_t m, int
         s->rkeys = NULL;
         return 0;
     }
-    return 1;
-}
-
-/* The range pass; 0 when it did not run. */
-static int range_count(hma__mk_sel *s, const hma__mk_keys *keys, double *chunk_l1, uint64_t m, int desc, int *rc) {
-    if (!range_setup(s, keys, m, desc)) return 0;
     count_arg a = {s, keys, chunk_l1};
-    *rc = hma__mk_parts_run(s->pt, range_part, &a);
+    *rc = hma__mk_parts_run(pt, range_part, &a);
     s->ranged = 1;
     return 1;
-}
-
-#ifdef HMA_HAVE_AVX512_KERNELS
-/*
- * Several one-cut selections whose keys share the second source (TIES:
- * |x_i - base| for every model i) in one pass: each block of the base is
- * read from memory once and stays in L1 while every model's keys of that
- * block are counted and collected, instead of one pass per model that
- * re-reads the base. Per selection the counts and collected keys are
- * exactly those of range_part.
- */
-#define MK_JOINT_BLK 4096u
-typedef struct joint_arg {
-    hma__mk_sel **s;
-    const hma__mk_keys *keys;
-    size_t T;
-} joint_arg;
-
-static int joint_part(void *arg, unsigned p, unsigned worker) {
-    (void)worker;
-    const joint_arg *a = arg;
-    const hma__mk_parts *pt = a->s[0]->pt;
-    uint64_t c0, c1, e0, e1, tmp, cnt[HMA__MK_GTA_MAXT] = {0}, above[HMA__MK_GTA_MAXT] = {0};
-    hma__mk_part_chunks(pt, p, &c0, &c1);
-    hma__mk_chunk_range(pt->n, c0, &e0, &tmp);
-    hma__mk_chunk_range(pt->n, c1 - 1, &tmp, &e1);
-    for (uint64_t e = e0; e < e1; e += MK_JOINT_BLK) {
-        uint64_t f = e1 - e < MK_JOINT_BLK ? e1 : e + MK_JOINT_BLK;
-        for (size_t t = 0; t < a->T; t++) {
-            hma__mk_sel *s = a->s[t];
-            hma__mk_range_avx512(&a->keys[t], e, f, s->rlo, s->rhi, s->rkeys + (size_t)p * (s->rcap + 1),
-                                 s->rcap + 1, &cnt[t], &above[t]);
-        }
-    }
-    for (size_t t = 0; t < a->T; t++) {
-        a->s[t]->rabove[p] = above[t];
-        a->s[t]->rn[p] = cnt[t];
-    }
-    return HMA_OK;
-}
-#endif
-
-int hma__mk_sel_count_joint(hma__mk_sel **s, const hma__mk_keys *keys, size_t T, const uint64_t *m, int desc) {
-    int ok = 0;
-#ifdef HMA_HAVE_AVX512_KERNELS
-    uint64_t n = T ? s[0]->pt->n : 0;
-    ok = T >= 2 && T <= HMA__MK_GTA_MAXT && hma__cpu_level() >= HMA_SIMD_AVX512;
-    size_t done = 0;
-    for (; ok && done < T; done++) {
-        const hma__mk_keys *k = &keys[done];
-        ok = s[done]->one_cut && m[done] > 0 && m[done] <= n && n >= 8 * (uint64_t)MK_SAMPLE &&
-             hma__mk_range_avx512_ok(&k->a) && hma__mk_keys_delta(k) && hma__mk_range_avx512_ok(&k->b) &&
-             range_setup(s[done], k, m[done], desc);
-        if (!ok) break;
-    }
-    if (ok) {
-        joint_arg a = {s, keys, T};
-        int rc = hma__mk_parts_run(s[0]->pt, joint_part, &a);
-        for (size_t t = 0; t < T; t++) s[t]->ranged = 1;
-        return rc;
-    }
-    for (size_t t = 0; t < done; t++) { /* undo the setups: each selection counts alone */
-        hma__free(s[t]->rabove);
-        hma__free(s[t]->rn);
-        hma__free(s[t]->rkeys);
-        s[t]->rabove = s[t]->rn = NULL;
-        s[t]->rkeys = NULL;
-    }
-#endif
-    for (size_t t = 0; t < T && !ok; t++) {
-        int rc = hma__mk_sel_count(s[t], &keys[t], NULL, m[t], desc);
-        if (rc != HMA_OK) return rc;
-    }
-    return HMA_OK;
 }
 
 /* Histograms of one part's collected keys: level 1 (hb == UINT32_MAX:

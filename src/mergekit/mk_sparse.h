@@ -195,12 +195,6 @@ uint64_t hma__mk_count_eq_avx512(const hma__mk_in *x, const hma__mk_in *b, uint6
  * prediction is right (the result never depends on it). m == 0: no
  * prediction. */
 int hma__mk_sel_count(hma__mk_sel *s, const hma__mk_keys *keys, double *chunk_l1, uint64_t m, int desc);
-/* hma__mk_sel_count (no L1 sums) for T selections at once, s[t] over
- * keys[t] with its first cut m[t]: one pass over the sources when every
- * selection is a one-cut range selection of a delta and the AVX-512 loop
- * applies (the sources shared by several keys, TIES's base, are then read
- * once), else one pass per selection. Same counts either way. */
-int hma__mk_sel_count_joint(hma__mk_sel **s, const hma__mk_keys *keys, size_t T, const uint64_t *m, int desc);
 /* The cut of the first m elements (m may be 0 or >= n). */
 int hma__mk_sel_cut(hma__mk_sel *s, const hma__mk_keys *keys, uint64_t m, int desc, hma__mk_cut *out);
 
@@ -267,10 +261,6 @@ float hma__mk_rescale_factor(double before, double after);
  */
 int hma__mk_plan_magnitude(const hma__mk_parts *pt, const hma__mk_keys *keys, double density, int rescale,
                            hma__mk_mask *mask, float *factor);
-/* hma__mk_plan_magnitude without rescale for T deltas keys[t] at once
- * (one joint counting pass where it applies); the same masks. */
-int hma__mk_plan_magnitude_joint(const hma__mk_parts *pt, const hma__mk_keys *keys, const double *density, size_t T,
-                                 hma__mk_mask *mask);
 int hma__mk_plan_breadcrumbs(const hma__mk_parts *pt, const hma__mk_keys *keys, double density, double gamma,
                              int rescale, hma__mk_mask *mask, float *factor);
 

@@ -132,48 +132,6 @@ int hma__mk_plan_magnitude(const hma__mk_parts *pt, const hma__mk_keys *keys, do
     return rc;
 }
 
-/* hma__mk_plan_magnitude without rescale for T deltas at once: the
- * selections count in one joint pass (hma__mk_sel_count_joint), which reads
- * the shared base once; the masks are the same as one by one. */
-int hma__mk_plan_magnitude_joint(const hma__mk_parts *pt, const hma__mk_keys *keys, const double *density, size_t T,
-                                 hma__mk_mask *mask) {
-    hma__mk_sel sel[HMA__MK_GTA_MAXT], *sp[HMA__MK_GTA_MAXT];
-    hma__mk_keys kk[HMA__MK_GTA_MAXT];
-    uint64_t mm[HMA__MK_GTA_MAXT] = {0};
-    size_t idx[HMA__MK_GTA_MAXT], J = 0;
-    int rc = HMA_OK;
-    memset(kk, 0, sizeof kk);
-    for (size_t t = 0; t < T; t++) memset(&mask[t], 0, sizeof mask[t]);
-    if (T > HMA__MK_GTA_MAXT) {
-        for (size_t t = 0; t < T && rc == HMA_OK; t++) {
-            float f;
-            rc = hma__mk_plan_magnitude(pt, &keys[t], density[t], 0, &mask[t], &f);
-        }
-    } else {
-        for (size_t t = 0; t < T && rc == HMA_OK; t++) {
-            if (density[t] >= 1.0) continue; /* as hma__mk_plan_magnitude: all kept */
-            uint64_t k = mk_count_of(density[t], pt->n);
-            if (k == 0) {
-                mask[t].kind = HMA__MK_KEEP_NONE;
-                continue;
-            }
-            mask[t].kind = HMA__MK_KEEP_TOP;
-            if ((rc = hma__mk_sel_init(&sel[J], pt)) != HMA_OK) break;
-            sel[J].one_cut = 1;
-            sp[J] = &sel[J];
-            kk[J] = keys[t];
-            mm[J] = k;
-            idx[J++] = t;
-        }
-        if (rc == HMA_OK) rc = hma__mk_sel_count_joint(sp, kk, J, mm, 1);
-        for (size_t j = 0; j < J && rc == HMA_OK; j++) rc = hma__mk_sel_cut(sp[j], &kk[j], mm[j], 1, &mask[idx[j]].a);
-        for (size_t j = 0; j < J; j++) hma__mk_sel_free(&sel[j]);
-    }
-    if (rc != HMA_OK)
-        for (size_t t = 0; t < T; t++) hma__mk_mask_free(&mask[t]);
-    return rc;
-}
-
 /*
  * sparsify.magnitude_outliers: target = int(density n), n_top = int(gamma n),
  * n_bot = n - target - n_top, negative n_bot pulls n_top down; keep the

@@ -401,62 +401,12 @@ static void test_avx512_kernels(void **state) {
 #endif
 }
 
-/* The joint magnitude plan (one pass over base + every model) gives the
- * masks of one plan per model: thresholds, tie budgets and per-part
- * equal counts; raw BF16 and float32 sources, 1 and 3 parts. */
-static void test_joint_plan(void **state) {
-    (void)state;
-    enum { N = 300 * 700, T = 2 };
-    uint16_t *r[T + 1];
-    float *f[T + 1];
-    for (int i = 0; i <= T; i++) {
-        r[i] = malloc(N * 2);
-        f[i] = malloc(N * 4);
-        assert_non_null(r[i]);
-        assert_non_null(f[i]);
-    }
-    for (size_t e = 0; e < N; e++) {
-        r[0][e] = bf16_bits((float)(rnd_unit() - 0.5) * 0.1f);
-        for (int i = 1; i <= T; i++) r[i][e] = bf16_bits(bf16_val(r[0][e]) + (float)(rnd_unit() - 0.5) * 0.002f);
-        for (int i = 0; i <= T; i++) f[i][e] = bf16_val(r[i][e]);
-    }
-    const double dens[T] = {0.5, 0.7};
-    for (int raw = 0; raw < 2; raw++)
-        for (unsigned th = 1; th <= 3; th += 2) {
-            hma__mk_parts pt;
-            hma__mk_parts_init(&pt, N, th);
-            hma__mk_keys keys[T];
-            for (int i = 0; i < T; i++) {
-                hma__mk_in a = {NULL, r[i + 1], HMA_DTYPE_BF16}, b = {NULL, r[0], HMA_DTYPE_BF16};
-                keys[i].a = raw ? a : hma__mk_in_f(f[i + 1]);
-                keys[i].b = raw ? b : hma__mk_in_f(f[0]);
-            }
-            hma__mk_mask joint[T], one;
-            assert_int_equal(hma__mk_plan_magnitude_joint(&pt, keys, dens, T, joint), HMA_OK);
-            for (int i = 0; i < T; i++) {
-                float fac;
-                assert_int_equal(hma__mk_plan_magnitude(&pt, &keys[i], dens[i], 0, &one, &fac), HMA_OK);
-                assert_int_equal(joint[i].kind, one.kind);
-                assert_int_equal(joint[i].a.thr, one.a.thr);
-                assert_int_equal(joint[i].a.n_first, one.a.n_first);
-                for (unsigned p = 0; p < pt.count; p++) assert_int_equal(joint[i].a.eq_before[p], one.a.eq_before[p]);
-                hma__mk_mask_free(&one);
-                hma__mk_mask_free(&joint[i]);
-            }
-        }
-    for (int i = 0; i <= T; i++) {
-        free(r[i]);
-        free(f[i]);
-    }
-}
-
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_raw_same_bits),
         cmocka_unit_test(test_raw_predicate),
         cmocka_unit_test(test_range_fallback),
         cmocka_unit_test(test_avx512_kernels),
-        cmocka_unit_test(test_joint_plan),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
