@@ -91,7 +91,6 @@ typedef struct write_arg {
     uint64_t *bad;
 } write_arg;
 
-/* v[0..n): elements [at, at + n) of the tensor; dst: room for n outputs. */
 /* Any element of v[0, n) inf or NaN (exponent all ones)? Branch-free over
  * 4-element vectors with adds and ors only (gcc does not vectorize a loop
  * that exits early), so the common all-finite piece costs little. */
@@ -113,6 +112,7 @@ static int any_nonfinite(const float *v, size_t n) {
     return any != 0;
 }
 
+/* v[0..n): elements [at, at + n) of the tensor; dst: room for n outputs. */
 static int write_piece(const write_arg *a, uint64_t at, const float *v, size_t n, unsigned char *dst) {
     if (any_nonfinite(v, n)) /* then find the first bad one */
         for (size_t j = 0; j < n; j++)
