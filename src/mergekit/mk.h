@@ -103,6 +103,28 @@ enum { HMA__MK_BASE_NONE = 0, HMA__MK_BASE_OPTIONAL = 1, HMA__MK_BASE_REQUIRED =
 
 typedef struct hma__mk_job hma__mk_job;
 
+/*
+ * Buffers a run keeps from one tensor to the next (selection histograms,
+ * collected keys, per-worker blocks): freshly allocated pages cost a fault
+ * and a clear each, about a tenth of a TIES merge's time when every tensor
+ * asked for new ones. A slot grows to the largest size asked and is reused;
+ * its content is not kept. One thread hands the buffers out (before the
+ * pool's passes that use them); not thread-safe.
+ */
+enum { HMA__MK_WS_H1, HMA__MK_WS_H2, HMA__MK_WS_RKEYS, HMA__MK_WS_SAMPLE, HMA__MK_WS_BLOCKS, HMA__MK_WS_SLOTS };
+typedef struct hma__mk_ws {
+    void *p[HMA__MK_WS_SLOTS];
+    size_t cap[HMA__MK_WS_SLOTS];
+} hma__mk_ws;
+/* At least `bytes` of slot `slot` of ws (uninitialised), or, when ws is
+ * NULL, a fresh hma__malloc'ed block; NULL when out of memory. */
+void *hma__mk_ws_take(hma__mk_ws *ws, unsigned slot, size_t bytes);
+/* Give back what hma__mk_ws_take(ws, ...) returned: freed when ws is NULL,
+ * else kept in the slot. */
+void hma__mk_ws_give(hma__mk_ws *ws, void *p);
+/* Free every slot; the workspace can be used again (empty). */
+void hma__mk_ws_free(hma__mk_ws *ws);
+
 typedef struct hma__mk_info {
     const char *name; /* mergekit's merge_method string */
     hma__mk_method method;
@@ -163,6 +185,9 @@ struct hma__mk_job {
      * memory. HMA_OK, or an error that stops the merge. */
     int (*sink)(void *user, unsigned worker, uint64_t e0, const float *v, size_t len);
     void *sink_user;
+    /* Optional: the run's workspace (NULL: every buffer is allocated and
+     * freed per tensor). */
+    hma__mk_ws *ws;
 };
 
 /* 1 when job's method only reads its sources and takes job->raw (so the

@@ -455,7 +455,7 @@ int hma__mk_run_gta(const hma__mk_job *job) {
     int rescale = mk_param(job, job->global, HMA__P_RESCALE) != 0.0;
     double lambda = mk_param(job, job->global, HMA__P_LAMBDA);
     hma__mk_parts pt;
-    hma__mk_parts_init(&pt, n, job->threads);
+    hma__mk_parts_init(&pt, n, job->threads, job->ws);
     gta_src *src = hma__calloc(T, sizeof *src);
     if (!src) return hma__fail(HMA_ERR_NO_MEMORY, "tensor '%s': out of memory", job->name);
     int rc = HMA_OK;
@@ -506,7 +506,7 @@ int hma__mk_run_gta(const hma__mk_job *job) {
     size_t per_worker = (T + 2) * GTA_BLOCK + (job->sink ? (size_t)HMA__MK_CHUNK : 0);
     if (rc == HMA_OK) {
         unsigned workers = hma__mk_parts_workers(&pt);
-        scratch = hma__malloc((size_t)workers * per_worker * sizeof *scratch);
+        scratch = hma__mk_ws_take(job->ws, HMA__MK_WS_BLOCKS, (size_t)workers * per_worker * sizeof *scratch);
         if (!scratch) rc = hma__fail(HMA_ERR_NO_MEMORY, "tensor '%s': out of memory", job->name);
     }
     if (rc == HMA_OK) {
@@ -523,7 +523,7 @@ int hma__mk_run_gta(const hma__mk_job *job) {
 #endif
         rc = hma__mk_parts_run(&pt, gta_part, &a);
     }
-    hma__free(scratch);
+    hma__mk_ws_give(job->ws, scratch);
     for (size_t s = 0; s < T; s++) hma__mk_mask_free(&src[s].mask);
     hma__free(src);
     return rc;

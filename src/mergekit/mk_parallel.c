@@ -37,3 +37,27 @@ double hma__mk_sum_parts(const double *part, uint64_t nchunks) {
     for (uint64_t c = 0; c < nchunks; c++) s += part[c];
     return s;
 }
+
+/* ---- the workspace ---------------------------------------------------- */
+
+void *hma__mk_ws_take(hma__mk_ws *ws, unsigned slot, size_t bytes) {
+    if (!ws) return hma__malloc(bytes ? bytes : 1);
+    if (ws->cap[slot] < bytes || !ws->p[slot]) {
+        hma__free(ws->p[slot]);
+        ws->p[slot] = hma__malloc(bytes ? bytes : 1);
+        ws->cap[slot] = ws->p[slot] ? bytes : 0;
+    }
+    return ws->p[slot];
+}
+
+void hma__mk_ws_give(hma__mk_ws *ws, void *p) {
+    if (!ws) hma__free(p);
+}
+
+void hma__mk_ws_free(hma__mk_ws *ws) {
+    for (unsigned s = 0; s < HMA__MK_WS_SLOTS; s++) {
+        hma__free(ws->p[s]);
+        ws->p[s] = NULL;
+        ws->cap[s] = 0;
+    }
+}

@@ -122,7 +122,7 @@ int hma__mk_run_sce(const hma__mk_job *job) {
     double topk = job->global && job->global->set[HMA__P_SELECT_TOPK] ? job->global->v[HMA__P_SELECT_TOPK] : 1.0;
     int masking = topk < 1.0;
     hma__mk_parts pt;
-    hma__mk_parts_init(&pt, n, job->threads);
+    hma__mk_parts_init(&pt, n, job->threads, job->ws);
     uint64_t nc = pt.nchunks;
     float **tv = hma__malloc(T * sizeof *tv);
     float *w = hma__malloc(T * sizeof *w);

@@ -65,8 +65,9 @@ void hma__mk_in_convert(const hma__mk_in *s, uint64_t e, size_t len, float *buf)
 
 /* ---- parts ------------------------------------------------------------ */
 
-void hma__mk_parts_init(hma__mk_parts *pt, uint64_t n, unsigned threads) {
+void hma__mk_parts_init(hma__mk_parts *pt, uint64_t n, unsigned threads, hma__mk_ws *ws) {
     pt->n = n;
+    pt->ws = ws;
     pt->nchunks = hma__mk_chunks(n);
     pt->threads = threads;
     unsigned c = hma__pool_threads(threads, pt->nchunks ? pt->nchunks : 1);
@@ -108,26 +109,33 @@ int hma__mk_parts_run(const hma__mk_parts *pt, hma__mk_part_fn fn, void *arg) {
 int hma__mk_sel_init(hma__mk_sel *s, const hma__mk_parts *pt) {
     memset(s, 0, sizeof *s);
     s->pt = pt;
-    s->h1 = hma__calloc((size_t)pt->count * HMA__MK_H1_WAYS * HMA__MK_H1, sizeof *s->h1);
-    s->h1sum = hma__calloc(HMA__MK_H1, sizeof *s->h1sum);
-    s->h2 = hma__malloc((size_t)pt->count * MK_H2_STRIDE * sizeof *s->h2);
-    s->h2sum = hma__malloc(HMA__MK_H2 * sizeof *s->h2sum);
-    s->pred_hi = s->h2_hi = UINT32_MAX;
-    if (!s->h1 || !s->h1sum || !s->h2 || !s->h2sum) {
-        hma__mk_sel_free(s);
+    /* h1 and h1sum must start at zero, h2 and h2sum need not */
+    size_t n1 = (size_t)pt->count * HMA__MK_H1_WAYS * HMA__MK_H1, n2 = (size_t)pt->count * MK_H2_STRIDE;
+    size_t b1 = n1 * sizeof *s->h1 + HMA__MK_H1 * sizeof *s->h1sum;
+    size_t b2 = HMA__MK_H2 * sizeof *s->h2sum + n2 * sizeof *s->h2;
+    unsigned char *m1 = hma__mk_ws_take(pt->ws, HMA__MK_WS_H1, b1);
+    unsigned char *m2 = m1 ? hma__mk_ws_take(pt->ws, HMA__MK_WS_H2, b2) : NULL;
+    if (!m1 || !m2) {
+        hma__mk_ws_give(pt->ws, m1);
         return hma__fail(HMA_ERR_NO_MEMORY, "out of memory (selection histograms)");
     }
+    memset(m1, 0, b1);
+    s->h1sum = (uint64_t *)m1; /* the 8-byte arrays first: both blocks stay aligned */
+    s->h1 = (uint32_t *)(m1 + HMA__MK_H1 * sizeof *s->h1sum);
+    s->h2sum = (uint64_t *)m2;
+    s->h2 = (uint32_t *)(m2 + HMA__MK_H2 * sizeof *s->h2sum);
+    s->pred_hi = s->h2_hi = UINT32_MAX;
     return HMA_OK;
 }
 
 void hma__mk_sel_free(hma__mk_sel *s) {
+    if (s->pt) {
+        hma__mk_ws_give(s->pt->ws, s->rkeys);
+        hma__mk_ws_give(s->pt->ws, s->h1sum);
+        hma__mk_ws_give(s->pt->ws, s->h2sum);
+    }
     hma__free(s->rabove);
     hma__free(s->rn);
-    hma__free(s->rkeys);
-    hma__free(s->h1);
-    hma__free(s->h1sum);
-    hma__free(s->h2);
-    hma__free(s->h2sum);
     memset(s, 0, sizeof *s);
 }
 
@@ -281,21 +289,43 @@ static void sort_keys(uint32_t *k, uint32_t *tmp, size_t n) {
     }
 }
 
+/* The sample's keys: sample i at about i n / S, jittered within the
+ * stride (rows whose length divides the stride would otherwise always give
+ * the same columns). Each part takes its share of the samples, which lie in
+ * or near its own elements: the first touches of a mapped source's pages
+ * (most of a sample's cost) are then spread over the threads. */
+typedef struct sample_arg {
+    const hma__mk_parts *pt;
+    const hma__mk_keys *keys;
+    uint32_t *k;
+} sample_arg;
+
+static int sample_part(void *arg, unsigned p, unsigned worker) {
+    (void)worker;
+    const sample_arg *a = arg;
+    uint64_t n = a->pt->n, stride = n / MK_SAMPLE;
+    uint64_t i0 = (uint64_t)MK_SAMPLE * p / a->pt->count, i1 = (uint64_t)MK_SAMPLE * (p + 1) / a->pt->count;
+    int delta = hma__mk_keys_delta(a->keys);
+    for (uint64_t i = i0; i < i1; i++) {
+        uint64_t e = i * n / MK_SAMPLE + hma__mk_fmix64(i + 0x51ED2701u) % stride;
+        float d = hma__mk_in_at(&a->keys->a, e);
+        if (delta) d -= hma__mk_in_at(&a->keys->b, e);
+        a->k[i] = hma__mk_key_bits(d);
+    }
+    return HMA_OK;
+}
+
 /* Predict [*lo, *hi] and the fraction of keys inside it; 0: no range
  * (out of memory: the histogram path then runs). */
-static int predict_range(const hma__mk_keys *keys, uint64_t n, uint64_t m, int desc, uint32_t *lo, uint32_t *hi,
-                         double *frac) {
-    uint32_t *k = hma__malloc(2 * MK_SAMPLE * sizeof *k);
+static int predict_range(const hma__mk_parts *pt, const hma__mk_keys *keys, uint64_t m, int desc, uint32_t *lo,
+                         uint32_t *hi, double *frac) {
+    uint64_t n = pt->n;
+    uint32_t *k = hma__mk_ws_take(pt->ws, HMA__MK_WS_SAMPLE, 2 * MK_SAMPLE * sizeof *k);
     if (!k) return 0;
-    uint64_t stride = n / MK_SAMPLE;
-    int delta = hma__mk_keys_delta(keys);
-    for (uint64_t i = 0; i < MK_SAMPLE; i++) {
-        /* evenly spaced, jittered within the stride: rows whose length
-         * divides the stride would otherwise always give the same columns */
-        uint64_t e = i * n / MK_SAMPLE + hma__mk_fmix64(i + 0x51ED2701u) % stride;
-        float d = hma__mk_in_at(&keys->a, e);
-        if (delta) d -= hma__mk_in_at(&keys->b, e);
-        k[i] = hma__mk_key_bits(d);
+    sample_arg sa = {pt, keys, k};
+    if (hma__mk_parts_run(pt, sample_part, &sa) != HMA_OK) { /* it cannot fail */
+        hma__mk_ws_give(pt->ws, k);
+        return 0;
     }
     sort_keys(k, k + MK_SAMPLE, MK_SAMPLE);
     uint64_t r = boundary_rank(n, m, desc);
@@ -308,7 +338,7 @@ static int predict_range(const hma__mk_keys *keys, uint64_t n, uint64_t m, int d
     uint64_t in = 0;
     for (int64_t i = 0; i < S; i++) in += k[i] >= *lo && k[i] <= *hi;
     *frac = (double)in / (double)S;
-    hma__free(k);
+    hma__mk_ws_give(pt->ws, k);
     return 1;
 }
 
@@ -383,18 +413,19 @@ static int range_part(void *arg, unsigned p, unsigned worker) {
 static int range_count(hma__mk_sel *s, const hma__mk_keys *keys, double *chunk_l1, uint64_t m, int desc, int *rc) {
     const hma__mk_parts *pt = s->pt;
     double frac;
-    if (!predict_range(keys, pt->n, m, desc, &s->rlo, &s->rhi, &frac)) return 0;
+    if (!predict_range(pt, keys, m, desc, &s->rlo, &s->rhi, &frac)) return 0;
     if (frac > 0.25) return 0; /* a wide range (many equal keys): histograms */
     uint64_t part = (pt->nchunks + pt->count - 1) / pt->count * HMA__MK_CHUNK;
     s->rcap = (uint64_t)((double)part * frac * 1.5) + 4096;
     if (s->rcap > part) s->rcap = part;
     s->rabove = hma__calloc(pt->count, sizeof *s->rabove);
     s->rn = hma__calloc(pt->count, sizeof *s->rn);
-    s->rkeys = hma__malloc((size_t)pt->count * (s->rcap + 1) * sizeof *s->rkeys); /* + a spare slot each */
+    s->rkeys = hma__mk_ws_take(pt->ws, HMA__MK_WS_RKEYS,
+                               (size_t)pt->count * (s->rcap + 1) * sizeof *s->rkeys); /* + a spare slot each */
     if (!s->rabove || !s->rn || !s->rkeys) {
         hma__free(s->rabove);
         hma__free(s->rn);
-        hma__free(s->rkeys);
+        hma__mk_ws_give(pt->ws, s->rkeys);
         s->rabove = s->rn = NULL;
         s->rkeys = NULL;
         return 0;
@@ -639,7 +670,7 @@ int hma__mk_select(unsigned threads, const float *key, uint64_t n, uint64_t k, i
     }
     if (k > n) k = n;
     hma__mk_parts pt;
-    hma__mk_parts_init(&pt, n, threads);
+    hma__mk_parts_init(&pt, n, threads, NULL);
     hma__mk_sel s;
     int rc = hma__mk_sel_init(&s, &pt);
     if (rc != HMA_OK) return rc;
@@ -682,7 +713,7 @@ int hma__mk_keep_topk_abs(unsigned threads, float *x, uint64_t n, uint64_t k) {
         return HMA_OK;
     }
     hma__mk_parts pt;
-    hma__mk_parts_init(&pt, n, threads);
+    hma__mk_parts_init(&pt, n, threads, NULL);
     hma__mk_sel s;
     int rc = hma__mk_sel_init(&s, &pt);
     if (rc != HMA_OK) return rc;

@@ -23,9 +23,11 @@ typedef struct hma__mk_parts {
     uint64_t n, nchunks;
     unsigned count;   /* parts, >= 1 when n > 0 */
     unsigned threads; /* as asked (0 = online CPUs) */
+    hma__mk_ws *ws;   /* where the passes' buffers come from (NULL: allocated each time) */
 } hma__mk_parts;
 
-void hma__mk_parts_init(hma__mk_parts *pt, uint64_t n, unsigned threads);
+/* ws: the run's workspace, or NULL. */
+void hma__mk_parts_init(hma__mk_parts *pt, uint64_t n, unsigned threads, hma__mk_ws *ws);
 /* Chunks [*c0, *c1) of part p. */
 static inline void hma__mk_part_chunks(const hma__mk_parts *pt, unsigned p, uint64_t *c0, uint64_t *c1) {
     *c0 = pt->nchunks * p / pt->count;
@@ -109,6 +111,13 @@ static inline const float *hma__mk_in_block(const hma__mk_in *s, uint64_t e, siz
 static inline float hma__mk_in_at(const hma__mk_in *s, uint64_t e) {
     if (s->f) return s->f[e];
     float v;
+    if (s->dt == HMA_DTYPE_BF16) { /* the exact widening, as hma__mk_in_convert */
+        uint16_t h;
+        memcpy(&h, (const unsigned char *)s->raw + e * 2, sizeof h);
+        uint32_t w = (uint32_t)h << 16;
+        memcpy(&v, &w, sizeof v);
+        return v;
+    }
     hma__mk_in_convert(s, e, 1, &v);
     return v;
 }

@@ -188,7 +188,7 @@ static int apply_mask(const hma__mk_parts *pt, float *d, const hma__mk_mask *mas
 
 int hma__mk_magnitude(unsigned threads, float *d, uint64_t n, double density, int rescale) {
     hma__mk_parts pt;
-    hma__mk_parts_init(&pt, n, threads);
+    hma__mk_parts_init(&pt, n, threads, NULL);
     hma__mk_keys keys = hma__mk_keys_f(d, NULL);
     hma__mk_mask mask;
     float f;
@@ -201,7 +201,7 @@ int hma__mk_magnitude(unsigned threads, float *d, uint64_t n, double density, in
 
 int hma__mk_breadcrumbs(unsigned threads, float *d, uint64_t n, double density, double gamma, int rescale) {
     hma__mk_parts pt;
-    hma__mk_parts_init(&pt, n, threads);
+    hma__mk_parts_init(&pt, n, threads, NULL);
     hma__mk_keys keys = hma__mk_keys_f(d, NULL);
     hma__mk_mask mask;
     float f;

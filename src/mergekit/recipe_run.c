@@ -157,6 +157,7 @@ typedef struct run_state {
     void **xbase, *outbase, *scratchbase; /* what hma__big_alloc() gave to free */
     unsigned char *sinkbuf; /* sink_workers x HMA__MK_CHUNK x 8 bytes */
     unsigned sink_workers;
+    hma__mk_ws ws; /* the methods' buffers, kept from tensor to tensor */
 } run_state;
 
 static int run_tensor(run_state *S, size_t i) {
@@ -187,6 +188,7 @@ static int run_tensor(run_state *S, size_t i) {
     job.out = S->out;
     job.scratch = S->scratch;
     job.threads = S->threads;
+    job.ws = &S->ws;
     /* Methods that only read their sources take the mapped bytes and
      * convert blocks on the fly: no float32 copy of the tensor is made
      * (less memory touched, one pass less); the others get x loaded. */
@@ -458,5 +460,6 @@ int hma__recipe_run(hma_recipe *r, const char *out_path, const hma_recipe_option
     hma__free(S.outbase);
     hma__free(S.scratchbase);
     hma__free(S.sinkbuf);
+    hma__mk_ws_free(&S.ws);
     return rc;
 }

@@ -267,7 +267,7 @@ static void test_range_fallback(void **state) {
     static const unsigned th[3] = {1, 2, 3};
     for (int ti = 0; ti < 3; ti++) {
         hma__mk_parts pt;
-        hma__mk_parts_init(&pt, n, th[ti]);
+        hma__mk_parts_init(&pt, n, th[ti], NULL);
         hma__mk_keys keys = hma__mk_keys_f(x, NULL);
         for (int miss = 0; miss < 2; miss++) {
             hma__mk_sel s;
