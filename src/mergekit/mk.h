@@ -119,6 +119,10 @@ typedef struct hma__mk_ws {
 /* At least `bytes` of slot `slot` of ws (uninitialised), or, when ws is
  * NULL, a fresh hma__malloc'ed block; NULL when out of memory. */
 void *hma__mk_ws_take(hma__mk_ws *ws, unsigned slot, size_t bytes);
+/* The same, and the bytes the block has into *got (>= bytes). A slot that
+ * must grow at least doubles, so that a run of growing requests moves to
+ * new pages a few times only. */
+void *hma__mk_ws_take_n(hma__mk_ws *ws, unsigned slot, size_t bytes, size_t *got);
 /* Give back what hma__mk_ws_take(ws, ...) returned: freed when ws is NULL,
  * else kept in the slot. */
 void hma__mk_ws_give(hma__mk_ws *ws, void *p);

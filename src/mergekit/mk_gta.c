@@ -183,7 +183,7 @@ static inline void gta_weighted(const gta_src *s, const float *x, const float *b
         uint32_t thr = s->mask.a.thr;
         const mk_v4u vthr = {thr, thr, thr, thr}, vabs = {0x7fffffffu, 0x7fffffffu, 0x7fffffffu, 0x7fffffffu};
         uint64_t neq = 0;
-        if (cur->ba) {
+        if (cur->ba && !cur->all_a) {
             mk_v4i veq = {0, 0, 0, 0};
             for (j = 0; j < lv; j += 4) veq -= (mk_v4i)(((mk_v4u)(mk_ld(x + j) - mk_ld(b + j)) & vabs) == vthr);
             neq = (uint64_t)(veq[0] + veq[1]) + (uint64_t)(veq[2] + veq[3]);
@@ -197,10 +197,11 @@ static inline void gta_weighted(const gta_src *s, const float *x, const float *b
             return;
         }
         cur->ba -= neq;
-        /* neq > 0 here: every equal element is kept (u >= thr); else none
-         * is in the block or none may be kept (u > thr) */
-        mk_v4u vlim = neq ? vthr : vthr + 1u;
-        uint32_t lim = neq ? thr : thr + 1u; /* keep u >= lim; thr < 2^31, no wrap */
+        /* neq > 0 or all_a here: every equal element is kept (u >= thr);
+         * else none is in the block or none may be kept (u > thr) */
+        int eq = neq || cur->all_a;
+        mk_v4u vlim = eq ? vthr : vthr + 1u;
+        uint32_t lim = eq ? thr : thr + 1u; /* keep u >= lim; thr < 2^31, no wrap */
         for (j = 0; j < lv; j += 4) {
             mk_v4f d = mk_ld(x + j) - mk_ld(b + j);
             mk_st(o + j, mk_and(d, (mk_v4i)(((mk_v4u)d & vabs) >= vlim)) * vf * vw);
@@ -305,6 +306,10 @@ static int gta_fast_block(const gta_arg *a, hma__mk_gta_k *k, uint64_t e, size_t
         neq[s] = 0;
         if (a->src[s].mask.kind != HMA__MK_KEEP_TOP) continue;
         uint32_t thr = a->src[s].mask.a.thr;
+        if (curs[s].all_a) {
+            k->lim[s] = thr;
+            continue;
+        }
         if (curs[s].ba) neq[s] = hma__mk_count_eq_avx512(&a->src[s].x, &a->base, e, len, thr);
         if (neq[s] > curs[s].ba) return 0;
         k->lim[s] = neq[s] ? thr : thr + 1u; /* thr < 2^31: no wrap */

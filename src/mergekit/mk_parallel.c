@@ -40,14 +40,26 @@ double hma__mk_sum_parts(const double *part, uint64_t nchunks) {
 
 /* ---- the workspace ---------------------------------------------------- */
 
-void *hma__mk_ws_take(hma__mk_ws *ws, unsigned slot, size_t bytes) {
-    if (!ws) return hma__malloc(bytes ? bytes : 1);
-    if (ws->cap[slot] < bytes || !ws->p[slot]) {
-        hma__free(ws->p[slot]);
-        ws->p[slot] = hma__malloc(bytes ? bytes : 1);
-        ws->cap[slot] = ws->p[slot] ? bytes : 0;
+void *hma__mk_ws_take_n(hma__mk_ws *ws, unsigned slot, size_t bytes, size_t *got) {
+    if (!bytes) bytes = 1;
+    if (!ws) {
+        *got = bytes;
+        return hma__malloc(bytes);
     }
+    if (ws->cap[slot] < bytes) {
+        size_t want = ws->cap[slot] && ws->cap[slot] <= SIZE_MAX / 2 && 2 * ws->cap[slot] > bytes ? 2 * ws->cap[slot]
+                                                                                                   : bytes;
+        hma__free(ws->p[slot]);
+        ws->p[slot] = hma__malloc(want);
+        ws->cap[slot] = ws->p[slot] ? want : 0;
+    }
+    *got = ws->cap[slot];
     return ws->p[slot];
+}
+
+void *hma__mk_ws_take(hma__mk_ws *ws, unsigned slot, size_t bytes) {
+    size_t got;
+    return hma__mk_ws_take_n(ws, slot, bytes, &got);
 }
 
 void hma__mk_ws_give(hma__mk_ws *ws, void *p) {

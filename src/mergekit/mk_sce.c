@@ -69,7 +69,7 @@ static int sce_delta_chunk(void *arg, uint64_t c, uint64_t e0, uint64_t e1) {
 static int sce_mask_part(void *arg, unsigned p, unsigned worker) {
     (void)worker;
     const sce_arg *a = arg;
-    hma__mk_mask_cur cur = {0, 0};
+    hma__mk_mask_cur cur = {0, 0, 0};
     if (a->mask) cur = hma__mk_mask_start(a->mask, p);
     uint64_t c0, c1;
     hma__mk_part_chunks(a->pt, p, &c0, &c1);

@@ -307,7 +307,10 @@ static int sample_part(void *arg, unsigned p, unsigned worker) {
     uint64_t i0 = (uint64_t)MK_SAMPLE * p / a->pt->count, i1 = (uint64_t)MK_SAMPLE * (p + 1) / a->pt->count;
     int delta = hma__mk_keys_delta(a->keys);
     for (uint64_t i = i0; i < i1; i++) {
-        uint64_t e = i * n / MK_SAMPLE + hma__mk_fmix64(i + 0x51ED2701u) % stride;
+        /* jitter in [0, stride), by a multiply-shift (no division per
+         * sample) while the stride fits in 32 bits */
+        uint64_t h = hma__mk_fmix64(i + 0x51ED2701u);
+        uint64_t e = i * n / MK_SAMPLE + (stride >> 32 ? h % stride : ((h >> 32) * stride) >> 32);
         float d = hma__mk_in_at(&a->keys->a, e);
         if (delta) d -= hma__mk_in_at(&a->keys->b, e);
         a->k[i] = hma__mk_key_bits(d);
@@ -420,8 +423,12 @@ static int range_count(hma__mk_sel *s, const hma__mk_keys *keys, double *chunk_l
     if (s->rcap > part) s->rcap = part;
     s->rabove = hma__calloc(pt->count, sizeof *s->rabove);
     s->rn = hma__calloc(pt->count, sizeof *s->rn);
-    s->rkeys = hma__mk_ws_take(pt->ws, HMA__MK_WS_RKEYS,
-                               (size_t)pt->count * (s->rcap + 1) * sizeof *s->rkeys); /* + a spare slot each */
+    size_t got = 0;
+    s->rkeys = hma__mk_ws_take_n(pt->ws, HMA__MK_WS_RKEYS,
+                                 (size_t)pt->count * (s->rcap + 1) * sizeof *s->rkeys, &got); /* + a spare slot each */
+    /* all the room the slot has: the parts' columns then start where they
+     * did for the tensors before, on pages touched already */
+    if (s->rkeys) s->rcap = got / sizeof *s->rkeys / pt->count - 1;
     if (!s->rabove || !s->rn || !s->rkeys) {
         hma__free(s->rabove);
         hma__free(s->rn);
@@ -517,6 +524,8 @@ static int range_cut(hma__mk_sel *s, uint64_t m, int desc, uint64_t r, hma__mk_c
         out->eq_before[p] = before;
         before += s->h2[(size_t)p * MK_H2_STRIDE + lb];
     }
+    out->n_eq = before;
+    out->parts = pt->count;
     *rc = HMA_OK;
     return 1;
 }
@@ -566,6 +575,7 @@ static int cut_trivial(const hma__mk_parts *pt, uint64_t m, uint64_t n, int desc
     out->desc = desc;
     out->eq_before = hma__calloc(pt->count, sizeof *out->eq_before);
     if (!out->eq_before) return hma__fail(HMA_ERR_NO_MEMORY, "out of memory (selection)");
+    out->parts = pt->count; /* n_eq 0: no key equals thr, or (m >= n) every key is taken */
     if (m == 0) {
         /* desc: nothing is above or equal to UINT32_MAX; asc: nothing below 0. */
         out->thr = desc ? UINT32_MAX : 0;
@@ -649,6 +659,8 @@ static int sel_cut(hma__mk_sel *s, const hma__mk_keys *keys, uint64_t m, int des
         out->eq_before[p] = before;
         before += s->h2[(size_t)p * MK_H2_STRIDE + lo];
     }
+    out->n_eq = before;
+    out->parts = pt->count;
     return HMA_OK;
 }
 

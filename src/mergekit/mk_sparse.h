@@ -61,10 +61,17 @@ typedef struct hma__mk_cut {
     int desc;
     uint64_t n_first;
     uint64_t *eq_before; /* parts.count entries (owned) */
+    uint64_t n_eq;       /* keys equal to thr in all parts */
+    unsigned parts;      /* entries of eq_before */
 } hma__mk_cut;
 
 static inline uint64_t hma__mk_cut_budget(const hma__mk_cut *c, unsigned part) {
     return c->n_first > c->eq_before[part] ? c->n_first - c->eq_before[part] : 0;
+}
+/* Keys equal to thr in part p: a part whose budget covers them all keeps
+ * them all, with no counting as it goes. */
+static inline uint64_t hma__mk_cut_eq_in(const hma__mk_cut *c, unsigned part) {
+    return (part + 1 < c->parts ? c->eq_before[part + 1] : c->n_eq) - c->eq_before[part];
 }
 /* Is key u in the group; *budget is the part's running budget. */
 static inline int hma__mk_cut_in(const hma__mk_cut *c, uint32_t u, uint64_t *budget) {
@@ -232,13 +239,16 @@ typedef struct hma__mk_mask {
     int kind;
     hma__mk_cut a, b;
 } hma__mk_mask;
-/* A part's running state of a mask. */
+/* A part's running state of a mask; all_a: the part keeps every key equal
+ * to a's threshold (ba covers them: nothing to count). */
 typedef struct hma__mk_mask_cur {
     uint64_t ba, bb;
+    int all_a;
 } hma__mk_mask_cur;
 static inline hma__mk_mask_cur hma__mk_mask_start(const hma__mk_mask *m, unsigned part) {
-    hma__mk_mask_cur c = {0, 0};
+    hma__mk_mask_cur c = {0, 0, 0};
     if (m->kind == HMA__MK_KEEP_TOP || m->kind == HMA__MK_KEEP_BAND) c.ba = hma__mk_cut_budget(&m->a, part);
+    if (m->kind == HMA__MK_KEEP_TOP) c.all_a = c.ba >= hma__mk_cut_eq_in(&m->a, part);
     if (m->kind == HMA__MK_KEEP_BAND) c.bb = hma__mk_cut_budget(&m->b, part);
     return c;
 }
