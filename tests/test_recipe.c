@@ -565,6 +565,49 @@ static void nonfinite_no_output(void **state) {
     free(inf), free(out);
 }
 
+/* The writer begins (reserves its output) on a thread of its own while the
+ * first tensor's selection runs: its errors are still the merge's, come
+ * before any error of the merge itself (as a begin up front would), and
+ * nothing is written. For a method that streams its result (ties) and one
+ * that does not (linear). */
+static void writer_errors(void **state) {
+    (void)state;
+    char *inf = inf_model(), *dir = tu_join(tu_dir, "taken.safetensors");
+    assert_int_equal(mkdir(dir, 0755), 0);
+    struct stat a0, a1;
+    assert_int_equal(stat(A, &a0), 0);
+    const char *methods[] = {"ties", "linear"};
+    for (size_t k = 0; k < 2; k++) {
+        for (int bad = 0; bad < 2; bad++) {
+            hma_recipe *r;
+            assert_int_equal(parse(&r,
+                                   "{\"merge_method\": \"%s\", \"base_model\": \"%s\",\n"
+                                   " \"parameters\": {\"weight\": 0.5, \"density\": 0.5},\n"
+                                   " \"slices\": [{\"sources\": [\n  {\"model\": \"%s\", \"layer_range\": [0, 1]},\n"
+                                   "  {\"model\": \"%s\", \"layer_range\": [0, 1]}]}]}\n",
+                                   methods[k], A, A, bad ? inf : B),
+                             HMA_OK);
+            /* an existing folder where the file should go; with a non-finite
+             * input too, the folder is still the error */
+            int rc = hma_recipe_merge_to(r, dir, NULL);
+            if (rc != HMA_ERR_EXISTS || !strstr(hma_last_error(), "taken.safetensors"))
+                fail_msg("%s: %d %s", methods[k], rc, hma_last_error());
+            struct stat st;
+            assert_int_equal(stat(dir, &st), 0);
+            assert_true(S_ISDIR(st.st_mode));
+            /* an input as the output */
+            rc = hma_recipe_merge_to(r, A, NULL);
+            if (rc != HMA_ERR_OVERWRITES_INPUT) fail_msg("%s: %d %s", methods[k], rc, hma_last_error());
+            assert_int_equal(stat(A, &a1), 0);
+            assert_true(a1.st_size == a0.st_size && a1.st_ino == a0.st_ino);
+            hma_recipe_free(r);
+        }
+    }
+    assert_int_equal(rmdir(dir), 0);
+    assert_false(tu_has_entry_prefix(tu_dir, ".hma-tmp")); /* no temporary left */
+    free(inf), free(dir);
+}
+
 static int cancel_cb(void *user, uint64_t done, uint64_t total) {
     (void)user, (void)done, (void)total;
     return HMA_CANCEL;
@@ -671,7 +714,7 @@ int main(void) {
         cmocka_unit_test(linear_bytes),       cmocka_unit_test(vocab_rows),
         cmocka_unit_test(seed_and_threads),   cmocka_unit_test(errors_name_line),
         cmocka_unit_test(errors_no_output),   cmocka_unit_test(nonfinite_no_output),
-        cmocka_unit_test(cli_dry_run),
+        cmocka_unit_test(cli_dry_run),        cmocka_unit_test(writer_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

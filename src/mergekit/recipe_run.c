@@ -23,9 +23,78 @@
 #include "text/strbuf.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+/* ---- the writer's begin, off the merge's critical path ---------------------- */
+
+/*
+ * hma_writer_begin() reserves the whole output (fallocate): on tmpfs that
+ * allocates every page of it, about a quarter of a TIES merge's time, with
+ * one core busy and the other idle. A thread of its own runs it while the
+ * first tensor's selection passes (which write nothing) run on the pool;
+ * every write waits for it first. Its error, if any, is the merge's error
+ * (it is what a begin before the merge would have reported).
+ */
+typedef struct begin_gate {
+    hma_writer *w;
+    pthread_t th;
+    int thread; /* th was started (join it) */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;  /* under mu */
+    int ready; /* done, for a lock-free look (release/acquire) */
+    int rc;
+    char msg[1024];
+} begin_gate;
+
+static void gate_set(begin_gate *g, int rc) {
+    pthread_mutex_lock(&g->mu);
+    g->rc = rc;
+    if (rc) snprintf(g->msg, sizeof g->msg, "%s", hma_last_error());
+    g->done = 1;
+    __atomic_store_n(&g->ready, 1, __ATOMIC_RELEASE);
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+}
+
+static void *gate_main(void *arg) {
+    begin_gate *g = arg;
+    gate_set(g, hma_writer_begin(g->w));
+    return NULL;
+}
+
+static void gate_start(begin_gate *g, hma_writer *w) {
+    memset(g, 0, sizeof *g);
+    g->w = w;
+    pthread_mutex_init(&g->mu, NULL);
+    pthread_cond_init(&g->cv, NULL);
+    g->thread = pthread_create(&g->th, NULL, gate_main, g) == 0;
+    if (!g->thread) gate_set(g, hma_writer_begin(w)); /* no thread: here and now */
+}
+
+/* HMA_OK once the writer has begun, else begin's error (its message). */
+static int gate_wait(begin_gate *g) {
+    if (!__atomic_load_n(&g->ready, __ATOMIC_ACQUIRE)) {
+        pthread_mutex_lock(&g->mu);
+        while (!g->done) pthread_cond_wait(&g->cv, &g->mu);
+        pthread_mutex_unlock(&g->mu);
+    }
+    return g->rc ? hma__fail(g->rc, "%s", g->msg) : HMA_OK;
+}
+
+/* Join the thread; begin's result as gate_wait. */
+static int gate_finish(begin_gate *g) {
+    if (g->thread) pthread_join(g->th, NULL);
+    g->thread = 0;
+    int rc = gate_wait(g);
+    pthread_cond_destroy(&g->cv);
+    pthread_mutex_destroy(&g->mu);
+    return rc;
+}
 
 /* ---- parallel chunk loops ------------------------------------------------- */
 
@@ -89,6 +158,7 @@ typedef struct write_arg {
     unsigned char *obuf; /* room for the pass (position-indexed), or per worker (sink) */
     int path;
     uint64_t *bad;
+    begin_gate *gate;
 } write_arg;
 
 /* Any element of v[0, n) inf or NaN (exponent all ones)? Branch-free over
@@ -114,6 +184,8 @@ static int any_nonfinite(const float *v, size_t n) {
 
 /* v[0..n): elements [at, at + n) of the tensor; dst: room for n outputs. */
 static int write_piece(const write_arg *a, uint64_t at, const float *v, size_t n, unsigned char *dst) {
+    int rc = gate_wait(a->gate);
+    if (rc) return rc;
     if (any_nonfinite(v, n)) /* then find the first bad one */
         for (size_t j = 0; j < n; j++)
             if (!isfinite(v[j])) {
@@ -158,6 +230,7 @@ typedef struct run_state {
     unsigned char *sinkbuf; /* sink_workers x HMA__MK_CHUNK x 8 bytes */
     unsigned sink_workers;
     hma__mk_ws ws; /* the methods' buffers, kept from tensor to tensor */
+    begin_gate gate;
 } run_state;
 
 static int run_tensor(run_state *S, size_t i) {
@@ -216,6 +289,7 @@ static int run_tensor(run_state *S, size_t i) {
     wa.obuf = S->sinkbuf;
     wa.path = hma__cpu_level();
     wa.bad = &bad;
+    wa.gate = &S->gate;
     /* the result straight to the file, a chunk at a time, while in cache */
     int sunk = raw && S->sinkbuf && hma__pool_threads(S->threads, hma__mk_chunks(m)) <= S->sink_workers;
     if (sunk) {
@@ -441,7 +515,8 @@ int hma__recipe_run(hma_recipe *r, const char *out_path, const hma_recipe_option
             rc = hma__fail(HMA_ERR_NO_MEMORY, "%s: out of memory for %zu buffers of %llu float32", src, S.nx + 2,
                            (unsigned long long)cap);
     }
-    if (!rc) rc = hma_writer_begin(w);
+    int begun = !rc;
+    if (begun) gate_start(&S.gate, w);
     S.w = w;
     uint64_t done = 0;
     for (size_t i = 0; i < r->n_out && !rc; i++) {
@@ -449,6 +524,10 @@ int hma__recipe_run(hma_recipe *r, const char *out_path, const hma_recipe_option
         done += r->out[i].n * (hma_dtype_bits(r->out[i].dtype) / 8);
         if (!rc && o->progress)
             rc = hma__callback_result(o->progress(o->progress_user, done, total), "hma_recipe_merge_to: progress callback");
+    }
+    if (begun) {
+        int brc = gate_finish(&S.gate);
+        if (brc) rc = brc; /* what a begin before the merge would have said */
     }
     if (!rc) rc = hma_writer_commit(w);
     hma_writer_free(w); /* not committed: nothing appears */
