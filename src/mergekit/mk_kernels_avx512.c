@@ -25,11 +25,15 @@ static inline __m512i mk_ld16(const hma__mk_in *s, uint64_t e) {
 int hma__mk_range_avx512_ok(const hma__mk_in *s) { return s->f != NULL || s->dt == HMA_DTYPE_BF16; }
 
 void hma__mk_range_avx512(const hma__mk_keys *k, uint64_t e0, uint64_t e1, uint32_t lo, uint32_t hi, uint32_t *col,
-                          uint64_t cap, uint64_t *cnt_io, uint64_t *above_io) {
-    const __m512i vabs = _mm512_set1_epi32(0x7fffffff), vlo = _mm512_set1_epi32((int)lo);
-    const __m512i vhi = _mm512_set1_epi32((int)hi), vwid = _mm512_set1_epi32((int)(hi - lo));
+                          uint64_t cap, hma__mk_rcount *c) {
+    /* (lo, hi) as u - (lo + 1) <= hi - lo - 2, unsigned; empty when hi < lo + 2 */
+    const int open = hi - lo >= 2;
+    const __m512i vabs = _mm512_set1_epi32(0x7fffffff), vlo1 = _mm512_set1_epi32((int)(lo + 1));
+    const __m512i vlo = _mm512_set1_epi32((int)lo), vhi = _mm512_set1_epi32((int)hi);
+    const __m512i vwid = _mm512_set1_epi32(open ? (int)(hi - lo - 2) : 0);
+    const __mmask16 lo_ok = lo != hi ? 0xffff : 0, in_ok = open ? 0xffff : 0;
     const int delta = hma__mk_keys_delta(k);
-    uint64_t cnt = *cnt_io, above = *above_io, e = e0;
+    uint64_t cnt = c->in, above = c->above, eqhi = c->eq_hi, eqlo = c->eq_lo, e = e0;
     for (; e + 16 <= e1; e += 16) {
         __m512i u = mk_ld16(&k->a, e);
         if (delta)
@@ -37,7 +41,9 @@ void hma__mk_range_avx512(const hma__mk_keys *k, uint64_t e0, uint64_t e1, uint3
                 _mm512_sub_ps(_mm512_castsi512_ps(u), _mm512_castsi512_ps(mk_ld16(&k->b, e))));
         u = _mm512_and_si512(u, vabs);
         above += (uint64_t)__builtin_popcount(_mm512_cmpgt_epu32_mask(u, vhi));
-        __mmask16 in = _mm512_cmple_epu32_mask(_mm512_sub_epi32(u, vlo), vwid);
+        eqhi += (uint64_t)__builtin_popcount(_mm512_cmpeq_epu32_mask(u, vhi));
+        eqlo += (uint64_t)__builtin_popcount(_mm512_mask_cmpeq_epu32_mask(lo_ok, u, vlo));
+        __mmask16 in = _mm512_mask_cmple_epu32_mask(in_ok, _mm512_sub_epi32(u, vlo1), vwid);
         unsigned pc = (unsigned)__builtin_popcount(in);
         /* register compress + masked store: the memory form of vpcompressd
          * is very slow on some cores; past cap only the count matters (the
@@ -51,13 +57,17 @@ void hma__mk_range_avx512(const hma__mk_keys *k, uint64_t e0, uint64_t e1, uint3
         if (delta) a -= hma__mk_in_at(&k->b, e);
         uint32_t u = hma__mk_key_bits(a);
         above += u > hi;
-        if (u - lo <= hi - lo) {
+        eqhi += u == hi;
+        eqlo += lo != hi && u == lo;
+        if (open && u - (lo + 1) <= hi - lo - 2) {
             if (cnt < cap) col[cnt] = u;
             cnt++;
         }
     }
-    *cnt_io = cnt;
-    *above_io = above;
+    c->in = cnt;
+    c->above = above;
+    c->eq_hi = eqhi;
+    c->eq_lo = eqlo;
 }
 #endif
 

@@ -134,8 +134,7 @@ void hma__mk_sel_free(hma__mk_sel *s) {
         hma__mk_ws_give(s->pt->ws, s->h1sum);
         hma__mk_ws_give(s->pt->ws, s->h2sum);
     }
-    hma__free(s->rabove);
-    hma__free(s->rn);
+    hma__free(s->rcnt);
     memset(s, 0, sizeof *s);
 }
 
@@ -338,8 +337,8 @@ static int predict_range(const hma__mk_parts *pt, const hma__mk_keys *keys, uint
     /* k ascending: descending rank i is k[S - 1 - i] */
     *hi = rs - dl >= 0 ? k[S - 1 - (rs - dl)] : 0x7fffffffu;
     *lo = rs + dl < S ? k[S - 1 - (rs + dl)] : 0u;
-    uint64_t in = 0;
-    for (int64_t i = 0; i < S; i++) in += k[i] >= *lo && k[i] <= *hi;
+    uint64_t in = 0; /* strictly inside: the keys the pass collects */
+    for (int64_t i = 0; i < S; i++) in += k[i] > *lo && k[i] < *hi;
     *frac = (double)in / (double)S;
     hma__mk_ws_give(pt->ws, k);
     return 1;
@@ -354,10 +353,12 @@ static int range_part(void *arg, unsigned p, unsigned worker) {
     const hma__mk_parts *pt = s->pt;
     uint32_t u[MK_BLK], *col = s->rkeys + (size_t)p * (s->rcap + 1);
     float buf[2 * MK_BLK];
-    const int32_t lo = (int32_t)s->rlo, hi = (int32_t)s->rhi; /* keys < 2^31: signed compares */
-    const mk_v4i vhi = {hi, hi, hi, hi};
-    const uint32_t wid = s->rhi - s->rlo;
-    uint64_t c0, c1, above = 0, cnt = 0, cap = s->rcap;
+    const uint32_t lo = s->rlo, hi = s->rhi;
+    const int open = hi - lo >= 2;
+    const mk_v4i vhi = {(int32_t)hi, (int32_t)hi, (int32_t)hi, (int32_t)hi}; /* keys < 2^31: signed compares */
+    const uint32_t lo1 = lo + 1, wid = open ? hi - lo - 2 : 0;
+    hma__mk_rcount c = {0, 0, 0, 0};
+    uint64_t c0, c1, cap = s->rcap;
     hma__mk_part_chunks(pt, p, &c0, &c1);
 #ifdef HMA_HAVE_AVX512_KERNELS
     /* the same keys, counts and collected keys, 16 at a time, straight
@@ -368,15 +369,14 @@ static int range_part(void *arg, unsigned p, unsigned worker) {
         hma__mk_chunk_range(pt->n, c0, &e0, &tmp);
         hma__mk_chunk_range(pt->n, c1 - 1, &tmp, &e1);
         /* col has cap + 1 slots; the kernel stores while they fit */
-        hma__mk_range_avx512(a->keys, e0, e1, s->rlo, s->rhi, col, cap + 1, &cnt, &above);
-        s->rabove[p] = above;
-        s->rn[p] = cnt;
+        hma__mk_range_avx512(a->keys, e0, e1, lo, hi, col, cap + 1, &c);
+        s->rcnt[p] = c;
         return HMA_OK;
     }
 #endif
-    for (uint64_t c = c0; c < c1; c++) {
+    for (uint64_t ch = c0; ch < c1; ch++) {
         uint64_t e0, e1;
-        hma__mk_chunk_range(pt->n, c, &e0, &e1);
+        hma__mk_chunk_range(pt->n, ch, &e0, &e1);
         double l1 = 0.0;
         for (uint64_t e = e0; e < e1; e += MK_BLK) {
             size_t len = e1 - e < MK_BLK ? (size_t)(e1 - e) : MK_BLK, j;
@@ -387,10 +387,6 @@ static int range_part(void *arg, unsigned p, unsigned worker) {
                     memcpy(&f, &u[q], sizeof f);
                     l1 += (double)f;
                 }
-            /* branch-free: a key in the range lands in col[cnt] and moves
-             * cnt on (8 % of BF16 delta keys can be in range: their values
-             * come in lumps of equal keys, and a branch per key or per
-             * vector would mispredict); col has one spare slot past rcap */
             mk_v4i acc = {0, 0, 0, 0};
             size_t lv = len & ~(size_t)3;
             for (j = 0; j < lv; j += 4) {
@@ -398,17 +394,21 @@ static int range_part(void *arg, unsigned p, unsigned worker) {
                 memcpy(&v, u + j, sizeof v);
                 acc -= v > vhi;
             }
-            above += (uint64_t)(acc[0] + acc[1]) + (uint64_t)(acc[2] + acc[3]);
-            for (; j < len; j++) above += (int32_t)u[j] > hi;
+            c.above += (uint64_t)(acc[0] + acc[1]) + (uint64_t)(acc[2] + acc[3]);
+            for (; j < len; j++) c.above += u[j] > hi;
+            /* branch-free: a key strictly inside lands in col[in] and moves
+             * in on (a branch per key would mispredict: the keys come in
+             * lumps of equal values); col has one spare slot past rcap */
             for (j = 0; j < len; j++) {
-                col[cnt < cap ? cnt : cap] = u[j];
-                cnt += (uint32_t)(u[j] - (uint32_t)lo) <= wid;
+                c.eq_hi += u[j] == hi;
+                c.eq_lo += lo != hi && u[j] == lo;
+                col[c.in < cap ? c.in : cap] = u[j];
+                c.in += open && u[j] - lo1 <= wid;
             }
         }
-        if (a->chunk_l1) a->chunk_l1[c] = l1;
+        if (a->chunk_l1) a->chunk_l1[ch] = l1;
     }
-    s->rabove[p] = above;
-    s->rn[p] = cnt;
+    s->rcnt[p] = c;
     return HMA_OK;
 }
 
@@ -421,19 +421,17 @@ static int range_count(hma__mk_sel *s, const hma__mk_keys *keys, double *chunk_l
     uint64_t part = (pt->nchunks + pt->count - 1) / pt->count * HMA__MK_CHUNK;
     s->rcap = (uint64_t)((double)part * frac * 1.5) + 4096;
     if (s->rcap > part) s->rcap = part;
-    s->rabove = hma__calloc(pt->count, sizeof *s->rabove);
-    s->rn = hma__calloc(pt->count, sizeof *s->rn);
+    s->rcnt = hma__calloc(pt->count, sizeof *s->rcnt);
     size_t got = 0;
     s->rkeys = hma__mk_ws_take_n(pt->ws, HMA__MK_WS_RKEYS,
                                  (size_t)pt->count * (s->rcap + 1) * sizeof *s->rkeys, &got); /* + a spare slot each */
     /* all the room the slot has: the parts' columns then start where they
      * did for the tensors before, on pages touched already */
     if (s->rkeys) s->rcap = got / sizeof *s->rkeys / pt->count - 1;
-    if (!s->rabove || !s->rn || !s->rkeys) {
-        hma__free(s->rabove);
-        hma__free(s->rn);
+    if (!s->rcnt || !s->rkeys) {
+        hma__free(s->rcnt);
         hma__mk_ws_give(pt->ws, s->rkeys);
-        s->rabove = s->rn = NULL;
+        s->rcnt = NULL;
         s->rkeys = NULL;
         return 0;
     }
@@ -456,7 +454,7 @@ static int rhist_part(void *arg, unsigned p, unsigned worker) {
     const rhist_arg *a = arg;
     hma__mk_sel *s = a->s;
     const uint32_t *col = s->rkeys + (size_t)p * (s->rcap + 1);
-    uint64_t nk = s->rn[p];
+    uint64_t nk = s->rcnt[p].in;
     /* the collected keys come in runs of equal values: interleaved
      * counters (as count_part) and no branch on the bucket (it would
      * mispredict); keys of other buckets count in a spare slot */
@@ -477,54 +475,72 @@ static int rhist_part(void *arg, unsigned p, unsigned worker) {
     return HMA_OK;
 }
 
-/* The cut at descending rank r from the collected keys; 0 when the range
- * missed (or overflowed): the caller falls back to the histograms. */
+/* The cut at descending rank r from the range pass: rhi, a collected key
+ * or rlo; 0 when the range missed (or overflowed): the caller falls back
+ * to the histograms. */
 static int range_cut(hma__mk_sel *s, uint64_t m, int desc, uint64_t r, hma__mk_cut *out, int *rc) {
     const hma__mk_parts *pt = s->pt;
-    uint64_t A = 0, I = 0;
+    uint64_t A = 0, H = 0, I = 0, L = 0, n = pt->n;
     for (unsigned p = 0; p < pt->count; p++) {
-        if (s->rn[p] > s->rcap) return 0;
-        A += s->rabove[p];
-        I += s->rn[p];
+        const hma__mk_rcount *c = &s->rcnt[p];
+        if (c->in > s->rcap) return 0;
+        A += c->above;
+        H += c->eq_hi;
+        I += c->in;
+        L += c->eq_lo;
     }
-    if (r < A || r - A >= I) return 0;
-    /* the key of rank r - A among the collected ones: two 16-bit levels,
-     * per part in parallel, then added (integers: any order) */
-    uint64_t rr = r - A, above = 0;
-    rhist_arg ha = {s, UINT32_MAX};
-    if ((*rc = hma__mk_parts_run(pt, rhist_part, &ha)) != HMA_OK) return 1;
-    memset(s->h1sum, 0, HMA__MK_H1 * sizeof *s->h1sum);
-    for (unsigned p = 0; p < pt->count; p++) {
-        const uint32_t *h = s->h1 + (size_t)p * HMA__MK_H1_WAYS * HMA__MK_H1;
-        for (uint32_t i = 0; i < HMA__MK_H1; i++) s->h1sum[i] += h[i];
-    }
-    uint32_t hb = HMA__MK_H1 - 1;
-    while (rr >= above + s->h1sum[hb]) above += s->h1sum[hb--]; /* rr < I: stops */
-    ha.hb = hb;
-    if ((*rc = hma__mk_parts_run(pt, rhist_part, &ha)) != HMA_OK) return 1;
-    memset(s->h2sum, 0, HMA__MK_H2 * sizeof *s->h2sum);
-    for (unsigned p = 0; p < pt->count; p++) {
-        const uint32_t *h = s->h2 + (size_t)p * MK_H2_STRIDE;
-        for (uint32_t i = 0; i < HMA__MK_H2; i++) s->h2sum[i] += h[i];
-    }
-    uint32_t lb = HMA__MK_H2 - 1;
-    while (rr >= above + s->h2sum[lb]) above += s->h2sum[lb--];
-    uint64_t eq = s->h2sum[lb], n = pt->n;
-    above += A; /* keys greater than the threshold */
-    out->thr = hb << 16 | lb;
-    out->desc = desc;
-    out->n_first = desc ? m - above : m - (n - above - eq);
+    if (r < A || r - A >= H + I + L) return 0;
     out->eq_before = hma__malloc(pt->count * sizeof *out->eq_before);
     if (!out->eq_before) {
         *rc = hma__fail(HMA_ERR_NO_MEMORY, "out of memory (selection)");
         return 1;
     }
-    uint64_t before = 0;
+    uint64_t above, eq, before = 0;
+    int which; /* 0: rhi, 1: collected, 2: rlo */
+    uint32_t lb = 0;
+    if (r - A < H) {
+        which = 0;
+        above = A;
+        out->thr = s->rhi;
+    } else if (r - A - H >= I) {
+        which = 2;
+        above = A + H + I;
+        out->thr = s->rlo;
+    } else {
+        /* the key of rank r - A - H among the collected ones: two 16-bit
+         * levels, per part in parallel, then added (integers: any order) */
+        which = 1;
+        uint64_t rr = r - A - H;
+        above = 0;
+        rhist_arg ha = {s, UINT32_MAX};
+        if ((*rc = hma__mk_parts_run(pt, rhist_part, &ha)) != HMA_OK) return 1;
+        memset(s->h1sum, 0, HMA__MK_H1 * sizeof *s->h1sum);
+        for (unsigned p = 0; p < pt->count; p++) {
+            const uint32_t *h = s->h1 + (size_t)p * HMA__MK_H1_WAYS * HMA__MK_H1;
+            for (uint32_t i = 0; i < HMA__MK_H1; i++) s->h1sum[i] += h[i];
+        }
+        uint32_t hb = HMA__MK_H1 - 1;
+        while (rr >= above + s->h1sum[hb]) above += s->h1sum[hb--]; /* rr < I: stops */
+        ha.hb = hb;
+        if ((*rc = hma__mk_parts_run(pt, rhist_part, &ha)) != HMA_OK) return 1;
+        memset(s->h2sum, 0, HMA__MK_H2 * sizeof *s->h2sum);
+        for (unsigned p = 0; p < pt->count; p++) {
+            const uint32_t *h = s->h2 + (size_t)p * MK_H2_STRIDE;
+            for (uint32_t i = 0; i < HMA__MK_H2; i++) s->h2sum[i] += h[i];
+        }
+        lb = HMA__MK_H2 - 1;
+        while (rr >= above + s->h2sum[lb]) above += s->h2sum[lb--];
+        above += A + H; /* keys greater than the threshold */
+        out->thr = hb << 16 | lb;
+    }
     for (unsigned p = 0; p < pt->count; p++) {
         out->eq_before[p] = before;
-        before += s->h2[(size_t)p * MK_H2_STRIDE + lb];
+        before += which == 0 ? s->rcnt[p].eq_hi : which == 2 ? s->rcnt[p].eq_lo : s->h2[(size_t)p * MK_H2_STRIDE + lb];
     }
-    out->n_eq = before;
+    eq = before;
+    out->desc = desc;
+    out->n_first = desc ? m - above : m - (n - above - eq);
+    out->n_eq = eq;
     out->parts = pt->count;
     *rc = HMA_OK;
     return 1;

@@ -149,6 +149,17 @@ static inline hma__mk_keys hma__mk_keys_f(const float *a, const float *b) {
  * every increment wait for the previous one), hma__mk_sel_cut then finds a
  * cut with one more read pass over the keys.
  */
+/* A part's counts in the range pass. The range's ends are sample keys,
+ * and BF16 deltas lump on a few values (powers of two above all): the keys
+ * equal to an end are counted, not collected, which keeps the collected
+ * keys to about a third. */
+typedef struct hma__mk_rcount {
+    uint64_t above; /* keys > rhi */
+    uint64_t eq_hi; /* keys == rhi */
+    uint64_t in;    /* keys in (rlo, rhi), collected (> rcap: overflowed) */
+    uint64_t eq_lo; /* keys == rlo (0 when rlo == rhi) */
+} hma__mk_rcount;
+
 typedef struct hma__mk_sel {
     const hma__mk_parts *pt;
     uint32_t *h1;    /* count x HMA__MK_H1_WAYS x 32768 */
@@ -165,11 +176,10 @@ typedef struct hma__mk_sel {
      * when the range missed. */
     int one_cut;
     int ranged;          /* the count pass took the range path */
-    uint32_t rlo, rhi;   /* keys in [rlo, rhi] collected, keys > rhi counted */
+    uint32_t rlo, rhi;   /* keys in (rlo, rhi) collected; > rhi, == rhi, == rlo counted */
     uint64_t rcap;       /* collected keys per part, at most */
-    uint64_t *rabove;    /* per part: keys > rhi */
-    uint64_t *rn;        /* per part: keys in range (> rcap: overflowed) */
-    uint32_t *rkeys;     /* count x rcap */
+    hma__mk_rcount *rcnt; /* per part */
+    uint32_t *rkeys;     /* count x (rcap + 1) */
 } hma__mk_sel;
 
 #define HMA__MK_H1 32768u
@@ -180,12 +190,13 @@ int hma__mk_sel_init(hma__mk_sel *s, const hma__mk_parts *pt); /* HMA_OK / HMA_E
 void hma__mk_sel_free(hma__mk_sel *s);
 /* The AVX-512 range-pass loop (mk_kernels_avx512.c; only where
  * HMA_HAVE_AVX512_KERNELS and hma__cpu_level() is AVX-512): over elements
- * [e0, e1) adds the keys > hi to *above and writes the keys in [lo, hi] to
- * col[*cnt...] in index order while they fit in cap slots (*cnt counts on
- * past cap). _ok: the source is one it reads (float32 or raw BF16). */
+ * [e0, e1) adds to c's counts (hma__mk_rcount) and writes the keys in
+ * (lo, hi) to col[c->in...] in index order while they fit in cap slots
+ * (c->in counts on past cap). _ok: the source is one it reads (float32 or
+ * raw BF16). */
 int hma__mk_range_avx512_ok(const hma__mk_in *s);
 void hma__mk_range_avx512(const hma__mk_keys *k, uint64_t e0, uint64_t e1, uint32_t lo, uint32_t hi, uint32_t *col,
-                          uint64_t cap, uint64_t *cnt_io, uint64_t *above_io);
+                          uint64_t cap, hma__mk_rcount *c);
 
 /* The AVX-512 combining loop of mk_gta.c (mk_kernels_avx512.c) for a
  * block of len elements (a multiple of 16) at e whose masks all keep the

@@ -290,6 +290,55 @@ static void test_range_fallback(void **state) {
     free(x);
 }
 
+/* Keys that lump on one value at the boundary: the range's ends are that
+ * value (counted, not collected), and the cut is the lump's key from the
+ * counts alone (rhi, rlo, or both when rlo == rhi), with the ties split
+ * over the parts as the brute force has them. */
+static void test_range_lumps(void **state) {
+    (void)state;
+    uint64_t n = 300001;
+    float *x = malloc(n * sizeof *x);
+    assert_non_null(x);
+    /* fractions of keys above 0.5, at 0.5 and below, and the cut's rank */
+    static const double shape[3][4] = {{0.2, 0.6, 0.2, 0.5}, {0.4, 0.2, 0.4, 0.595}, {0.4, 0.2, 0.4, 0.405}};
+    for (int c = 0; c < 3; c++) {
+        for (uint64_t e = 0; e < n; e++) {
+            double u = rnd_unit(), v = rnd_unit();
+            float k = u < shape[c][0] ? 0.5f + 0.5f * (float)v : u < shape[c][0] + shape[c][1] ? 0.5f : 0.5f * (float)v;
+            x[e] = rnd() & 1 ? -k : k;
+        }
+        uint64_t m = (uint64_t)(shape[c][3] * (double)n);
+        for (unsigned th = 1; th <= 3; th++) {
+            hma__mk_parts pt;
+            hma__mk_parts_init(&pt, n, th, NULL);
+            hma__mk_keys keys = hma__mk_keys_f(x, NULL);
+            hma__mk_sel s;
+            assert_int_equal(hma__mk_sel_init(&s, &pt), HMA_OK);
+            s.one_cut = 1;
+            assert_int_equal(hma__mk_sel_count(&s, &keys, NULL, m, 1), HMA_OK);
+            assert_true(s.ranged);
+            assert_true(c == 0 ? s.rlo == s.rhi : c == 1 ? s.rhi == hma__mk_key_bits(0.5f) : s.rlo == hma__mk_key_bits(0.5f));
+            hma__mk_cut cut;
+            assert_int_equal(hma__mk_sel_cut(&s, &keys, m, 1, &cut), HMA_OK);
+            assert_true(s.ranged); /* no fallback */
+            assert_int_equal(cut.thr, hma__mk_key_bits(0.5f));
+            check_cut(&cut, x, n, m, 1);
+            /* per-part equal counts against a direct count */
+            for (unsigned p = 0; p < pt.count; p++) {
+                uint64_t c0, c1, e0, e1, tmp, eq = 0;
+                hma__mk_part_chunks(&pt, p, &c0, &c1);
+                hma__mk_chunk_range(n, c0, &e0, &tmp);
+                hma__mk_chunk_range(n, c1 - 1, &tmp, &e1);
+                for (uint64_t e = e0; e < e1; e++) eq += hma__mk_key_bits(x[e]) == cut.thr;
+                assert_int_equal(hma__mk_cut_eq_in(&cut, p), eq);
+            }
+            hma__mk_cut_free(&cut);
+            hma__mk_sel_free(&s);
+        }
+    }
+    free(x);
+}
+
 /* The AVX-512 loops against plain scalar code (the same keys, counts,
  * collected keys in index order, and combined bits), on BF16 values that
  * come in lumps of equal keys; skipped where the CPU has no AVX-512. */
@@ -322,21 +371,31 @@ static void test_avx512_kernels(void **state) {
     const hma__mk_keys *ks[3] = {&kd, &kf, &k1};
     for (int which = 0; which < 3; which++) {
         int delta = which < 2;
-        uint32_t lo = key_of(0.25f, 0.0f), hi = key_of(0.75f, 0.0f);
-        for (int small = 0; small < 2; small++) {
-            uint64_t cap = small ? 50 : N + 1, cnt = 7, above = 11, wcnt = 7, wabove = 11;
-            for (uint64_t e = 3; e < N; e++) {
-                uint32_t u = delta ? key_of(fa[e], fb[e]) : hma__mk_key_bits(fa[e]);
-                wabove += u > hi;
-                if (u >= lo && u <= hi) {
-                    if (wcnt < cap) want[wcnt] = u;
-                    wcnt++;
+        /* a wide range, an empty inside (hi == lo + 1) and one key (lo == hi) */
+        static const float ends[3][2] = {{0.25f, 0.75f}, {0.25f, 0.0f}, {0.5f, 0.5f}};
+        for (int r = 0; r < 3; r++) {
+            uint32_t lo = key_of(ends[r][0], 0.0f), hi = r == 1 ? lo + 1 : key_of(ends[r][1], 0.0f);
+            for (int small = 0; small < 2; small++) {
+                uint64_t cap = small ? 50 : N + 1;
+                hma__mk_rcount c = {11, 13, 7, 17}, w = c;
+                for (uint64_t e = 3; e < N; e++) {
+                    uint32_t u = delta ? key_of(fa[e], fb[e]) : hma__mk_key_bits(fa[e]);
+                    w.above += u > hi;
+                    w.eq_hi += u == hi;
+                    w.eq_lo += lo != hi && u == lo;
+                    if (u > lo && u < hi) {
+                        if (w.in < cap) want[w.in] = u;
+                        w.in++;
+                    }
                 }
+                hma__mk_range_avx512(ks[which], 3, N, lo, hi, col, cap, &c);
+                assert_int_equal(c.above, w.above);
+                assert_int_equal(c.eq_hi, w.eq_hi);
+                assert_int_equal(c.eq_lo, w.eq_lo);
+                assert_int_equal(c.in, w.in);
+                if (r == 0) assert_true(w.eq_lo > 17 && w.eq_hi > 13 && w.in > 7 + 100); /* the data lumps */
+                for (uint64_t q = 7; q < (c.in < cap ? c.in : cap - 16); q++) assert_int_equal(col[q], want[q]);
             }
-            hma__mk_range_avx512(ks[which], 3, N, lo, hi, col, cap, &cnt, &above);
-            assert_int_equal(above, wabove);
-            assert_int_equal(cnt, wcnt);
-            for (uint64_t q = 7; q < (cnt < cap ? cnt : cap - 16); q++) assert_int_equal(col[q], want[q]);
         }
     }
     /* count of equal keys, and the combining loop for 2 sources */
@@ -406,6 +465,7 @@ int main(void) {
         cmocka_unit_test(test_raw_same_bits),
         cmocka_unit_test(test_raw_predicate),
         cmocka_unit_test(test_range_fallback),
+        cmocka_unit_test(test_range_lumps),
         cmocka_unit_test(test_avx512_kernels),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
