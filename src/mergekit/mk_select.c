@@ -234,6 +234,7 @@ static int count_part(void *arg, unsigned p, unsigned worker) {
 static uint64_t boundary_rank(uint64_t n, uint64_t m, int desc) { return desc ? m - 1 : n - m; }
 
 #define MK_SAMPLE 16384u
+#define MK_SAMPLE_MAX 32768u /* the range pass's sample (sample_size) */
 
 /* The level-1 bucket of the boundary key among MK_SAMPLE evenly spaced keys. */
 static uint32_t predict_bucket(const hma__mk_keys *keys, uint64_t n, uint64_t m, int desc) {
@@ -297,19 +298,20 @@ typedef struct sample_arg {
     const hma__mk_parts *pt;
     const hma__mk_keys *keys;
     uint32_t *k;
+    uint64_t S;
 } sample_arg;
 
 static int sample_part(void *arg, unsigned p, unsigned worker) {
     (void)worker;
     const sample_arg *a = arg;
-    uint64_t n = a->pt->n, stride = n / MK_SAMPLE;
-    uint64_t i0 = (uint64_t)MK_SAMPLE * p / a->pt->count, i1 = (uint64_t)MK_SAMPLE * (p + 1) / a->pt->count;
+    uint64_t n = a->pt->n, S = a->S, stride = n / S;
+    uint64_t i0 = S * p / a->pt->count, i1 = S * (p + 1) / a->pt->count;
     int delta = hma__mk_keys_delta(a->keys);
     for (uint64_t i = i0; i < i1; i++) {
         /* jitter in [0, stride), by a multiply-shift (no division per
          * sample) while the stride fits in 32 bits */
         uint64_t h = hma__mk_fmix64(i + 0x51ED2701u);
-        uint64_t e = i * n / MK_SAMPLE + (stride >> 32 ? h % stride : ((h >> 32) * stride) >> 32);
+        uint64_t e = i * n / S + (stride >> 32 ? h % stride : ((h >> 32) * stride) >> 32);
         float d = hma__mk_in_at(&a->keys->a, e);
         if (delta) d -= hma__mk_in_at(&a->keys->b, e);
         a->k[i] = hma__mk_key_bits(d);
@@ -317,22 +319,36 @@ static int sample_part(void *arg, unsigned p, unsigned worker) {
     return HMA_OK;
 }
 
+/*
+ * The sample size for n keys. A sample key costs a cache and TLB miss
+ * (about 40 ns a source), a key of the range pass's band a collected key
+ * (about 2 ns); the band's width in ranks shrinks as 1/sqrt(S). The cost
+ * a S + b n / sqrt(S) is least at S = (b n / 2a)^(2/3), about (n/16)^(2/3):
+ * 1K keys for 512K elements, 4K for 4M, 25K for 65M (a fixed 16K sample
+ * made the sample cost more than the pass on small tensors). The result
+ * never depends on it.
+ */
+static uint64_t sample_size(uint64_t n) {
+    uint64_t S = (uint64_t)pow((double)n / 16.0, 2.0 / 3.0);
+    return S < 1024 ? 1024 : S > MK_SAMPLE_MAX ? MK_SAMPLE_MAX : S;
+}
+
 /* Predict [*lo, *hi] and the fraction of keys inside it; 0: no range
  * (out of memory: the histogram path then runs). */
 static int predict_range(const hma__mk_parts *pt, const hma__mk_keys *keys, uint64_t m, int desc, uint32_t *lo,
                          uint32_t *hi, double *frac) {
-    uint64_t n = pt->n;
-    uint32_t *k = hma__mk_ws_take(pt->ws, HMA__MK_WS_SAMPLE, 2 * MK_SAMPLE * sizeof *k);
+    uint64_t n = pt->n, Su = sample_size(n);
+    uint32_t *k = hma__mk_ws_take(pt->ws, HMA__MK_WS_SAMPLE, 2 * Su * sizeof *k);
     if (!k) return 0;
-    sample_arg sa = {pt, keys, k};
+    sample_arg sa = {pt, keys, k, Su};
     if (hma__mk_parts_run(pt, sample_part, &sa) != HMA_OK) { /* it cannot fail */
         hma__mk_ws_give(pt->ws, k);
         return 0;
     }
-    sort_keys(k, k + MK_SAMPLE, MK_SAMPLE);
+    sort_keys(k, k + Su, (size_t)Su);
     uint64_t r = boundary_rank(n, m, desc);
     double p = ((double)r + 0.5) / (double)n;
-    int64_t S = MK_SAMPLE, rs = (int64_t)((double)r * (double)S / (double)n);
+    int64_t S = (int64_t)Su, rs = (int64_t)((double)r * (double)S / (double)n);
     int64_t dl = (int64_t)(5.0 * sqrt((double)S * p * (1.0 - p))) + 8;
     /* k ascending: descending rank i is k[S - 1 - i] */
     *hi = rs - dl >= 0 ? k[S - 1 - (rs - dl)] : 0x7fffffffu;
