@@ -406,6 +406,18 @@ uint64_t hma_tensor_nbytes(const hma_tensor *t) { return t ? t->nbytes : 0; }
 size_t hma_tensor_index(const hma_tensor *t) { return t ? t->index : 0; }
 size_t hma_tensor_file(const hma_tensor *t) { return t ? t->file : 0; }
 
+void hma__tensor_release(const hma_tensor *t, uint64_t off, uint64_t len) {
+    if (!t || t->store->custom || off > t->nbytes || len > t->nbytes - off) return;
+    const hma__store_file *f = &t->store->files[t->file];
+    if (!f->map) return;
+    long ps = sysconf(_SC_PAGESIZE);
+    uintptr_t pg = ps > 0 ? (uintptr_t)ps : 4096u;
+    uintptr_t b = (uintptr_t)(f->map + t->offset + off), e = b + (uintptr_t)len;
+    b = (b + pg - 1) & ~(pg - 1);
+    e &= ~(pg - 1);
+    if (e > b) (void)madvise((void *)b, e - b, MADV_DONTNEED);
+}
+
 int hma_tensor_data_get(const hma_tensor *t, const void **data) {
     if (data) *data = NULL;
     if (!t || !data)

@@ -50,6 +50,20 @@ int hma__store_create_custom(hma_store **out, const char *path, const hma__tenso
                              const char *const *meta, size_t n_meta, const hma__store_backend *be,
                              void *ctx);
 
+/*
+ * Drop this process's page mappings of tensor t's bytes [off, off + len)
+ * (the whole pages inside the range): the bytes stay where they are (page
+ * cache, file) and a later read maps them again. For a reader that is done
+ * with a range of a large mapped input: the teardown of its page tables is
+ * then spread over the threads that read it instead of falling on the one
+ * that closes the store (tmpfs inputs: about a seventh of a TIES merge's
+ * time). Only for safetensors file stores in mmap mode (read-only private
+ * mappings: nothing of theirs is ever written); a no-op for any other
+ * store. Thread-safe; never fails (an madvise error only means the
+ * mappings stay until the store is closed).
+ */
+void hma__tensor_release(const hma_tensor *t, uint64_t off, uint64_t len);
+
 /* The typed metadata of a GGUF store (store_gguf.c), for the GGUF writer:
  * 0 keys for any other store. Key i's name, gguf_type (0..12) and value
  * bytes as in the file (arrays: element type, count, elements); the

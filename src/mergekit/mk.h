@@ -189,6 +189,12 @@ struct hma__mk_job {
      * memory. HMA_OK, or an error that stops the merge. */
     int (*sink)(void *user, unsigned worker, uint64_t e0, const float *v, size_t len);
     void *sink_user;
+    /* Optional, only for methods where hma__mk_reads_raw(job) is 1: called
+     * from the pool's threads, when release is not NULL, once the job will
+     * not read elements [e0, e1) of raw source src again (the caller may
+     * drop their mappings). */
+    void (*release)(void *user, size_t src, uint64_t e0, uint64_t e1);
+    void *release_user;
     /* Optional: the run's workspace (NULL: every buffer is allocated and
      * freed per tensor). */
     hma__mk_ws *ws;

@@ -109,6 +109,7 @@ int hma__mk_validate_gta(const hma__mk_job *job, const char *what) {
 #define GTA_BLOCK HMA__MK_BLK
 
 typedef struct gta_src {
+    size_t idx;        /* i: the source's index in the job */
     hma__mk_in x;      /* x_i (raw or float32), or the stored (masked) delta when `stored` */
     int stored;
     hma__mk_mask mask; /* applied on the fly when not stored */
@@ -353,6 +354,14 @@ static int gta_part(void *arg, unsigned p, unsigned worker) {
         }
         if (job->sink) rc = job->sink(job->sink_user, worker, e0, stage, (size_t)(e1 - e0));
     }
+    if (rc == HMA_OK && job->release && c1 > c0) { /* this part's elements are done with */
+        uint64_t e0, e1, tmp;
+        hma__mk_chunk_range(a->pt->n, c0, &e0, &tmp);
+        hma__mk_chunk_range(a->pt->n, c1 - 1, &tmp, &e1);
+        if (a->base.raw) job->release(job->release_user, (size_t)job->base, e0, e1);
+        for (size_t s = 0; s < T; s++)
+            if (a->src[s].x.raw) job->release(job->release_user, a->src[s].idx, e0, e1);
+    }
     if (curs != cur) hma__free(curs);
     return rc;
 }
@@ -469,6 +478,7 @@ int hma__mk_run_gta(const hma__mk_job *job) {
         if ((long)i == job->base) continue;
         const hma__mk_pv *pv = &job->model[i];
         gta_src *s = &src[t++];
+        s->idx = i;
         double density = mk_param(job, pv, HMA__P_DENSITY);
         s->x = gta_in(job, i);
         s->w = (float)mk_param(job, pv, HMA__P_WEIGHT);

@@ -18,6 +18,7 @@
 
 #include "core/fileio.h"
 #include "core/pool.h"
+#include "io/store.h"
 #include "merge/kernels.h"
 #include "text/json.h"
 #include "text/strbuf.h"
@@ -214,6 +215,19 @@ static int sink_piece(void *user, unsigned worker, uint64_t e0, const float *v, 
     return write_piece(a, e0, v, len, a->obuf + (size_t)worker * HMA__MK_CHUNK * a->osz);
 }
 
+/* The method's release (hma__mk_job.release): done with a range of a
+ * mapped source, whose page mappings can go (hma__tensor_release). */
+typedef struct release_arg {
+    const hma__rout *o;
+} release_arg;
+
+static void release_range(void *user, size_t src, uint64_t e0, uint64_t e1) {
+    const release_arg *a = user;
+    const hma_tensor *t = a->o->src[src].t;
+    uint64_t esz = hma_dtype_bits(hma_tensor_dtype(t)) / 8;
+    hma__tensor_release(t, e0 * esz, (e1 - e0) * esz);
+}
+
 /* ---- one output tensor ------------------------------------------------------ */
 
 typedef struct run_state {
@@ -292,9 +306,12 @@ static int run_tensor(run_state *S, size_t i) {
     wa.gate = &S->gate;
     /* the result straight to the file, a chunk at a time, while in cache */
     int sunk = raw && S->sinkbuf && hma__pool_threads(S->threads, hma__mk_chunks(m)) <= S->sink_workers;
+    release_arg ra = {o};
     if (sunk) {
         job.sink = sink_piece;
         job.sink_user = &wa;
+        job.release = release_range;
+        job.release_user = &ra;
     }
     if (m && (rc = hma__mk_merge(&job))) return rc;
     /* a vocabulary mismatch: the rows only some models have are copied */

@@ -161,6 +161,93 @@ static void test_custom_store_errors(void **state) {
     hma_store_close(st);
 }
 
+/* A backend whose bytes are the caller's memory (g_big). */
+static unsigned char *g_big;
+static int big_read(void *ctx, size_t i, uint64_t off, void *buf, size_t len) {
+    (void)ctx, (void)i;
+    memcpy(buf, g_big + off, len);
+    return HMA_OK;
+}
+static const void *big_data(void *ctx, size_t i) {
+    (void)ctx, (void)i;
+    return g_big;
+}
+static void big_close(void *ctx) { (void)ctx; }
+static const hma__store_backend big_be = {big_read, big_data, big_close, NULL};
+
+/* Is the page holding p mapped in this process (/proc/self/pagemap bit 63)? */
+static int page_mapped(const void *p) {
+    FILE *f = fopen("/proc/self/pagemap", "rb");
+    if (!f) return -1;
+    long ps = sysconf(_SC_PAGESIZE);
+    uint64_t ent = 0;
+    int ok = fseeko(f, (off_t)((uintptr_t)p / (uintptr_t)ps * 8u), SEEK_SET) == 0 && fread(&ent, 8, 1, f) == 1;
+    fclose(f);
+    return ok ? (int)(ent >> 63) : -1;
+}
+
+/* hma__tensor_release drops the page mappings of the whole pages inside a
+ * mapped file tensor's range (the bytes read back the same), leaves the
+ * pages at the range's ends, and touches nothing of a custom store (whose
+ * bytes may be the caller's own memory) or of a store in pread mode. */
+static void test_tensor_release(void **state) {
+    (void)state;
+    long ps = sysconf(_SC_PAGESIZE);
+    enum { N = 65536 };
+    unsigned char *data = malloc(N);
+    assert_non_null(data);
+    for (size_t j = 0; j < N; j++) data[j] = (unsigned char)(j * 7 + 3);
+    char hdr[128];
+    int hl = snprintf(hdr, sizeof hdr, "{\"t\":{\"dtype\":\"U8\",\"shape\":[%d],\"data_offsets\":[0,%d]}}", N, N);
+    char *dir = tu_mkdtemp(), *path = tu_join(dir, "r.safetensors");
+    assert_int_equal(tu_write_safetensors_raw(path, hdr, (size_t)hl, data, N), 0);
+    hma_store *st;
+    assert_int_equal(hma_store_open(&st, path, 0), HMA_OK);
+    const hma_tensor *t = hma_store_find(st, "t");
+    const unsigned char *p = hma_tensor_data(t);
+    assert_non_null(p);
+    assert_memory_equal(p, data, N); /* maps every page */
+    if (page_mapped(p + N / 2) != 1) { /* no pagemap here: nothing to see */
+        hma_store_close(st);
+        tu_rmtree(dir);
+        free(dir), free(path), free(data);
+        skip();
+    }
+    const size_t off = 1000, len = 40000;
+    hma__tensor_release(t, off, len);
+    uintptr_t b = ((uintptr_t)(p + off) + (uintptr_t)ps - 1) / (uintptr_t)ps * (uintptr_t)ps;
+    uintptr_t e = (uintptr_t)(p + off + len) / (uintptr_t)ps * (uintptr_t)ps;
+    assert_true(e > b + (uintptr_t)ps);
+    for (uintptr_t q = b; q < e; q += (uintptr_t)ps) assert_int_equal(page_mapped((const void *)q), 0);
+    assert_int_equal(page_mapped((const void *)(b - 1)), 1); /* the partial pages at the ends stay */
+    assert_int_equal(page_mapped((const void *)e), 1);
+    assert_int_equal(page_mapped(p + N - 1), 1);
+    assert_memory_equal(p, data, N); /* and everything reads back */
+    hma__tensor_release(t, N - 10, 20);  /* past the end: ignored */
+    hma__tensor_release(NULL, 0, 1);
+    hma_store_close(st);
+    /* pread mode: no mapping, nothing to do */
+    assert_int_equal(hma_store_open(&st, path, HMA_OPEN_PREAD), HMA_OK);
+    hma__tensor_release(hma_store_find(st, "t"), 0, N);
+    hma_store_close(st);
+    /* a custom store over the caller's memory (whole anonymous pages, which
+     * MADV_DONTNEED would zero): untouched */
+    unsigned char *mine = NULL;
+    assert_int_equal(posix_memalign((void **)&mine, (size_t)ps, 4 * (size_t)ps), 0);
+    for (size_t j = 0; j < 4 * (size_t)ps; j++) mine[j] = (unsigned char)(j % 251 + 1);
+    g_big = mine;
+    uint64_t s0[1] = {(uint64_t)(4 * ps)};
+    hma__tensor_decl d[1] = {{"w", HMA_DTYPE_U8, 1, s0}};
+    assert_int_equal(hma__store_create_custom(&st, "x.hmapack", d, 1, NULL, 0, &big_be, NULL), HMA_OK);
+    assert_ptr_equal(hma_tensor_data(hma_store_find(st, "w")), mine);
+    hma__tensor_release(hma_store_find(st, "w"), 0, 4 * (uint64_t)ps);
+    for (size_t j = 0; j < 4 * (size_t)ps; j++) assert_int_equal(mine[j], j % 251 + 1);
+    hma_store_close(st);
+    free(mine);
+    tu_rmtree(dir);
+    free(dir), free(path), free(data);
+}
+
 static void test_registry(void **state) {
     (void)state;
     char *dir = tu_mkdtemp();
@@ -199,6 +286,7 @@ int main(void) {
         cmocka_unit_test(test_custom_store),
         cmocka_unit_test(test_custom_store_errors),
         cmocka_unit_test(test_registry),
+        cmocka_unit_test(test_tensor_release),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
