@@ -214,6 +214,23 @@ int hma__mk_reads_raw(const hma__mk_job *job);
  */
 int hma__mk_validate(const hma__mk_job *job, const char *what);
 
+/*
+ * A merge in two steps, for a caller that cannot write yet but can read
+ * (the recipe layer while its output is being reserved): hma__mk_prepare
+ * runs what reads the sources and writes nothing (the selection passes of
+ * the methods that read raw sources, hma__mk_reads_raw), and
+ * hma__mk_merge_prepared the rest, with the same result as hma__mk_merge.
+ * *out is NULL when the method has nothing to run ahead (then
+ * hma__mk_merge_prepared(job, NULL) is hma__mk_merge). The job given to
+ * both must describe the same tensor and sources (raw pointers valid until
+ * the merge); its out, sink and workspace may differ. The caller frees the
+ * preparation (hma__mk_prep_free; NULL is a no-op). Errors as hma__mk_merge.
+ */
+typedef struct hma__mk_prep hma__mk_prep;
+int hma__mk_prepare(const hma__mk_job *job, hma__mk_prep **out);
+int hma__mk_merge_prepared(const hma__mk_job *job, hma__mk_prep *prep);
+void hma__mk_prep_free(hma__mk_prep *prep);
+
 /* Merge one tensor into job->out. HMA_OK, or an error (HMA_ERR_NO_MEMORY,
  * HMA_ERR_RECIPE for what validation cannot see, e.g. multislerp's
  * antipodal inputs) with a message naming the tensor. */
@@ -275,6 +292,9 @@ int hma__mk_validate_sce(const hma__mk_job *job, const char *what);
 
 /* ---- the methods (job already validated) ---- */
 int hma__mk_run_gta(const hma__mk_job *job);     /* task_arithmetic, ties, dare_*, breadcrumbs*, della* */
+/* The two steps of hma__mk_run_gta (hma__mk_prepare's contract). */
+int hma__mk_prepare_gta(const hma__mk_job *job, hma__mk_prep **out);
+int hma__mk_run_gta_prepared(const hma__mk_job *job, hma__mk_prep *prep);
 int hma__mk_run_sce(const hma__mk_job *job);
 int hma__mk_run_linear(const hma__mk_job *job);
 int hma__mk_run_passthrough(const hma__mk_job *job);

@@ -459,19 +459,40 @@ static int gta_fast_setup(const gta_arg *a, hma__mk_gta_k *k) {
 }
 #endif
 
-int hma__mk_run_gta(const hma__mk_job *job) {
+/* What gta_plan found (hma__mk_prep of mk.h): the masks and factors. */
+struct hma__mk_prep {
+    hma__mk_parts pt;
+    gta_src *src;
+    size_t T;
+};
+
+void hma__mk_prep_free(hma__mk_prep *p) {
+    if (!p) return;
+    for (size_t s = 0; s < p->T; s++) hma__mk_mask_free(&p->src[s].mask);
+    hma__free(p->src);
+    hma__free(p);
+}
+
+/* Every source's mask and factor (the selection passes: they read the
+ * sources and write nothing, except DARE / DELLA, which mask x in place).
+ * T > 0 and n > 0. */
+static int gta_plan(const hma__mk_job *job, hma__mk_prep **out) {
+    *out = NULL;
     hma__mk_in base = gta_in(job, (size_t)job->base);
     uint64_t n = job->n;
     size_t T = job->n_in - 1;
-    if (T == 0 || n == 0) /* get_task_vectors found nothing: the base */
-        return gta_copy_base(job, &base);
     mk_sparsifier sp = sparsifier_of(job->method);
     int rescale = mk_param(job, job->global, HMA__P_RESCALE) != 0.0;
-    double lambda = mk_param(job, job->global, HMA__P_LAMBDA);
-    hma__mk_parts pt;
-    hma__mk_parts_init(&pt, n, job->threads, job->ws);
-    gta_src *src = hma__calloc(T, sizeof *src);
-    if (!src) return hma__fail(HMA_ERR_NO_MEMORY, "tensor '%s': out of memory", job->name);
+    hma__mk_prep *pr = hma__calloc(1, sizeof *pr);
+    gta_src *src = pr ? hma__calloc(T, sizeof *src) : NULL;
+    if (!src) {
+        hma__free(pr);
+        return hma__fail(HMA_ERR_NO_MEMORY, "tensor '%s': out of memory", job->name);
+    }
+    pr->src = src;
+    pr->T = T;
+    hma__mk_parts_init(&pr->pt, n, job->threads, job->ws);
+    const hma__mk_parts *pt = &pr->pt;
     int rc = HMA_OK;
     size_t t = 0;
     for (size_t i = 0; i < job->n_in && rc == HMA_OK; i++) {
@@ -486,9 +507,9 @@ int hma__mk_run_gta(const hma__mk_job *job) {
         hma__mk_keys keys = {s->x, base};
         switch (sp) {
         case SP_NONE: break;
-        case SP_MAGNITUDE: rc = hma__mk_plan_magnitude(&pt, &keys, density, rescale, &s->mask, &s->factor); break;
+        case SP_MAGNITUDE: rc = hma__mk_plan_magnitude(pt, &keys, density, rescale, &s->mask, &s->factor); break;
         case SP_OUTLIERS:
-            rc = hma__mk_plan_breadcrumbs(&pt, &keys, density, mk_param(job, pv, HMA__P_GAMMA), rescale, &s->mask,
+            rc = hma__mk_plan_breadcrumbs(pt, &keys, density, mk_param(job, pv, HMA__P_GAMMA), rescale, &s->mask,
                                           &s->factor);
             break;
         case SP_RANDOM:
@@ -517,29 +538,62 @@ int hma__mk_run_gta(const hma__mk_job *job) {
         }
         }
     }
-    float *scratch = NULL;
+    if (rc != HMA_OK) {
+        hma__mk_prep_free(pr);
+        return rc;
+    }
+    *out = pr;
+    return HMA_OK;
+}
+
+/* The combining pass over the planned sources: out (or the sink). */
+static int gta_combine(const hma__mk_job *job, hma__mk_prep *pr) {
+    hma__mk_in base = gta_in(job, (size_t)job->base);
+    size_t T = pr->T;
+    gta_src *src = pr->src;
+    double lambda = mk_param(job, job->global, HMA__P_LAMBDA);
+    /* the workspace is the job's own (a preparation may be older than it) */
+    hma__mk_parts pt = pr->pt;
+    pt.ws = job->ws;
     size_t per_worker = (T + 2) * GTA_BLOCK + (job->sink ? (size_t)HMA__MK_CHUNK : 0);
-    if (rc == HMA_OK) {
-        unsigned workers = hma__mk_parts_workers(&pt);
-        scratch = hma__mk_ws_take(job->ws, HMA__MK_WS_BLOCKS, (size_t)workers * per_worker * sizeof *scratch);
-        if (!scratch) rc = hma__fail(HMA_ERR_NO_MEMORY, "tensor '%s': out of memory", job->name);
-    }
-    if (rc == HMA_OK) {
-        gta_arg a = {&pt, base, job->out, src, T, has_consensus(job->method),
-                     mk_param(job, job->global, HMA__P_NORMALIZE) != 0.0, (float)lambda, lambda != 1.0, 1.0f,
-                     scratch, per_worker, job, NULL};
-        /* weights.sum(dim=0) in float32, source order */
-        float dv = 0.0f;
-        for (size_t s = 0; s < T; s++) dv += src[s].w;
-        a.divisor = fabsf(dv) < 1e-8f ? 1.0f : dv;
+    unsigned workers = hma__mk_parts_workers(&pt);
+    float *scratch = hma__mk_ws_take(job->ws, HMA__MK_WS_BLOCKS, (size_t)workers * per_worker * sizeof *scratch);
+    if (!scratch) return hma__fail(HMA_ERR_NO_MEMORY, "tensor '%s': out of memory", job->name);
+    gta_arg a = {&pt, base, job->out, src, T, has_consensus(job->method),
+                 mk_param(job, job->global, HMA__P_NORMALIZE) != 0.0, (float)lambda, lambda != 1.0, 1.0f,
+                 scratch, per_worker, job, NULL};
+    /* weights.sum(dim=0) in float32, source order */
+    float dv = 0.0f;
+    for (size_t s = 0; s < T; s++) dv += src[s].w;
+    a.divisor = fabsf(dv) < 1e-8f ? 1.0f : dv;
 #ifdef HMA_HAVE_AVX512_KERNELS
-        hma__mk_gta_k fk;
-        if (gta_fast_setup(&a, &fk)) a.fast = &fk;
+    hma__mk_gta_k fk;
+    if (gta_fast_setup(&a, &fk)) a.fast = &fk;
 #endif
-        rc = hma__mk_parts_run(&pt, gta_part, &a);
-    }
+    int rc = hma__mk_parts_run(&pt, gta_part, &a);
     hma__mk_ws_give(job->ws, scratch);
-    for (size_t s = 0; s < T; s++) hma__mk_mask_free(&src[s].mask);
-    hma__free(src);
     return rc;
 }
+
+int hma__mk_prepare_gta(const hma__mk_job *job, hma__mk_prep **out) {
+    *out = NULL;
+    if (job->n_in < 2 || job->n == 0 || !hma__mk_reads_raw(job)) return HMA_OK; /* nothing to do ahead */
+    return gta_plan(job, out);
+}
+
+int hma__mk_run_gta_prepared(const hma__mk_job *job, hma__mk_prep *prep) {
+    hma__mk_in base = gta_in(job, (size_t)job->base);
+    if (job->n_in < 2 || job->n == 0) /* get_task_vectors found nothing: the base */
+        return gta_copy_base(job, &base);
+    hma__mk_prep *own = NULL;
+    if (!prep) {
+        int rc = gta_plan(job, &own);
+        if (rc != HMA_OK) return rc;
+        prep = own;
+    }
+    int rc = gta_combine(job, prep);
+    hma__mk_prep_free(own);
+    return rc;
+}
+
+int hma__mk_run_gta(const hma__mk_job *job) { return hma__mk_run_gta_prepared(job, NULL); }

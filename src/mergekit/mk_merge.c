@@ -203,3 +203,16 @@ int hma__mk_merge(const hma__mk_job *job) {
     }
     return hma__mk_info_of(job->method)->run(job);
 }
+
+int hma__mk_prepare(const hma__mk_job *job, hma__mk_prep **out) {
+    *out = NULL;
+    char what[320];
+    snprintf(what, sizeof what, "tensor '%.256s'", job && job->name ? job->name : "?");
+    int rc = hma__mk_validate(job, what);
+    if (rc != HMA_OK || job->n == 0 || hma__mk_info_of(job->method)->run != hma__mk_run_gta) return rc;
+    return hma__mk_prepare_gta(job, out);
+}
+
+int hma__mk_merge_prepared(const hma__mk_job *job, hma__mk_prep *prep) {
+    return prep ? hma__mk_run_gta_prepared(job, prep) : hma__mk_merge(job);
+}

@@ -65,6 +65,12 @@ struct hma_recipe {
 
     char **mkeys, **mvals; /* hma_recipe_set_metadata */
     size_t nmeta;
+
+    /* Tests only (tests/internal): prepare every tensor ahead before the
+     * first merge, as if the output's reservation never ended (recipe_run.c
+     * runs the lookahead only while it lasts, which a small test output
+     * does not make long). */
+    int lookahead_all;
 };
 
 /* recipe_layout.c */

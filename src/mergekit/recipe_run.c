@@ -77,6 +77,9 @@ static void gate_start(begin_gate *g, hma_writer *w) {
     if (!g->thread) gate_set(g, hma_writer_begin(w)); /* no thread: here and now */
 }
 
+/* Has the writer begun (successfully or not)? Never waits. */
+static int gate_ready(begin_gate *g) { return __atomic_load_n(&g->ready, __ATOMIC_ACQUIRE); }
+
 /* HMA_OK once the writer has begun, else begin's error (its message). */
 static int gate_wait(begin_gate *g) {
     if (!__atomic_load_n(&g->ready, __ATOMIC_ACQUIRE)) {
@@ -247,19 +250,16 @@ typedef struct run_state {
     begin_gate gate;
 } run_state;
 
-static int run_tensor(run_state *S, size_t i) {
+/* The job of output tensor o, without its sources (raw, x loaded) and sink;
+ * shp: room for HMA_MAX_DIMS. */
+static void job_init(run_state *S, const hma__rout *o, hma__mk_job *job_out, uint64_t *shp) {
     hma_recipe *r = S->r;
-    const hma__rout *o = &r->out[i];
-    const char *src = hma__recipe_src(r);
-    if (o->n == 0) return HMA_OK;
     uint64_t inner = 1;
     for (unsigned d = 1; d < o->ndim; d++) inner *= o->shape[d];
     uint64_t m = o->ndim ? o->rows_all * inner : 1; /* elements the method merges */
-    int rc = HMA_OK;
     hma__mk_job job;
     memset(&job, 0, sizeof job);
-    uint64_t shp[HMA_MAX_DIMS];
-    memcpy(shp, o->shape, sizeof shp);
+    memcpy(shp, o->shape, HMA_MAX_DIMS * sizeof *shp);
     shp[0] = o->ndim ? o->rows_all : 1;
     job.method = r->mi->method;
     job.name = o->name;
@@ -276,6 +276,48 @@ static int run_tensor(run_state *S, size_t i) {
     job.scratch = S->scratch;
     job.threads = S->threads;
     job.ws = &S->ws;
+    job.raw = S->raw;
+    job.raw_dtype = S->raw_dt;
+    *job_out = job;
+}
+
+/*
+ * The part of tensor i's merge that reads and writes nothing (its
+ * selections: hma__mk_prepare), run ahead while the output is being
+ * reserved; *out NULL when there is nothing to run ahead: the method loads
+ * float32 copies, or a source is not mapped (its copy would go into the
+ * x buffers that the tensors before it still use).
+ */
+static int prepare_tensor(run_state *S, size_t i, hma__mk_prep **out) {
+    *out = NULL;
+    const hma__rout *o = &S->r->out[i];
+    hma__mk_job job;
+    uint64_t shp[HMA_MAX_DIMS];
+    if (o->n == 0) return HMA_OK;
+    job_init(S, o, &job, shp);
+    if (!hma__mk_reads_raw(&job)) return HMA_OK;
+    for (size_t k = 0; k < o->n_src; k++) {
+        const void *d = NULL;
+        if (hma_tensor_data_get(o->src[k].t, &d) != HMA_OK || !d) return HMA_OK;
+        S->raw[k] = d;
+        S->raw_dt[k] = hma_tensor_dtype(o->src[k].t);
+    }
+    return hma__mk_prepare(&job, out);
+}
+
+/* Merge and write output tensor i (prep: what prepare_tensor ran, or NULL). */
+static int run_tensor(run_state *S, size_t i, hma__mk_prep *prep) {
+    hma_recipe *r = S->r;
+    const hma__rout *o = &r->out[i];
+    const char *src = hma__recipe_src(r);
+    if (o->n == 0) return HMA_OK;
+    uint64_t inner = 1;
+    for (unsigned d = 1; d < o->ndim; d++) inner *= o->shape[d];
+    uint64_t m = o->ndim ? o->rows_all * inner : 1; /* elements the method merges */
+    int rc = HMA_OK;
+    hma__mk_job job;
+    uint64_t shp[HMA_MAX_DIMS];
+    job_init(S, o, &job, shp);
     /* Methods that only read their sources take the mapped bytes and
      * convert blocks on the fly: no float32 copy of the tensor is made
      * (less memory touched, one pass less); the others get x loaded. */
@@ -291,8 +333,6 @@ static int run_tensor(run_state *S, size_t i) {
         }
     }
     if (rc) return hma__fail_prefix(rc, "%s: tensor '%s'", src, o->name);
-    job.raw = S->raw;
-    job.raw_dtype = S->raw_dt;
     uint64_t bad = UINT64_MAX;
     write_arg wa;
     wa.w = S->w;
@@ -313,7 +353,7 @@ static int run_tensor(run_state *S, size_t i) {
         job.release = release_range;
         job.release_user = &ra;
     }
-    if (m && (rc = hma__mk_merge(&job))) return rc;
+    if (m && (rc = hma__mk_merge_prepared(&job, prep))) return rc;
     /* a vocabulary mismatch: the rows only some models have are copied */
     for (uint64_t row = o->rows_all; o->vocab && row < o->shape[0] && !rc;) {
         uint64_t end = hma__rout_extra_end(o, row);
@@ -536,12 +576,28 @@ int hma__recipe_run(hma_recipe *r, const char *out_path, const hma_recipe_option
     if (begun) gate_start(&S.gate, w);
     S.w = w;
     uint64_t done = 0;
+    /* While the output is being reserved nothing can be written: the
+     * tensors' selections run ahead meanwhile (prep[j], tensors
+     * [i, ahead)), then each tensor's merge uses its own. */
+    hma__mk_prep **prep = begun && r->n_out ? hma__calloc(r->n_out, sizeof *prep) : NULL;
+    size_t ahead = 0;
     for (size_t i = 0; i < r->n_out && !rc; i++) {
-        rc = run_tensor(&S, i);
+        if (ahead < i) ahead = i;
+        while (prep && ahead < r->n_out && !rc && (!gate_ready(&S.gate) || r->lookahead_all)) {
+            rc = prepare_tensor(&S, ahead, &prep[ahead]);
+            ahead++;
+        }
+        if (!rc) rc = run_tensor(&S, i, prep ? prep[i] : NULL);
+        if (prep) {
+            hma__mk_prep_free(prep[i]);
+            prep[i] = NULL;
+        }
         done += r->out[i].n * (hma_dtype_bits(r->out[i].dtype) / 8);
         if (!rc && o->progress)
             rc = hma__callback_result(o->progress(o->progress_user, done, total), "hma_recipe_merge_to: progress callback");
     }
+    for (size_t j = 0; prep && j < r->n_out; j++) hma__mk_prep_free(prep[j]);
+    hma__free(prep);
     if (begun) {
         int brc = gate_finish(&S.gate);
         if (brc) rc = brc; /* what a begin before the merge would have said */
