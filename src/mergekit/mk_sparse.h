@@ -142,13 +142,6 @@ static inline hma__mk_keys hma__mk_keys_f(const float *a, const float *b) {
     return k;
 }
 
-/*
- * Radix selection in two 16-bit levels over the key bits: hma__mk_sel_count
- * fills the per-part level-1 histograms (HMA__MK_H1_WAYS interleaved copies
- * per part, so that runs of equal keys, common in BF16 deltas, do not make
- * every increment wait for the previous one), hma__mk_sel_cut then finds a
- * cut with one more read pass over the keys.
- */
 /* A part's counts in the range pass. The range's ends are sample keys,
  * and BF16 deltas lump on a few values (powers of two above all): the keys
  * equal to an end are counted, not collected, which keeps the collected
@@ -160,6 +153,13 @@ typedef struct hma__mk_rcount {
     uint64_t eq_lo; /* keys == rlo (0 when rlo == rhi) */
 } hma__mk_rcount;
 
+/*
+ * Radix selection in two 16-bit levels over the key bits: hma__mk_sel_count
+ * fills the per-part level-1 histograms (HMA__MK_H1_WAYS interleaved copies
+ * per part, so that runs of equal keys, common in BF16 deltas, do not make
+ * every increment wait for the previous one), hma__mk_sel_cut then finds a
+ * cut with one more read pass over the keys.
+ */
 typedef struct hma__mk_sel {
     const hma__mk_parts *pt;
     uint32_t *h1;    /* count x HMA__MK_H1_WAYS x 32768 */

@@ -5,7 +5,11 @@
  * hma__mk_merge, checked finite, rounded once to the output dtype and
  * written (those methods hand each chunk of the result to a sink that does
  * this while it is in cache); the output (shards, index, config.json and
- * tokenizer files) is committed atomically by the writer.
+ * tokenizer files) is committed atomically by the writer. Those methods
+ * also run ahead: while the writer begins (reserves the output) on a
+ * thread of its own, the next tensors' selections run (hma__mk_prepare),
+ * and their combining pass releases the mappings of the source ranges it
+ * has finished (hma__tensor_release).
  *
  * Memory: the float32 buffers are (sources + 2) x the largest output
  * tensor (x[0..sources), out, scratch), allocated once, and touched only
@@ -36,9 +40,11 @@
  * hma_writer_begin() reserves the whole output (fallocate): on tmpfs that
  * allocates every page of it, about a quarter of a TIES merge's time, with
  * one core busy and the other idle. A thread of its own runs it while the
- * first tensor's selection passes (which write nothing) run on the pool;
- * every write waits for it first. Its error, if any, is the merge's error
- * (it is what a begin before the merge would have reported).
+ * tensors' selection passes (which write nothing: the lookahead of
+ * hma__recipe_run) run on the pool; every write waits for it first. Its
+ * error, if any, is the merge's error (it is what a begin before the merge
+ * would have reported). Reserving in steps behind the writes instead was
+ * slower (A/B: pwrite and fallocate then contend for the inode's lock).
  */
 typedef struct begin_gate {
     hma_writer *w;
