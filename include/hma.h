@@ -165,7 +165,9 @@ HMA_API const char *hma_strerror(int code);
  * The calling thread's detail message for the last failing libhma call made
  * on this thread, e.g. "model.safetensors: tensor 'lm_head.weight':
  * data_offsets [0, 10) span 10 bytes, expected 131072 (65536 x BF16)".
- * Never NULL ("" when no call has failed yet on this thread). Successful
+ * Never NULL ("" when no call has failed yet on this thread). Always one
+ * line: control bytes (below 0x20, and 0x7f) that names or paths bring
+ * into it are written as \xNN; at most 1023 bytes. Successful
  * calls do not clear it. The string is owned by the library and stays valid
  * until the next failing libhma call on the same thread, or thread exit.
  * Thread-safe (each thread has its own message).

@@ -57,6 +57,31 @@ const char *hma_last_error(void) { return tls_message; }
 
 int hma_last_error_code(void) { return tls_code; }
 
+/* One error, one line: a name or path from a file can hold any byte, and
+ * every message that quotes one would otherwise have to escape it (some
+ * did not: the fuzzers found a tensor name with a newline in a pack's
+ * message). Control bytes become \xNN, as hma__quote_name writes them; the
+ * message is cut at the buffer's end. */
+static void one_line(char *msg, size_t cap) {
+    size_t n = strnlen(msg, cap - 1), i = 0;
+    while (i < n && (unsigned char)msg[i] >= 0x20 && (unsigned char)msg[i] != 0x7f) i++;
+    if (i == n) return;
+    char tmp[sizeof tls_message];
+    size_t o = 0;
+    for (size_t k = 0; k < n && o < sizeof tmp - 1; k++) {
+        unsigned char c = (unsigned char)msg[k];
+        if (c >= 0x20 && c != 0x7f) {
+            tmp[o++] = (char)c;
+        } else {
+            if (o + 4 > sizeof tmp - 1) break;
+            snprintf(tmp + o, 5, "\\x%02x", c);
+            o += 4;
+        }
+    }
+    tmp[o] = '\0';
+    snprintf(msg, cap, "%s", tmp);
+}
+
 int hma__failv(int code, const char *fmt, va_list ap) {
     tls_code = code;
     if (!fmt) {
@@ -66,6 +91,7 @@ int hma__failv(int code, const char *fmt, va_list ap) {
     char tmp[sizeof tls_message];
     vsnprintf(tmp, sizeof tmp, fmt, ap);
     memcpy(tls_message, tmp, sizeof tls_message);
+    one_line(tls_message, sizeof tls_message);
     return code;
 }
 
@@ -91,6 +117,7 @@ int hma__fail_prefix(int code, const char *fmt, ...) {
     for (const char *sep = ": "; *sep && n < cap; sep++) tls_message[n++] = *sep;
     for (size_t i = 0; i < ol && n < cap; i++) tls_message[n++] = old[i];
     tls_message[n] = '\0';
+    one_line(tls_message, sizeof tls_message);
     tls_code = code;
     return code;
 }

@@ -82,9 +82,62 @@ static void test_versions(void **state) {
     free(other);
 }
 
+static uint64_t get64(const unsigned char *p) {
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
+    return v;
+}
+static void put64(unsigned char *p, uint64_t v) {
+    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+
+/* Found by fuzz_pack (CI, 2026-12-03): a tensor named
+ * "model.embed_tok\ns.weight" (valid JSON, so a valid name) whose index
+ * record has a non-zero reserved byte; the message quoted the name raw,
+ * newline and all. Several dozen messages name tensors without escaping
+ * them, so the fix is in one place: hma__fail and hma__fail_prefix write
+ * control bytes as \xNN (as hma__quote_name does). Rebuilt here: a real
+ * pack, the byte set, both checksums resealed (with a wrong checksum the
+ * reader stops before the record). */
+static void test_damaged_record_name_one_line(void **state) {
+    (void)state;
+    static const char hdr[] =
+        "{\"model.embed_tok\\ns.weight\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}";
+    const float v[2] = {1.0f, 2.0f};
+    char *src = tu_join(tu_dir, "nl.safetensors"), *pk = tu_join(tu_dir, "nl.hmapack");
+    assert_int_equal(tu_write_safetensors_raw(src, hdr, strlen(hdr), v, sizeof v), 0);
+    hma_pack_options o;
+    hma_pack_options_init(&o);
+    o.threads = 1;
+    assert_int_equal(hma_pack_create(src, NULL, pk, &o, NULL), HMA_OK);
+    size_t len = 0;
+    unsigned char *b = tu_read_file(pk, &len);
+    assert_non_null(b);
+    uint64_t ioff = get64(b + 40), ilen = get64(b + 48);
+    assert_true(ioff < len && ilen <= len - ioff && ilen > 8);
+    uint64_t rec = ioff + 8 + get64(b + ioff) + 8; /* the first tensor record */
+    assert_true(rec + 8 <= ioff + ilen);
+    b[rec + 1] = 1; /* a reserved byte */
+    put64(b + 56, hma__xxh64(b + ioff, (size_t)ilen, 0));
+    put64(b + 64, hma__xxh64(b, 64, 0));
+    assert_int_equal(tu_write_file(pk, b, len), 0);
+    free(b);
+    hma_store *s = NULL;
+    assert_int_equal(hma_pack_open(&s, pk, NULL, 0, 1), HMA_ERR_CORRUPT);
+    assert_null(s);
+    assert_non_null(strstr(hma_last_error(), "reserved bytes not zero"));
+    assert_null(strchr(hma_last_error(), '\n'));
+    assert_non_null(strstr(hma_last_error(), "model.embed_tok\\x0as.weight"));
+    unlink(src);
+    unlink(pk);
+    free(src);
+    free(pk);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_versions),
+        cmocka_unit_test(test_damaged_record_name_one_line),
     };
     return cmocka_run_group_tests(tests, tu_group_setup, tu_group_teardown);
 }
