@@ -1,4 +1,6 @@
-/* pool.c - the one worker pool (lowest failing job wins, progress, cancel). */
+/* pool.c - the one worker pool (lowest failing job wins, progress, cancel),
+ * and tasks: one function on a thread beside the caller. The library's
+ * threads all start here. */
 #include "core/pool.h"
 #include "internal.h"
 
@@ -151,4 +153,52 @@ int hma__pool_run(uint64_t njobs, unsigned threads, hma__job_fn fn, void *arg,
     if (p.err) return hma__fail(p.err, "%s", p.msg);
     if (cancelled) return cancelled; /* its message was set on this thread by the callback */
     return HMA_OK;
+}
+
+/* ---- tasks ------------------------------------------------------------- */
+
+static void task_set(hma__task *t, int rc) {
+    pthread_mutex_lock(&t->mu);
+    t->rc = rc;
+    if (rc) snprintf(t->msg, sizeof t->msg, "%s", hma_last_error());
+    t->done = 1;
+    __atomic_store_n(&t->ready, 1, __ATOMIC_RELEASE);
+    pthread_cond_broadcast(&t->cv);
+    pthread_mutex_unlock(&t->mu);
+}
+
+static void *task_main(void *a) {
+    hma__task *t = a;
+    task_set(t, t->fn(t->arg));
+    return NULL;
+}
+
+void hma__task_start(hma__task *t, hma__task_fn fn, void *arg) {
+    memset(t, 0, sizeof *t);
+    t->fn = fn;
+    t->arg = arg;
+    pthread_mutex_init(&t->mu, NULL);
+    pthread_cond_init(&t->cv, NULL);
+    t->thread = pthread_create(&t->th, NULL, task_main, t) == 0;
+    if (!t->thread) task_set(t, fn(arg)); /* no thread: here and now */
+}
+
+int hma__task_done(hma__task *t) { return __atomic_load_n(&t->ready, __ATOMIC_ACQUIRE); }
+
+int hma__task_wait(hma__task *t) {
+    if (!hma__task_done(t)) {
+        pthread_mutex_lock(&t->mu);
+        while (!t->done) pthread_cond_wait(&t->cv, &t->mu);
+        pthread_mutex_unlock(&t->mu);
+    }
+    return t->rc ? hma__fail(t->rc, "%s", t->msg) : HMA_OK;
+}
+
+int hma__task_finish(hma__task *t) {
+    if (t->thread) pthread_join(t->th, NULL);
+    t->thread = 0;
+    int rc = hma__task_wait(t);
+    pthread_cond_destroy(&t->cv);
+    pthread_mutex_destroy(&t->mu);
+    return rc;
 }

@@ -6,6 +6,7 @@
 #ifndef HMA_CORE_POOL_H
 #define HMA_CORE_POOL_H
 
+#include <pthread.h>
 #include <stdint.h>
 
 /* Upper bound on worker threads of any library call (more is clamped). */
@@ -45,5 +46,39 @@ unsigned hma__pool_threads(unsigned threads, uint64_t njobs);
  */
 int hma__pool_run(uint64_t njobs, unsigned threads, hma__job_fn fn, void *arg,
                   hma__progress_cb progress, void *progress_user);
+
+/*
+ * A task: one function run on a thread of its own beside the caller's own
+ * work (the recipe layer begins its writer, which reserves the output, while
+ * its selection passes run on the pool). Like a pool job, its error code and
+ * message travel back to whoever waits for it.
+ */
+typedef int (*hma__task_fn)(void *arg);
+typedef struct hma__task {
+    hma__task_fn fn;
+    void *arg;
+    pthread_t th;
+    int thread; /* th was started (to join) */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;   /* fn returned (under mu) */
+    int ready;  /* done, for a look without the lock (release/acquire) */
+    int rc;
+    char msg[1024];
+} hma__task;
+
+/* Start fn(arg) on a new thread; where none can start, fn runs here and
+ * now. Either way the task is then waited for and finished as below. */
+void hma__task_start(hma__task *t, hma__task_fn fn, void *arg);
+/* 1 once fn has returned; never waits. Thread-safe. */
+int hma__task_done(hma__task *t);
+/* Wait until fn has returned: its result, with its message set on the
+ * calling thread when it failed. Thread-safe: any number of threads may
+ * wait at once. */
+int hma__task_wait(hma__task *t);
+/* Wait, join the thread and release what start made; fn's result as
+ * hma__task_wait. Once, by the thread that started it, after every other
+ * waiter is done. */
+int hma__task_finish(hma__task *t);
 
 #endif

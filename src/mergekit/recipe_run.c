@@ -28,7 +28,6 @@
 #include "text/strbuf.h"
 
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -39,72 +38,14 @@
 /*
  * hma_writer_begin() reserves the whole output (fallocate): on tmpfs that
  * allocates every page of it, about a quarter of a TIES merge's time, with
- * one core busy and the other idle. A thread of its own runs it while the
+ * one core busy and the other idle. A task (core/pool.h) runs it while the
  * tensors' selection passes (which write nothing: the lookahead of
  * hma__recipe_run) run on the pool; every write waits for it first. Its
  * error, if any, is the merge's error (it is what a begin before the merge
  * would have reported). Reserving in steps behind the writes instead was
  * slower (A/B: pwrite and fallocate then contend for the inode's lock).
  */
-typedef struct begin_gate {
-    hma_writer *w;
-    pthread_t th;
-    int thread; /* th was started (join it) */
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int done;  /* under mu */
-    int ready; /* done, for a lock-free look (release/acquire) */
-    int rc;
-    char msg[1024];
-} begin_gate;
-
-static void gate_set(begin_gate *g, int rc) {
-    pthread_mutex_lock(&g->mu);
-    g->rc = rc;
-    if (rc) snprintf(g->msg, sizeof g->msg, "%s", hma_last_error());
-    g->done = 1;
-    __atomic_store_n(&g->ready, 1, __ATOMIC_RELEASE);
-    pthread_cond_broadcast(&g->cv);
-    pthread_mutex_unlock(&g->mu);
-}
-
-static void *gate_main(void *arg) {
-    begin_gate *g = arg;
-    gate_set(g, hma_writer_begin(g->w));
-    return NULL;
-}
-
-static void gate_start(begin_gate *g, hma_writer *w) {
-    memset(g, 0, sizeof *g);
-    g->w = w;
-    pthread_mutex_init(&g->mu, NULL);
-    pthread_cond_init(&g->cv, NULL);
-    g->thread = pthread_create(&g->th, NULL, gate_main, g) == 0;
-    if (!g->thread) gate_set(g, hma_writer_begin(w)); /* no thread: here and now */
-}
-
-/* Has the writer begun (successfully or not)? Never waits. */
-static int gate_ready(begin_gate *g) { return __atomic_load_n(&g->ready, __ATOMIC_ACQUIRE); }
-
-/* HMA_OK once the writer has begun, else begin's error (its message). */
-static int gate_wait(begin_gate *g) {
-    if (!__atomic_load_n(&g->ready, __ATOMIC_ACQUIRE)) {
-        pthread_mutex_lock(&g->mu);
-        while (!g->done) pthread_cond_wait(&g->cv, &g->mu);
-        pthread_mutex_unlock(&g->mu);
-    }
-    return g->rc ? hma__fail(g->rc, "%s", g->msg) : HMA_OK;
-}
-
-/* Join the thread; begin's result as gate_wait. */
-static int gate_finish(begin_gate *g) {
-    if (g->thread) pthread_join(g->th, NULL);
-    g->thread = 0;
-    int rc = gate_wait(g);
-    pthread_cond_destroy(&g->cv);
-    pthread_mutex_destroy(&g->mu);
-    return rc;
-}
+static int begin_task(void *w) { return hma_writer_begin(w); }
 
 /* ---- parallel chunk loops ------------------------------------------------- */
 
@@ -168,7 +109,7 @@ typedef struct write_arg {
     unsigned char *obuf; /* room for the pass (position-indexed), or per worker (sink) */
     int path;
     uint64_t *bad;
-    begin_gate *gate;
+    hma__task *begin; /* the writer's begin: writes wait for it */
 } write_arg;
 
 /* Any element of v[0, n) inf or NaN (exponent all ones)? Branch-free over
@@ -194,7 +135,7 @@ static int any_nonfinite(const float *v, size_t n) {
 
 /* v[0..n): elements [at, at + n) of the tensor; dst: room for n outputs. */
 static int write_piece(const write_arg *a, uint64_t at, const float *v, size_t n, unsigned char *dst) {
-    int rc = gate_wait(a->gate);
+    int rc = hma__task_wait(a->begin);
     if (rc) return rc;
     if (any_nonfinite(v, n)) /* then find the first bad one */
         for (size_t j = 0; j < n; j++)
@@ -253,7 +194,7 @@ typedef struct run_state {
     unsigned char *sinkbuf; /* sink_workers x HMA__MK_CHUNK x 8 bytes */
     unsigned sink_workers;
     hma__mk_ws ws; /* the methods' buffers, kept from tensor to tensor */
-    begin_gate gate;
+    hma__task begin; /* hma_writer_begin(w) */
 } run_state;
 
 /* The job of output tensor o, without its sources (raw, x loaded) and sink;
@@ -349,7 +290,7 @@ static int run_tensor(run_state *S, size_t i, hma__mk_prep *prep) {
     wa.obuf = S->sinkbuf;
     wa.path = hma__cpu_level();
     wa.bad = &bad;
-    wa.gate = &S->gate;
+    wa.begin = &S->begin;
     /* the result straight to the file, a chunk at a time, while in cache */
     int sunk = raw && S->sinkbuf && hma__pool_threads(S->threads, hma__mk_chunks(m)) <= S->sink_workers;
     release_arg ra = {o};
@@ -579,7 +520,7 @@ int hma__recipe_run(hma_recipe *r, const char *out_path, const hma_recipe_option
                            (unsigned long long)cap);
     }
     int begun = !rc;
-    if (begun) gate_start(&S.gate, w);
+    if (begun) hma__task_start(&S.begin, begin_task, w);
     S.w = w;
     uint64_t done = 0;
     /* While the output is being reserved nothing can be written: the
@@ -589,7 +530,7 @@ int hma__recipe_run(hma_recipe *r, const char *out_path, const hma_recipe_option
     size_t ahead = 0;
     for (size_t i = 0; i < r->n_out && !rc; i++) {
         if (ahead < i) ahead = i;
-        while (prep && ahead < r->n_out && !rc && (!gate_ready(&S.gate) || r->lookahead_all)) {
+        while (prep && ahead < r->n_out && !rc && (!hma__task_done(&S.begin) || r->lookahead_all)) {
             rc = prepare_tensor(&S, ahead, &prep[ahead]);
             ahead++;
         }
@@ -605,7 +546,7 @@ int hma__recipe_run(hma_recipe *r, const char *out_path, const hma_recipe_option
     for (size_t j = 0; prep && j < r->n_out; j++) hma__mk_prep_free(prep[j]);
     hma__free(prep);
     if (begun) {
-        int brc = gate_finish(&S.gate);
+        int brc = hma__task_finish(&S.begin);
         if (brc) rc = brc; /* what a begin before the merge would have said */
     }
     if (!rc) rc = hma_writer_commit(w);
