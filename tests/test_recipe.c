@@ -539,6 +539,17 @@ static char *inf_model(void) {
     return p;
 }
 
+/* `method` over layer 0 of A (the base) and of `other`, weight 0.5 and
+ * density 0.5 for both. */
+static int parse_layer0(hma_recipe **r, const char *method, const char *other) {
+    return parse(r,
+                 "{\"merge_method\": \"%s\", \"base_model\": \"%s\",\n"
+                 " \"parameters\": {\"weight\": 0.5, \"density\": 0.5},\n"
+                 " \"slices\": [{\"sources\": [\n  {\"model\": \"%s\", \"layer_range\": [0, 1]},\n"
+                 "  {\"model\": \"%s\", \"layer_range\": [0, 1]}]}]}\n",
+                 method, A, A, other);
+}
+
 /* A non-finite result is an error naming the tensor, and nothing is written:
  * through the methods that read mapped sources (task_arithmetic, ties) and
  * through those that load float32 copies (linear, dare_linear). */
@@ -548,13 +559,7 @@ static void nonfinite_no_output(void **state) {
     const char *methods[] = {"task_arithmetic", "ties", "linear", "dare_linear"};
     for (size_t k = 0; k < sizeof methods / sizeof methods[0]; k++) {
         hma_recipe *r;
-        assert_int_equal(parse(&r,
-                               "{\"merge_method\": \"%s\", \"base_model\": \"%s\",\n"
-                               " \"parameters\": {\"weight\": 0.5, \"density\": 0.5},\n"
-                               " \"slices\": [{\"sources\": [\n  {\"model\": \"%s\", \"layer_range\": [0, 1]},\n"
-                               "  {\"model\": \"%s\", \"layer_range\": [0, 1]}]}]}\n",
-                               methods[k], A, A, inf),
-                         HMA_OK);
+        assert_int_equal(parse_layer0(&r, methods[k], inf), HMA_OK);
         int rc = hma_recipe_merge_to(r, out, NULL);
         if (rc != HMA_ERR_NONFINITE) fail_msg("%s: %d %s", methods[k], rc, hma_last_error());
         if (!strstr(hma_last_error(), "model.layers.0.self_attn.q_proj.weight"))
@@ -565,8 +570,8 @@ static void nonfinite_no_output(void **state) {
     free(inf), free(out);
 }
 
-/* The writer begins (reserves its output) on a thread of its own while the
- * first tensor's selection runs: its errors are still the merge's, come
+/* The writer begins (reserves its output) as a task beside the merge while
+ * the selections run: its errors are still the merge's, come
  * before any error of the merge itself (as a begin up front would), and
  * nothing is written. For a method that streams its result (ties) and one
  * that does not (linear). */
@@ -580,13 +585,7 @@ static void writer_errors(void **state) {
     for (size_t k = 0; k < 2; k++) {
         for (int bad = 0; bad < 2; bad++) {
             hma_recipe *r;
-            assert_int_equal(parse(&r,
-                                   "{\"merge_method\": \"%s\", \"base_model\": \"%s\",\n"
-                                   " \"parameters\": {\"weight\": 0.5, \"density\": 0.5},\n"
-                                   " \"slices\": [{\"sources\": [\n  {\"model\": \"%s\", \"layer_range\": [0, 1]},\n"
-                                   "  {\"model\": \"%s\", \"layer_range\": [0, 1]}]}]}\n",
-                                   methods[k], A, A, bad ? inf : B),
-                             HMA_OK);
+            assert_int_equal(parse_layer0(&r, methods[k], bad ? inf : B), HMA_OK);
             /* an existing folder where the file should go; with a non-finite
              * input too, the folder is still the error */
             int rc = hma_recipe_merge_to(r, dir, NULL);
