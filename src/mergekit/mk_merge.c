@@ -188,12 +188,16 @@ static long passthrough_source(const hma__mk_job *job) {
     }
 }
 
-int hma__mk_merge(const hma__mk_job *job) {
-    /* Cheap, and it keeps every method's assumptions (counts, required
-     * values) true even for a caller that skipped validation. */
+/* Cheap, and it keeps every method's assumptions (counts, required
+ * values) true even for a caller that skipped validation. */
+static int validate_named(const hma__mk_job *job) {
     char what[320];
     snprintf(what, sizeof what, "tensor '%.256s'", job && job->name ? job->name : "?");
-    int rc = hma__mk_validate(job, what);
+    return hma__mk_validate(job, what);
+}
+
+int hma__mk_merge(const hma__mk_job *job) {
+    int rc = validate_named(job);
     if (rc != HMA_OK) return rc;
     if (job->n == 0) return HMA_OK;
     long only = passthrough_source(job);
@@ -206,9 +210,7 @@ int hma__mk_merge(const hma__mk_job *job) {
 
 int hma__mk_prepare(const hma__mk_job *job, hma__mk_prep **out) {
     *out = NULL;
-    char what[320];
-    snprintf(what, sizeof what, "tensor '%.256s'", job && job->name ? job->name : "?");
-    int rc = hma__mk_validate(job, what);
+    int rc = validate_named(job);
     if (rc != HMA_OK || job->n == 0 || hma__mk_info_of(job->method)->run != hma__mk_run_gta) return rc;
     return hma__mk_prepare_gta(job, out);
 }
